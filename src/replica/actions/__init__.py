@@ -1,0 +1,1 @@
+"""What replica does: each action records its run, calls the stores, restic and storage, and returns a result."""

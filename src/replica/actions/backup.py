@@ -1,0 +1,244 @@
+"""`replica backup JOB`: dump the store into the primary destination, then copy the snapshot to every other."""
+
+from __future__ import annotations
+
+import concurrent.futures
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from replica.actions.context import Context, sidecar_key
+from replica.actions.runs import recorded_run
+from replica.catalog.records import utc_now
+from replica.config.models import DestinationConfig, JobConfig
+from replica.errors import ReplicaError, StoreError
+from replica.restic.backup import backup_stream, backup_tree
+from replica.restic.command import Repository
+from replica.restic.copy import copy_snapshot
+from replica.restic.messages import BackupSummary
+from replica.restic.snapshots import forget_snapshot
+from replica.stores.base import Fingerprint, PreparedBackup
+
+
+@dataclass(frozen=True)
+class CopyOutcome:
+    """One secondary destination: the copy's snapshot id, or the error that stopped it."""
+
+    destination: str
+    run_id: int
+    snapshot_id: str | None
+    error: str | None
+    duration_seconds: float
+
+
+@dataclass(frozen=True)
+class BackupOutcome:
+    """A backup run and its copies. `succeeded` only when every destination holds the snapshot."""
+
+    job: str
+    run_id: int
+    snapshot_id: str
+    taken_at: datetime
+    bytes_processed: int
+    bytes_added: int
+    duration_seconds: float
+    copies: list[CopyOutcome] = field(default_factory=list)
+
+    @property
+    def succeeded(self) -> bool:
+        """Return True when every destination received the snapshot."""
+        return all(copy.error is None for copy in self.copies)
+
+
+def run_backup(context: Context, job_name: str) -> BackupOutcome:
+    """Back up a job to its primary destination and copy to the others; return what happened.
+
+    Raises (after recording the run as failed) StoreError when the source cannot be read or its dump failed,
+    StorageError/ResticError when the primary destination cannot take the backup, ConfigError for a broken job.
+    """
+    job, policy = context.job(job_name)
+    store = context.store(job, policy)
+    primary = job.primary
+    repository = context.repository(job, primary)
+    catalog = context.catalog
+    with recorded_run(catalog, job.name, "backup", destination=primary.name, phase="probe") as run:
+        tags = ["replica", f"replica-job={job.name}", f"replica-run={run.run_id}"]
+        context.probe(primary)
+        run.phase("prepare")
+        context.progress(f"backing up {store.describe()} to '{primary.name}'")
+        scratch = context.settings.scratch_path
+        taken_at = utc_now()
+        with store.prepare_backup(scratch, job.name) as prepared:
+            run.phase("backup")
+            summary, fingerprint = _back_up(context, prepared, repository, tags)
+            run.snapshot_id = summary.snapshot_id
+        run.phase("record")
+        catalog.add_snapshot(
+            job=job.name,
+            destination=primary.name,
+            snapshot_id=summary.snapshot_id,
+            original_id=summary.snapshot_id,
+            backup_run_id=run.run_id,
+            taken_at=taken_at,
+            bytes_processed=summary.total_bytes_processed,
+            bytes_added=summary.data_added,
+            stored_name=prepared.source.stored_name,
+            fingerprint=fingerprint,
+        )
+        _write_sidecar(
+            context,
+            job,
+            primary,
+            summary.snapshot_id,
+            summary.snapshot_id,
+            taken_at,
+            prepared.source.stored_name,
+            fingerprint,
+        )
+        run.details.update(
+            bytes_processed=summary.total_bytes_processed,
+            bytes_added=summary.data_added,
+            restic_seconds=summary.total_duration_seconds,
+        )
+        context.progress(
+            f"snapshot {summary.snapshot_id} saved to '{primary.name}' "
+            f"({summary.total_bytes_processed} bytes read, {summary.data_added} added)"
+        )
+    outcome = BackupOutcome(
+        job=job.name,
+        run_id=run.run_id,
+        snapshot_id=summary.snapshot_id,
+        taken_at=taken_at,
+        bytes_processed=summary.total_bytes_processed,
+        bytes_added=summary.data_added,
+        duration_seconds=(utc_now() - taken_at).total_seconds(),
+    )
+    for destination in job.destinations[1:]:
+        outcome.copies.append(
+            _copy(
+                context,
+                job,
+                destination,
+                run.run_id,
+                summary.snapshot_id,
+                taken_at,
+                prepared.source.stored_name,
+                fingerprint,
+            )
+        )
+    return outcome
+
+
+def _back_up(
+    context: Context, prepared: PreparedBackup, repository: Repository, tags: list[str]
+) -> tuple[BackupSummary, Fingerprint]:
+    source = prepared.source
+    if prepared.fingerprint_first or source.producer is None:
+        fingerprint = prepared.fingerprint()
+        assert source.directory is not None
+        summary = backup_tree(
+            context.restic, repository, source.directory, tags=tags, host=context.host, exclude=source.exclude
+        )
+        return summary, fingerprint
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        # The fingerprint reads the same consistent view as the producer, while restic stores the stream.
+        fingerprint_future = pool.submit(prepared.fingerprint)
+        outcome = backup_stream(
+            context.restic,
+            repository,
+            source.producer,
+            stored_name=source.stored_name,
+            tags=tags,
+            host=context.host,
+        )
+        try:
+            prepared.verify_producer(outcome.producer)
+        except StoreError:
+            # restic 0.14 saved a snapshot of a failed or truncated dump: it must never become a recovery point.
+            _forget_quietly(context, repository, outcome.summary.snapshot_id)
+            raise
+        fingerprint = fingerprint_future.result()
+    return outcome.summary, fingerprint
+
+
+def _forget_quietly(context: Context, repository: Repository, snapshot_id: str) -> None:
+    try:
+        forget_snapshot(context.restic, repository, snapshot_id)
+    except ReplicaError as error:
+        context.progress(f"warning: could not forget unusable snapshot {snapshot_id}: {error}")
+
+
+def _write_sidecar(
+    context: Context,
+    job: JobConfig,
+    destination: DestinationConfig,
+    snapshot_id: str,
+    original_id: str,
+    taken_at: datetime,
+    stored_name: str,
+    fingerprint: Fingerprint,
+) -> None:
+    """Store the fingerprint beside the repository so a verifier without this catalog can compare."""
+    context.storage(destination).put_json(
+        destination.bucket,
+        sidecar_key(destination, snapshot_id),
+        {
+            "format": 1,
+            "job": job.name,
+            "snapshot_id": snapshot_id,
+            "original_id": original_id,
+            "taken_at": taken_at.isoformat(),
+            "stored_name": stored_name,
+            "fingerprint": fingerprint,
+        },
+    )
+
+
+def _copy(
+    context: Context,
+    job: JobConfig,
+    destination: DestinationConfig,
+    backup_run_id: int,
+    snapshot_id: str,
+    taken_at: datetime,
+    stored_name: str,
+    fingerprint: Fingerprint,
+) -> CopyOutcome:
+    """Copy one snapshot to one secondary destination as its own recorded run; never raises for its failure."""
+    started = utc_now()
+    source = context.repository(job, job.primary)
+    run_id = -1
+    try:
+        with recorded_run(
+            context.catalog,
+            job.name,
+            "copy",
+            destination=destination.name,
+            phase="probe",
+            parent_run_id=backup_run_id,
+        ) as run:
+            run_id = run.run_id
+            context.probe(destination)
+            run.phase("copy")
+            context.progress(f"copying snapshot {snapshot_id} to '{destination.name}'")
+            copied = copy_snapshot(context.restic, source, context.repository(job, destination), snapshot_id)
+            run.snapshot_id = copied.short_id
+            run.phase("record")
+            context.catalog.add_snapshot(
+                job=job.name,
+                destination=destination.name,
+                snapshot_id=copied.short_id,
+                original_id=snapshot_id,
+                backup_run_id=backup_run_id,
+                taken_at=taken_at,
+                bytes_processed=0,
+                bytes_added=0,
+                stored_name=stored_name,
+                fingerprint=fingerprint,
+            )
+            _write_sidecar(context, job, destination, copied.short_id, snapshot_id, taken_at, stored_name, fingerprint)
+            run.details.update(original_snapshot_id=snapshot_id)
+    except ReplicaError as error:
+        context.progress(f"copy to '{destination.name}' failed: {error}")
+        return CopyOutcome(destination.name, run_id, None, str(error), (utc_now() - started).total_seconds())
+    context.progress(f"snapshot {snapshot_id} copied to '{destination.name}' as {copied.short_id}")
+    return CopyOutcome(destination.name, run_id, copied.short_id, None, (utc_now() - started).total_seconds())

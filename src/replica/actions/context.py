@@ -1,0 +1,136 @@
+"""Everything an action needs, built once per command from the settings."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from replica.catalog.database import open_catalog
+from replica.catalog.records import Catalog
+from replica.config.load import Configuration, load_configuration
+from replica.config.models import DestinationConfig, JobConfig, PolicyConfig
+from replica.errors import ConfigError, UsageError
+from replica.restic.command import Repository, Restic
+from replica.secrets import read_secret
+from replica.settings import Settings
+from replica.storage.s3 import S3Storage
+from replica.stores import build_store
+from replica.stores.base import Store
+
+Progress = Callable[[str], None]
+
+
+def _silent(message: str) -> None:
+    """Discard progress messages."""
+
+
+@dataclass
+class Context:
+    """Settings, configuration, catalog and the ways to reach restic and S3, for one command."""
+
+    settings: Settings
+    progress: Progress = field(default=_silent)
+
+    @cached_property
+    def configuration(self) -> Configuration:
+        """Return every job and policy (broken files listed as problems, not raised)."""
+        return load_configuration(self.settings.jobs_dir, self.settings.policies_dir)
+
+    @cached_property
+    def catalog(self) -> Catalog:
+        """Return the catalog, migrated to the current schema."""
+        return Catalog(open_catalog(self.settings.catalog_url))
+
+    @cached_property
+    def restic(self) -> Restic:
+        """Return the restic binary with the configured deadlines."""
+        return Restic(
+            binary=self.settings.restic_binary,
+            timeout_seconds=self.settings.restic_timeout_seconds,
+            metadata_timeout_seconds=self.settings.restic_metadata_timeout_seconds,
+        )
+
+    @property
+    def host(self) -> str:
+        """Return this machine's name, recorded as the snapshot host."""
+        return socket.gethostname()
+
+    def job(self, name: str) -> tuple[JobConfig, PolicyConfig]:
+        """Return a valid job and its policy. Raises ConfigError or UsageError."""
+        job = self.configuration.job(name)
+        return job, self.configuration.policy_of(job)
+
+    def store(self, job: JobConfig, policy: PolicyConfig) -> Store:
+        """Return the store a job protects."""
+        return build_store(job, policy)
+
+    def destination(self, job: JobConfig, name: str | None) -> DestinationConfig:
+        """Return the named destination (the primary when None). Raises UsageError for unknown names."""
+        if name is None:
+            return job.primary
+        destination = job.destination(name)
+        if destination is None:
+            known = ", ".join(d.name for d in job.destinations)
+            raise UsageError(f"job '{job.name}' has no destination '{name}' (destinations: {known})")
+        return destination
+
+    def endpoint_url(self, destination: DestinationConfig) -> str | None:
+        """Return the S3 endpoint of a destination: its own, or the settings' (None means AWS)."""
+        return destination.endpoint_url or self.settings.s3_endpoint_url
+
+    def storage(self, destination: DestinationConfig) -> S3Storage:
+        """Return the S3 client for a destination's endpoint."""
+        key_id = self.settings.s3_access_key_id
+        secret = self.settings.s3_secret_access_key
+        return S3Storage(
+            endpoint_url=self.endpoint_url(destination),
+            region=self.settings.s3_region,
+            access_key_id=key_id.get_secret_value() if key_id else None,
+            secret_access_key=secret.get_secret_value() if secret else None,
+            timeout_seconds=self.settings.s3_probe_timeout_seconds,
+        )
+
+    def repository(self, job: JobConfig, destination: DestinationConfig) -> Repository:
+        """Return the restic repository of a destination. Raises ConfigError when no password is configured."""
+        what = f"job '{job.name}' destination '{destination.name}'"
+        password = read_secret(env_name=destination.password_env, file_path=destination.password_file, what=what)
+        if password is None:
+            password = self.settings.restic_password or read_secret(
+                env_name=None,
+                file_path=self.settings.restic_password_file,
+                what="settings restic_password_file",
+            )
+        if password is None:
+            raise ConfigError(
+                [
+                    f"{what}: no repository password (set password_env or password_file on the destination, "
+                    "or REPLICA_RESTIC_PASSWORD_FILE)"
+                ]
+            )
+        endpoint = self.endpoint_url(destination) or "https://s3.amazonaws.com"
+        location = "/".join(part for part in (destination.bucket, destination.prefix) if part)
+        s3_environment = {"AWS_DEFAULT_REGION": self.settings.s3_region}
+        if self.settings.s3_access_key_id and self.settings.s3_secret_access_key:
+            s3_environment["AWS_ACCESS_KEY_ID"] = self.settings.s3_access_key_id.get_secret_value()
+            s3_environment["AWS_SECRET_ACCESS_KEY"] = self.settings.s3_secret_access_key.get_secret_value()
+        return Repository(
+            name=destination.name,
+            url=f"s3:{endpoint}/{location}",
+            password=password,
+            s3_environment=s3_environment,
+        )
+
+    def probe(self, destination: DestinationConfig) -> None:
+        """Return when the destination's bucket answers; a silent endpoint fails fast instead of hanging restic.
+
+        Raises StorageUnreachable, BucketMissing or StorageAccessDenied naming the bucket and endpoint.
+        """
+        self.storage(destination).probe_bucket(destination.bucket)
+
+
+def sidecar_key(destination: DestinationConfig, snapshot_id: str) -> str:
+    """Return the object key of a snapshot's fingerprint sidecar, beside the repository's own files."""
+    prefix = f"{destination.prefix}/" if destination.prefix else ""
+    return f"{prefix}replica/fingerprints/{snapshot_id}.json"

@@ -1,0 +1,98 @@
+"""Writing a data-loss report after a failed verification: gather facts, render, store files and catalog row."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from replica.actions.context import Context
+from replica.actions.recovery_points import (
+    expected_recovery_seconds,
+    latest_verifications,
+    measured_rtos,
+    newest_point_per_destination,
+    verified_points,
+)
+from replica.catalog.models import Snapshot
+from replica.catalog.records import SUCCEEDED, CheckOutcome, utc_now
+from replica.config.models import JobConfig, PolicyConfig
+from replica.report.dataloss import FailedCheck, RecoveryPoint, ReportFacts, build_report, render_markdown
+
+
+def write_data_loss_report(
+    context: Context,
+    job: JobConfig,
+    policy: PolicyConfig,
+    destination: str,
+    snapshot_id: str,
+    run_id: int,
+    checks: Sequence[CheckOutcome],
+) -> tuple[int, Path]:
+    """Write the Markdown and JSON report of a failed verification; return the report id and the Markdown path."""
+    catalog = context.catalog
+    snapshots = catalog.snapshots(job.name)
+    failed_row = next((s for s in snapshots if s.destination == destination and s.snapshot_id == snapshot_id), None)
+    points = [
+        p
+        for p in verified_points(catalog, job.name)
+        if not (p.snapshot.destination == destination and p.snapshot.snapshot_id == snapshot_id)
+    ]
+    newest = {
+        name: RecoveryPoint(name, p.snapshot.snapshot_id, p.snapshot.taken_at, True, p.rto_seconds)
+        for name, p in newest_point_per_destination(points).items()
+    }
+    verifications = latest_verifications(catalog.runs(job=job.name, kind="verify", limit=10_000))
+    same_elsewhere = []
+    older_same_destination = None
+    if failed_row is not None:
+        for row in snapshots:
+            if row.original_id == failed_row.original_id and row.destination != destination and row.usable:
+                run = verifications.get((row.destination, row.snapshot_id))
+                verified = run is not None and run.status == SUCCEEDED
+                same_elsewhere.append(RecoveryPoint(row.destination, row.snapshot_id, row.taken_at, verified))
+    older = [p for p in points if p.snapshot.destination == destination]
+    if older:
+        older_same_destination = RecoveryPoint(
+            destination, older[0].snapshot.snapshot_id, older[0].snapshot.taken_at, True, older[0].rto_seconds
+        )
+    now = utc_now()
+    facts = ReportFacts(
+        job=job.name,
+        store=context.store(job, policy).describe(),
+        destination=destination,
+        snapshot_id=snapshot_id,
+        snapshot_taken_at=failed_row.taken_at if failed_row else None,
+        verify_run_id=run_id,
+        failed_checks=[FailedCheck(c.name, c.critical, c.detail) for c in checks if not c.passed],
+        newest_verified=newest,
+        same_snapshot_elsewhere=same_elsewhere,
+        older_verified_same_destination=older_same_destination,
+        owners=list(job.owners),
+        clients=list(job.clients),
+        bytes_at_risk=_original_size(snapshots, failed_row.original_id) if failed_row else None,
+        expected_recovery_seconds=expected_recovery_seconds(measured_rtos(catalog, job.name)),
+        rto_objective_seconds=policy.rto.total_seconds(),
+        rpo_objective_seconds=policy.rpo.total_seconds(),
+        created_at=now,
+    )
+    body = build_report(facts)
+    report_id = catalog.add_report(
+        job=job.name, run_id=run_id, title=body["title"], markdown_path="", json_path="", body=body
+    )
+    body["report_id"] = report_id
+    folder = context.settings.reports_path / job.name
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = f"{now.strftime('%Y%m%dT%H%M%SZ')}-report-{report_id}"
+    markdown_path, json_path = folder / f"{stem}.md", folder / f"{stem}.json"
+    markdown_path.write_text(render_markdown(body), encoding="utf-8")
+    json_path.write_text(json.dumps(body, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    catalog.update_report_paths(report_id, markdown_path=str(markdown_path), json_path=str(json_path), body=body)
+    return report_id, markdown_path
+
+
+def _original_size(snapshots: Sequence[Snapshot], original_id: str) -> int | None:
+    for row in snapshots:
+        if row.snapshot_id == original_id and row.bytes_processed:
+            return row.bytes_processed
+    return None

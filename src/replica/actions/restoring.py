@@ -1,0 +1,64 @@
+"""Getting a snapshot's data into a target, shared by `verify` (scratch target) and `restore` (named target)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from replica.actions.context import Context
+from replica.catalog.records import CheckOutcome
+from replica.errors import ProcessFailed, ReplicaError, StorageError, WrongPassword
+from replica.execute import run_pipeline
+from replica.restic.command import Repository, classify_failure
+from replica.restic.restore import dump_command, dump_to_file, restore_tree
+from replica.stores.base import Store, Target
+
+
+@dataclass(frozen=True)
+class SnapshotRef:
+    """The snapshot to restore: its id in the destination and the name it stores its data under."""
+
+    snapshot_id: str
+    stored_name: str
+
+
+def restore_snapshot(
+    context: Context, store: Store, repository: Repository, snapshot: SnapshotRef, target: Target
+) -> CheckOutcome:
+    """Bring a snapshot's data into `target` and return the `restore` check (never raises for restore failures).
+
+    A failed restore leaves the target to be discarded: restic 0.14 can leave full-size files of wrong content.
+    Raises only for failures that say nothing about the data (wrong password, unreachable storage).
+    """
+    method = store.restore_method(target, snapshot.stored_name)
+    started = time.monotonic()
+    try:
+        if method.kind == "tree":
+            assert method.unpack_directory is not None
+            restore_tree(context.restic, repository, snapshot.snapshot_id, method.unpack_directory)
+        elif method.kind == "file":
+            assert method.output_path is not None
+            dump_to_file(context.restic, repository, snapshot.snapshot_id, snapshot.stored_name, method.output_path)
+        else:
+            assert method.consumer is not None
+            producer = dump_command(context.restic, repository, snapshot.snapshot_id, snapshot.stored_name)
+            outcome = run_pipeline(producer, method.consumer, timeout_seconds=producer.timeout_seconds)
+            if not outcome.producer.succeeded:
+                raise classify_failure(outcome.producer, repository.name)
+            outcome.consumer.raise_for_failure()
+    except (ProcessFailed, ReplicaError) as error:
+        if _says_nothing_about_data(error):
+            raise
+        return CheckOutcome(
+            "restore",
+            False,
+            True,
+            f"restore of snapshot {snapshot.snapshot_id} failed: {error}",
+            time.monotonic() - started,
+        )
+    duration = time.monotonic() - started
+    return CheckOutcome("restore", True, True, f"snapshot {snapshot.snapshot_id} restored in {duration:.1f}s", duration)
+
+
+def _says_nothing_about_data(error: Exception) -> bool:
+    return isinstance(error, (WrongPassword, StorageError))

@@ -1,0 +1,118 @@
+"""Tables of the catalog. Never holds a secret: no passwords, keys or URLs with credentials."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timestamp stored in UTC and always read back timezone-aware (SQLite forgets the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the catalog")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the catalog tables."""
+
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UtcDateTime, dict[str, Any]: JSON}
+
+
+class Run(Base):
+    """One unit of work: inserted as `running` before it starts, ended `succeeded` or `failed`."""
+
+    __tablename__ = "runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job: Mapped[str] = mapped_column(String(64), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # init | backup | copy | verify | restore
+    destination: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), index=True)  # running | succeeded | failed
+    phase: Mapped[str] = mapped_column(String(64))
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    actor: Mapped[str] = mapped_column(String(255))
+    parent_run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"))
+    snapshot_id: Mapped[str | None] = mapped_column(String(64))
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class Snapshot(Base):
+    """A recovery point in one destination, with the fingerprint of the data taken when it was made."""
+
+    __tablename__ = "snapshots"
+    __table_args__ = (UniqueConstraint("job", "destination", "snapshot_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job: Mapped[str] = mapped_column(String(64), index=True)
+    destination: Mapped[str] = mapped_column(String(64))
+    snapshot_id: Mapped[str] = mapped_column(String(64))
+    original_id: Mapped[str] = mapped_column(String(64), index=True)  # the primary's id; equal on the primary
+    backup_run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"))
+    taken_at: Mapped[datetime]  # when the data was read: the recovery point
+    bytes_processed: Mapped[int] = mapped_column(Integer, default=0)
+    bytes_added: Mapped[int] = mapped_column(Integer, default=0)
+    stored_name: Mapped[str] = mapped_column(String(255))  # file name inside the snapshot (or the tree root)
+    fingerprint: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    usable: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime]
+
+
+class CheckResult(Base):
+    """One named check of a verification or restore, with its figures."""
+
+    __tablename__ = "check_results"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    passed: Mapped[bool] = mapped_column(Boolean)
+    critical: Mapped[bool] = mapped_column(Boolean)
+    detail: Mapped[str] = mapped_column(Text)
+    duration_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class Report(Base):
+    """A data-loss report written after a failed verification."""
+
+    __tablename__ = "reports"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job: Mapped[str] = mapped_column(String(64), index=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"))
+    created_at: Mapped[datetime]
+    title: Mapped[str] = mapped_column(Text)
+    markdown_path: Mapped[str] = mapped_column(Text)
+    json_path: Mapped[str] = mapped_column(Text)
+    body: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -1,0 +1,228 @@
+"""Writing and reading catalog records. Each write commits at once: a crash never hides a started run."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from replica.catalog.models import CheckResult, Report, Run, Snapshot
+
+RUNNING, SUCCEEDED, FAILED = "running", "succeeded", "failed"
+ERROR_COLUMN_CHARACTERS = 500
+
+
+def utc_now() -> datetime:
+    """Return the current time, timezone-aware, in UTC."""
+    return datetime.now(UTC)
+
+
+def current_actor() -> str:
+    """Return `user@host` of this process, for the record of who ran what."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}"
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    """One named check: passed or not, critical or not, with figures in `detail`."""
+
+    name: str
+    passed: bool
+    critical: bool
+    detail: str
+    duration_seconds: float = 0.0
+
+
+class Catalog:
+    """Typed access to the catalog tables through one session factory."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+
+    def start_run(
+        self,
+        job: str,
+        kind: str,
+        *,
+        phase: str,
+        destination: str | None = None,
+        parent_run_id: int | None = None,
+        snapshot_id: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> int:
+        """Insert a run as `running` and return its id."""
+        with self._sessions.begin() as session:
+            run = Run(
+                job=job,
+                kind=kind,
+                destination=destination,
+                status=RUNNING,
+                phase=phase,
+                started_at=utc_now(),
+                host=socket.gethostname(),
+                pid=os.getpid(),
+                actor=current_actor(),
+                parent_run_id=parent_run_id,
+                snapshot_id=snapshot_id,
+                details=details or {},
+            )
+            session.add(run)
+            session.flush()
+            return run.id
+
+    def set_phase(self, run_id: int, phase: str, **details: Any) -> None:
+        """Record that a run entered `phase`, merging `details` into its figures."""
+        with self._sessions.begin() as session:
+            run = session.get_one(Run, run_id)
+            run.phase = phase
+            if details:
+                run.details = {**run.details, **details}
+
+    def finish_run(
+        self,
+        run_id: int,
+        *,
+        succeeded: bool,
+        error: str | None = None,
+        snapshot_id: str | None = None,
+        **details: Any,
+    ) -> None:
+        """End a run as `succeeded` or `failed`, keeping the phase it failed in and the first line of the error."""
+        with self._sessions.begin() as session:
+            run = session.get_one(Run, run_id)
+            run.status = SUCCEEDED if succeeded else FAILED
+            run.finished_at = utc_now()
+            if error:
+                run.error = error.splitlines()[0][:ERROR_COLUMN_CHARACTERS] if error.strip() else error
+            if snapshot_id:
+                run.snapshot_id = snapshot_id
+            if details:
+                run.details = {**run.details, **details}
+
+    def add_snapshot(
+        self,
+        *,
+        job: str,
+        destination: str,
+        snapshot_id: str,
+        original_id: str,
+        backup_run_id: int,
+        taken_at: datetime,
+        bytes_processed: int,
+        bytes_added: int,
+        stored_name: str,
+        fingerprint: dict[str, Any],
+    ) -> None:
+        """Record a recovery point in one destination."""
+        with self._sessions.begin() as session:
+            session.add(
+                Snapshot(
+                    job=job,
+                    destination=destination,
+                    snapshot_id=snapshot_id,
+                    original_id=original_id,
+                    backup_run_id=backup_run_id,
+                    taken_at=taken_at,
+                    bytes_processed=bytes_processed,
+                    bytes_added=bytes_added,
+                    stored_name=stored_name,
+                    fingerprint=fingerprint,
+                    usable=True,
+                    created_at=utc_now(),
+                )
+            )
+
+    def add_checks(self, run_id: int, checks: Iterable[CheckOutcome]) -> None:
+        """Record the named checks of a run."""
+        with self._sessions.begin() as session:
+            for check in checks:
+                session.add(
+                    CheckResult(
+                        run_id=run_id,
+                        name=check.name,
+                        passed=check.passed,
+                        critical=check.critical,
+                        detail=check.detail,
+                        duration_seconds=check.duration_seconds,
+                    )
+                )
+
+    def add_report(
+        self, *, job: str, run_id: int, title: str, markdown_path: str, json_path: str, body: dict[str, Any]
+    ) -> int:
+        """Record a data-loss report and return its id."""
+        with self._sessions.begin() as session:
+            report = Report(
+                job=job,
+                run_id=run_id,
+                created_at=utc_now(),
+                title=title,
+                markdown_path=markdown_path,
+                json_path=json_path,
+                body=body,
+            )
+            session.add(report)
+            session.flush()
+            return report.id
+
+    def update_report_paths(self, report_id: int, *, markdown_path: str, json_path: str, body: dict[str, Any]) -> None:
+        """Store where a report was written (known only after its id is)."""
+        with self._sessions.begin() as session:
+            report = session.get_one(Report, report_id)
+            report.markdown_path, report.json_path, report.body = markdown_path, json_path, body
+
+    # Reading -----------------------------------------------------------------------------------------------------
+
+    def runs(self, *, job: str | None = None, kind: str | None = None, limit: int = 50) -> Sequence[Run]:
+        """Return the newest runs first, optionally of one job and kind."""
+        query = select(Run).order_by(Run.id.desc()).limit(limit)
+        if job:
+            query = query.where(Run.job == job)
+        if kind:
+            query = query.where(Run.kind == kind)
+        with self._sessions() as session:
+            return session.scalars(query).all()
+
+    def run(self, run_id: int) -> Run | None:
+        """Return one run, or None."""
+        with self._sessions() as session:
+            return session.get(Run, run_id)
+
+    def snapshots(self, job: str, destination: str | None = None) -> Sequence[Snapshot]:
+        """Return a job's recorded snapshots, newest recovery point first."""
+        query = select(Snapshot).where(Snapshot.job == job).order_by(Snapshot.taken_at.desc(), Snapshot.id.desc())
+        if destination:
+            query = query.where(Snapshot.destination == destination)
+        with self._sessions() as session:
+            return session.scalars(query).all()
+
+    def checks(self, run_id: int) -> Sequence[CheckResult]:
+        """Return the checks of a run in the order they ran."""
+        with self._sessions() as session:
+            return session.scalars(
+                select(CheckResult).where(CheckResult.run_id == run_id).order_by(CheckResult.id)
+            ).all()
+
+    def reports(self, job: str | None = None) -> Sequence[Report]:
+        """Return reports, newest first."""
+        query = select(Report).order_by(Report.id.desc())
+        if job:
+            query = query.where(Report.job == job)
+        with self._sessions() as session:
+            return session.scalars(query).all()
+
+    def report(self, report_id: int) -> Report | None:
+        """Return one report, or None."""
+        with self._sessions() as session:
+            return session.get(Report, report_id)

@@ -1,0 +1,235 @@
+"""One handler per subcommand: call the action, print its result, return the exit code."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from replica.actions.backup import run_backup
+from replica.actions.context import Context
+from replica.actions.init import run_init
+from replica.actions.restore import plan_restore, run_restore
+from replica.actions.status import collect_status, run_state
+from replica.actions.verify import run_verify
+from replica.cli.exit_codes import FAILED, OK, USAGE
+from replica.cli.render import status_table, table
+from replica.config.durations import format_duration
+from replica.config.load import raise_if_problems
+from replica.errors import UsageError
+from replica.report.dataloss import render_markdown
+
+
+def _print_json(document: Any) -> None:
+    print(json.dumps(document, indent=2, sort_keys=True, default=str))
+
+
+def init(context: Context, arguments: argparse.Namespace) -> int:
+    """Create the repositories of a job."""
+    run_init(context, arguments.job)
+    return OK
+
+
+def backup(context: Context, arguments: argparse.Namespace) -> int:
+    """Back up and copy; exit 1 unless every destination holds the snapshot."""
+    outcome = run_backup(context, arguments.job)
+    print(
+        f"backup of '{outcome.job}': snapshot {outcome.snapshot_id} (run {outcome.run_id}), "
+        f"{outcome.bytes_processed} bytes read, {outcome.bytes_added} added"
+    )
+    for copy in outcome.copies:
+        print(
+            f"  copy to '{copy.destination}': "
+            + (f"snapshot {copy.snapshot_id}" if copy.error is None else f"FAILED: {copy.error}")
+        )
+    return OK if outcome.succeeded else FAILED
+
+
+def verify(context: Context, arguments: argparse.Namespace) -> int:
+    """Verify a snapshot; exit 1 when a critical check failed (a data-loss report is written)."""
+    outcome = run_verify(context, arguments.job, arguments.destination, arguments.snapshot)
+    print(
+        f"verification of '{outcome.job}' snapshot {outcome.snapshot_id} in '{outcome.destination}' "
+        f"(run {outcome.run_id}): {'PASSED' if outcome.passed else 'FAILED'}"
+    )
+    for check in outcome.checks:
+        mark = "ok  " if check.passed else ("FAIL" if check.critical else "warn")
+        print(f"  [{mark}] {check.name}: {check.detail}")
+    if outcome.rto_seconds is not None:
+        print(f"  measured RTO: {format_duration(outcome.rto_seconds)}")
+    if outcome.report_path is not None:
+        print(f"  data-loss report {outcome.report_id}: {outcome.report_path}")
+    return OK if outcome.passed else FAILED
+
+
+def restore(context: Context, arguments: argparse.Namespace) -> int:
+    """Restore into a named target; refuses data without --force; --dry-run only prints the plan."""
+    plan, expected = plan_restore(
+        context,
+        arguments.job,
+        arguments.to,
+        snapshot_id=arguments.snapshot,
+        at=arguments.at,
+        destination_name=arguments.destination,
+        force=arguments.force,
+    )
+    if arguments.dry_run:
+        print("dry run, nothing changed:")
+        print("\n".join(f"  {line}" for line in plan.describe()))
+        return USAGE if plan.refused else OK
+    outcome = run_restore(context, plan, expected)
+    print(
+        f"restored snapshot {plan.snapshot_id} of '{plan.job}' to {plan.target.description} "
+        f"in {format_duration(outcome.duration_seconds)} (run {outcome.run_id})"
+    )
+    if outcome.replaced:
+        print(f"  the previous data was kept as {outcome.replaced}")
+    return OK
+
+
+def status(context: Context, arguments: argparse.Namespace) -> int:
+    """Print the status table or JSON document."""
+    document = collect_status(context)
+    if arguments.json:
+        _print_json(document)
+    else:
+        print(status_table(document))
+    return OK
+
+
+def snapshots(context: Context, arguments: argparse.Namespace) -> int:
+    """List a job's recorded snapshots."""
+    context.job(arguments.job)
+    rows = context.catalog.snapshots(arguments.job)
+    documents: list[dict[str, Any]] = [
+        {
+            "destination": row.destination,
+            "snapshot_id": row.snapshot_id,
+            "original_id": row.original_id,
+            "taken_at": row.taken_at.isoformat(),
+            "bytes_processed": row.bytes_processed,
+            "usable": row.usable,
+            "backup_run_id": row.backup_run_id,
+        }
+        for row in rows
+    ]
+    if arguments.json:
+        _print_json(documents)
+    else:
+        print(
+            table(
+                ["DESTINATION", "SNAPSHOT", "ORIGINAL", "TAKEN AT", "BYTES", "USABLE"],
+                [
+                    [
+                        d["destination"],
+                        d["snapshot_id"],
+                        d["original_id"],
+                        d["taken_at"],
+                        str(d["bytes_processed"]),
+                        "yes" if d["usable"] else "no",
+                    ]
+                    for d in documents
+                ],
+            )
+        )
+    return OK
+
+
+def runs(context: Context, arguments: argparse.Namespace) -> int:
+    """List runs, newest first; dead `running` runs show as abandoned."""
+    rows = context.catalog.runs(job=arguments.job, limit=arguments.limit)
+    documents: list[dict[str, Any]] = [
+        {
+            "id": run.id,
+            "job": run.job,
+            "kind": run.kind,
+            "destination": run.destination,
+            "status": run_state(run),
+            "phase": run.phase,
+            "snapshot_id": run.snapshot_id,
+            "started_at": run.started_at.isoformat(),
+            "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+            "error": run.error,
+            "actor": run.actor,
+            "details": run.details,
+        }
+        for run in rows
+    ]
+    if arguments.json:
+        _print_json(documents)
+    else:
+        print(
+            table(
+                ["ID", "JOB", "KIND", "DESTINATION", "STATUS", "PHASE", "SNAPSHOT", "STARTED", "ERROR"],
+                [
+                    [
+                        str(d["id"]),
+                        d["job"],
+                        d["kind"],
+                        d["destination"] or "-",
+                        d["status"],
+                        d["phase"],
+                        d["snapshot_id"] or "-",
+                        d["started_at"][:19],
+                        (d["error"] or "")[:80],
+                    ]
+                    for d in documents
+                ],
+            )
+        )
+    return OK
+
+
+def reports(context: Context, arguments: argparse.Namespace) -> int:
+    """List reports, or print one."""
+    if arguments.action == "show":
+        if arguments.report_id is None:
+            raise UsageError("reports show needs a report id")
+        report = context.catalog.report(arguments.report_id)
+        if report is None:
+            raise UsageError(f"no report with id {arguments.report_id}")
+        if arguments.json:
+            _print_json(report.body)
+        else:
+            print(render_markdown(report.body))
+        return OK
+    rows = context.catalog.reports(arguments.job)
+    documents: list[dict[str, Any]] = [
+        {
+            "id": r.id,
+            "job": r.job,
+            "created_at": r.created_at.isoformat(),
+            "title": r.title,
+            "markdown_path": r.markdown_path,
+            "json_path": r.json_path,
+            "run_id": r.run_id,
+        }
+        for r in rows
+    ]
+    if arguments.json:
+        _print_json(documents)
+    else:
+        print(
+            table(
+                ["ID", "JOB", "CREATED", "TITLE", "FILE"],
+                [[str(d["id"]), d["job"], d["created_at"][:19], d["title"], d["markdown_path"]] for d in documents],
+            )
+        )
+    return OK
+
+
+def config_validate(context: Context, arguments: argparse.Namespace) -> int:
+    """Report every configuration problem at once; exit 2 when there is any."""
+    configuration = context.configuration
+    raise_if_problems(configuration)
+    print(f"configuration valid: {len(configuration.jobs)} jobs, {len(configuration.policies)} policies")
+    return OK
+
+
+def demo(context: Context, arguments: argparse.Namespace) -> int:
+    """Run the sample job end to end on embedded defaults and print the status table."""
+    from replica.actions.demo import run_demo
+
+    passed = run_demo(context, rows=arguments.rows, output=sys.stdout)
+    return OK if passed else FAILED

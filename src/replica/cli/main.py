@@ -1,0 +1,109 @@
+"""`replica` command line. Known errors print one line and exit with the code from `exit_codes`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+from replica import __version__
+from replica.actions.context import Context
+from replica.cli import commands
+from replica.cli.exit_codes import INTERRUPTED, USAGE, exit_code_for
+from replica.errors import ConfigError, ReplicaError
+from replica.settings import load_settings
+
+
+def _timestamp(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not an ISO 8601 time such as 2026-11-26T14:00:00Z") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(prog="replica", description="Backup replication and restore verification.")
+    parser.add_argument("--version", action="version", version=f"replica {__version__}")
+    parser.add_argument("--debug", action="store_true", help="log every process started and show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, handler: Callable[..., int], help_text: str) -> argparse.ArgumentParser:
+        subparser = sub.add_parser(name, help=help_text, description=help_text)
+        subparser.set_defaults(handler=handler)
+        return subparser
+
+    init = command("init", commands.init, "create the restic repositories of a job's destinations")
+    init.add_argument("job")
+    backup = command("backup", commands.backup, "back up a job's store and copy it to every destination")
+    backup.add_argument("job")
+    verify = command("verify", commands.verify, "test-restore a snapshot and prove the data usable")
+    verify.add_argument("job")
+    verify.add_argument("--destination", help="destination to verify (default: the primary)")
+    verify.add_argument("--snapshot", help="snapshot id (default: the newest recorded)")
+    restore = command("restore", commands.restore, "restore a snapshot into a new target")
+    restore.add_argument("job")
+    restore.add_argument("--to", required=True, help="directory, SQLite file or database name to restore into")
+    point = restore.add_mutually_exclusive_group()
+    point.add_argument("--snapshot", help="snapshot id (default: the newest recorded)")
+    point.add_argument("--at", type=_timestamp, help="newest snapshot taken at or before this ISO 8601 time")
+    restore.add_argument("--destination", help="destination to restore from (default: the primary)")
+    restore.add_argument("--dry-run", action="store_true", help="show what would happen and change nothing")
+    restore.add_argument(
+        "--force",
+        action="store_true",
+        help="replace a target that holds data (its data is renamed aside, never deleted)",
+    )
+    status = command("status", commands.status, "RPO/RTO and state of every job")
+    status.add_argument("--json", action="store_true", help="print the documented JSON document")
+    snapshots = command("snapshots", commands.snapshots, "recorded snapshots of a job")
+    snapshots.add_argument("job")
+    snapshots.add_argument("--json", action="store_true")
+    runs = command("runs", commands.runs, "recorded runs, newest first")
+    runs.add_argument("--job")
+    runs.add_argument("--limit", type=int, default=30)
+    runs.add_argument("--json", action="store_true")
+    reports = command("reports", commands.reports, "data-loss reports; 'reports show ID' prints one")
+    reports.add_argument("action", nargs="?", choices=["list", "show"], default="list")
+    reports.add_argument("report_id", nargs="?", type=int)
+    reports.add_argument("--job")
+    reports.add_argument("--json", action="store_true")
+    config = command("config", commands.config_validate, "check configuration files")
+    config.add_argument("action", choices=["validate"])
+    demo = command(
+        "demo",
+        commands.demo,
+        "run the sample job end to end on embedded defaults (local SeaweedFS, SQLite catalog)",
+    )
+    demo.add_argument("--rows", type=int, default=2000, help="rows the sample store gains on this run")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line and return the exit code."""
+    parser = build_parser()
+    arguments = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if arguments.debug else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        context = Context(load_settings(), progress=lambda message: print(message, file=sys.stderr, flush=True))
+        code: int = arguments.handler(context, arguments)
+        return code
+    except ConfigError as error:
+        if arguments.debug:
+            raise
+        for problem in error.problems:
+            print(f"replica: error: {problem}", file=sys.stderr)
+        return USAGE
+    except (ReplicaError, KeyboardInterrupt) as error:
+        if arguments.debug:
+            raise
+        message = "interrupted" if isinstance(error, KeyboardInterrupt) else str(error)
+        print(f"replica: error: {message}", file=sys.stderr)
+        return INTERRUPTED if isinstance(error, KeyboardInterrupt) else exit_code_for(error)

@@ -1,0 +1,70 @@
+"""Rendering results as plain-text tables for people (JSON output is printed as is by main)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from replica.config.durations import format_duration
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Return rows aligned under headers, two spaces between columns."""
+    widths = [len(header) for header in headers]
+    for row in rows:
+        widths = [max(width, len(cell)) for width, cell in zip(widths, row, strict=True)]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(headers, widths, strict=True)).rstrip()]
+    lines += ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
+    return "\n".join(lines)
+
+
+def age(timestamp: str | None, now: datetime) -> str:
+    """Return how long ago an ISO timestamp was, e.g. `4m12s ago`, or `-`."""
+    if not timestamp:
+        return "-"
+    return f"{format_duration((now - datetime.fromisoformat(timestamp)).total_seconds())} ago"
+
+
+def status_table(document: dict[str, Any]) -> str:
+    """Return the status table: one row per job, then broken job files."""
+    now = datetime.fromisoformat(document["generated_at"])
+    rows = []
+    for job in document["jobs"]:
+        backup = job["last_backup"]
+        points = "; ".join(
+            f"{d['name']}: {d['newest_verified_snapshot'] or 'none'}"
+            + (f" ({age(d['newest_verified_at'], now)})" if d["newest_verified_at"] else "")
+            for d in job["destinations"]
+        )
+        rows.append(
+            [
+                job["job"],
+                job["state"].upper() if job["state"] != "ok" else "ok",
+                f"{backup['status']} {age(backup['finished_at'], now)}" if backup else "never",
+                points,
+                f"{format_duration(job['rpo_seconds'])} / {format_duration(job['rpo_objective_seconds'])}",
+                f"{format_duration(job['rto_seconds'])} / {format_duration(job['rto_objective_seconds'])}",
+            ]
+        )
+    text = (
+        table(
+            [
+                "JOB",
+                "STATE",
+                "LAST BACKUP",
+                "NEWEST VERIFIED POINT PER DESTINATION",
+                "RPO / OBJ",
+                "RTO / OBJ",
+            ],
+            rows,
+        )
+        if rows
+        else "no valid jobs"
+    )
+    reasons = [f"  {job['job']}: {'; '.join(job['reasons'])}" for job in document["jobs"] if job["reasons"]]
+    if reasons:
+        text += "\n\nreasons:\n" + "\n".join(reasons)
+    for broken in document["broken_jobs"]:
+        text += f"\n\nDISABLED {broken['job']}: " + "\n  ".join(broken["problems"])
+    return text

@@ -1,0 +1,1 @@
+"""The files users write: job and policy YAML, validated into pydantic models."""

@@ -1,0 +1,234 @@
+"""pydantic models of job and policy files. Unknown keys are errors; defaults live on the fields."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from replica.config.durations import Duration
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+CheckName = Literal["repository", "restore", "integrity", "fingerprint"]
+CHECK_NAMES: tuple[CheckName, ...] = ("repository", "restore", "integrity", "fingerprint")
+
+
+class StrictModel(BaseModel):
+    """Base of every config model: unknown keys are errors and models are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SecretReference(StrictModel):
+    """Where a secret comes from: an environment variable or a file, never the job file itself."""
+
+    password_env: str | None = Field(
+        default=None,
+        description="Environment variable holding the password.",
+        examples=["BILLING_PGPASSWORD"],
+    )
+    password_file: Path | None = Field(
+        default=None, description="File holding the password.", examples=["/etc/replica/billing.pgpass"]
+    )
+
+    @model_validator(mode="after")
+    def _one_source_at_most(self) -> SecretReference:
+        if self.password_env and self.password_file:
+            raise ValueError("give password_env or password_file, not both")
+        return self
+
+
+class DirectoryStoreConfig(StrictModel):
+    """A directory tree; restic reads its files."""
+
+    kind: Literal["directory"] = Field(description="Store kind.", examples=["directory"])
+    path: Path = Field(description="Absolute path of the directory to protect.", examples=["/srv/uploads"])
+    exclude: tuple[str, ...] = Field(default=(), description="restic exclude patterns.", examples=[["*.tmp"]])
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        if not value.is_absolute():
+            raise ValueError("must be an absolute path")
+        return value
+
+
+class SqliteStoreConfig(StrictModel):
+    """A SQLite database file; copied with the online backup API, never as a live file."""
+
+    kind: Literal["sqlite"] = Field(description="Store kind.", examples=["sqlite"])
+    path: Path = Field(description="Absolute path of the database file.", examples=["/var/lib/app/app.sqlite3"])
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        if not value.is_absolute():
+            raise ValueError("must be an absolute path")
+        return value
+
+
+class PostgresqlStoreConfig(SecretReference):
+    """A PostgreSQL database; dumped with `pg_dump -Fc` straight into restic."""
+
+    kind: Literal["postgresql"] = Field(description="Store kind.", examples=["postgresql"])
+    host: str = Field(default="127.0.0.1", description="Server host or socket directory.", examples=["db1.internal"])
+    port: int = Field(default=5432, ge=1, le=65535, description="Server port.", examples=[5432])
+    user: str = Field(
+        default="postgres", description="Role used to dump, restore and fingerprint.", examples=["backup"]
+    )
+    database: str = Field(description="Database to protect.", examples=["billing"])
+    dump_timeout: Duration = Field(
+        default=timedelta(hours=6), description="Deadline of one dump or restore.", examples=["6h"]
+    )
+
+
+StoreConfig = Annotated[
+    DirectoryStoreConfig | SqliteStoreConfig | PostgresqlStoreConfig,
+    Field(discriminator="kind"),
+]
+
+
+class DestinationConfig(SecretReference):
+    """One restic repository in an S3 bucket. The first destination of a job is the primary."""
+
+    name: str = Field(pattern=NAME_PATTERN, description="Name of the destination within the job.", examples=["primary"])
+    bucket: str = Field(
+        pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", description="S3 bucket.", examples=["acme-backups-eu"]
+    )
+    prefix: str = Field(
+        default="", description="Key prefix of the repository inside the bucket.", examples=["restic/billing"]
+    )
+    endpoint_url: str | None = Field(
+        default=None,
+        description="S3 endpoint; empty means the settings' endpoint (or AWS).",
+        examples=["https://s3.eu-central-1.amazonaws.com"],
+    )
+
+    @field_validator("prefix")
+    @classmethod
+    def _clean_prefix(cls, value: str) -> str:
+        value = value.strip("/")
+        if value and not re.fullmatch(r"[A-Za-z0-9._/-]+", value):
+            raise ValueError("may hold only letters, digits, '.', '_', '-' and '/'")
+        return value
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"https?://[^/\s]+/?", value):
+            raise ValueError("must look like http(s)://host[:port]")
+        return value.rstrip("/") if value else value
+
+
+class ScheduleConfig(StrictModel):
+    """When the daemon runs each kind of work (used by the scheduler)."""
+
+    backup: str | None = Field(default=None, description="Cron expression for backups.", examples=["0 * * * *"])
+    verify: str | None = Field(default=None, description="Cron expression for verifications.", examples=["30 3 * * *"])
+    prune: str | None = Field(default=None, description="Cron expression for retention.", examples=["0 5 * * 0"])
+
+
+class JobConfig(StrictModel):
+    """One protected store: what it is, where its copies go and who cares if it is lost."""
+
+    name: str = Field(
+        pattern=NAME_PATTERN,
+        description="Job name; equals the file name without .yaml.",
+        examples=["billing"],
+    )
+    description: str = Field(default="", description="What this store holds.", examples=["Billing database"])
+    store: StoreConfig = Field(description="The data store to protect.")
+    destinations: tuple[DestinationConfig, ...] = Field(
+        min_length=2, description="restic repositories; the first is primary, the others receive copies."
+    )
+    policy: str = Field(
+        pattern=NAME_PATTERN, description="Name of a file in the policies folder.", examples=["standard"]
+    )
+    owners: tuple[str, ...] = Field(default=(), description="Who runs this store.", examples=[["dba@acme.example"]])
+    clients: tuple[str, ...] = Field(
+        default=(), description="Who is affected if its data is lost.", examples=[["ACME Retail", "Globex"]]
+    )
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig, description="When the daemon runs this job.")
+
+    @model_validator(mode="after")
+    def _unique_destinations(self) -> JobConfig:
+        names = [destination.name for destination in self.destinations]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"destination names must be unique; repeated: {', '.join(duplicates)}")
+        locations = [(d.endpoint_url, d.bucket, d.prefix) for d in self.destinations]
+        if len(set(locations)) != len(locations):
+            raise ValueError("two destinations point at the same bucket and prefix")
+        return self
+
+    @property
+    def primary(self) -> DestinationConfig:
+        """Return the primary destination (the first)."""
+        return self.destinations[0]
+
+    def destination(self, name: str) -> DestinationConfig | None:
+        """Return the destination called `name`, or None."""
+        return next((d for d in self.destinations if d.name == name), None)
+
+
+class RetentionConfig(StrictModel):
+    """How many snapshots to keep; the newest verified snapshot is always kept whatever these say."""
+
+    keep_last: int = Field(default=7, ge=1, description="Newest snapshots to keep.", examples=[7])
+    keep_hourly: int = Field(default=0, ge=0, description="Hourly snapshots to keep.", examples=[24])
+    keep_daily: int = Field(default=7, ge=0, description="Daily snapshots to keep.", examples=[7])
+    keep_weekly: int = Field(default=4, ge=0, description="Weekly snapshots to keep.", examples=[4])
+    keep_monthly: int = Field(default=12, ge=0, description="Monthly snapshots to keep.", examples=[12])
+
+
+class VerificationConfig(StrictModel):
+    """How deep a verification goes and which of its checks may fail without failing it."""
+
+    read_data_subset: str = Field(
+        default="10%",
+        pattern=r"^(\d+(\.\d+)?%|\d+/\d+|\d+[KMGT]?)$",
+        description="Passed to `restic check --read-data-subset` (a %, n/t or a size).",
+        examples=["10%", "1/7", "500M"],
+    )
+    critical_checks: tuple[CheckName, ...] = Field(
+        default=CHECK_NAMES,
+        description="Checks whose failure fails the verification.",
+        examples=[["repository", "restore", "integrity", "fingerprint"]],
+    )
+    row_count_tolerance_percent: float = Field(
+        default=0.0,
+        ge=0,
+        le=100,
+        description="Allowed row count difference per table, in percent.",
+        examples=[0],
+    )
+    sample_files: int = Field(
+        default=32,
+        ge=0,
+        le=10000,
+        description="Files of a directory whose content digest is compared.",
+        examples=[32],
+    )
+
+
+class PolicyConfig(StrictModel):
+    """Named objectives, retention and verification rules shared by jobs."""
+
+    name: str = Field(pattern=NAME_PATTERN, description="Policy name; equals the file name.", examples=["standard"])
+    description: str = Field(default="", description="What this policy is for.", examples=["Tier-1 databases"])
+    rpo: Duration = Field(
+        description="Recovery point objective: max age of the newest verified point.", examples=["1h"]
+    )
+    rto: Duration = Field(description="Recovery time objective: max measured restore-to-usable time.", examples=["15m"])
+    at_risk_fraction: float = Field(
+        default=0.8,
+        gt=0,
+        le=1,
+        description="A job is 'at risk' past this fraction of an objective.",
+        examples=[0.8],
+    )
+    retention: RetentionConfig = Field(default_factory=RetentionConfig, description="Snapshots to keep.")
+    verification: VerificationConfig = Field(default_factory=VerificationConfig, description="Verification rules.")

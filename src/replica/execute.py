@@ -1,0 +1,296 @@
+"""The one place where replica starts processes.
+
+Every call gets an explicit environment (a small base plus what the caller passes; nothing else leaks in from
+replica's own environment), a deadline, and stderr captured so that a failure carries its last lines. Secrets
+travel only in environment variables, which are logged by name, never by value.
+
+Single commands run through `sh`. Pipelines (a dump streamed into `restic backup --stdin`, `restic dump` streamed
+into `pg_restore`) connect the two processes with an OS pipe via `subprocess.Popen`: the data never passes through
+Python, which the field notes measured at ~1.4 GB/s against ~48 MB/s through `sh`'s captured output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import sh
+
+from replica.errors import ProcessFailed
+
+logger = logging.getLogger(__name__)
+
+STDERR_TAIL_LINES = 25
+INTERRUPT_GRACE_SECONDS = 10.0
+BASE_ENVIRONMENT_NAMES = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "XDG_CACHE_HOME")
+
+
+@dataclass(frozen=True)
+class Command:
+    """One process to run: argv, the extra environment it needs, its deadline and working directory."""
+
+    argv: tuple[str, ...]
+    environment: Mapping[str, str] = field(default_factory=dict)
+    timeout_seconds: float = 300.0
+    cwd: Path | None = None
+
+    @property
+    def program(self) -> str:
+        """Return the program's base name, for messages."""
+        return Path(self.argv[0]).name
+
+
+@dataclass(frozen=True)
+class Completed:
+    """The outcome of one process: exit code (None when killed by the deadline), output and duration."""
+
+    command: Command
+    exit_code: int | None
+    stdout: str
+    stderr_tail: str
+    duration_seconds: float
+    timed_out: bool = False
+
+    @property
+    def succeeded(self) -> bool:
+        """Return True when the process exited 0 within its deadline."""
+        return self.exit_code == 0 and not self.timed_out
+
+    def raise_for_failure(self) -> None:
+        """Raise ProcessFailed unless the process succeeded."""
+        if not self.succeeded:
+            raise ProcessFailed(self.command.program, self.exit_code, self.stderr_tail, self.timed_out)
+
+
+@dataclass(frozen=True)
+class PipelineCompleted:
+    """The outcome of `producer | consumer`."""
+
+    producer: Completed
+    consumer: Completed
+
+
+def describe(command: Command) -> str:
+    """Return the command as a loggable line: environment by name only (`RESTIC_PASSWORD=***`), then argv."""
+    names = " ".join(f"{name}=***" for name in sorted(command.environment))
+    return f"{names} {' '.join(command.argv)}".strip()
+
+
+def build_environment(extra: Mapping[str, str]) -> dict[str, str]:
+    """Return the explicit environment of a child: a few base variables of ours plus `extra`."""
+    environment = {name: os.environ[name] for name in BASE_ENVIRONMENT_NAMES if name in os.environ}
+    environment.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+    environment.setdefault("LANG", "C.UTF-8")
+    environment.update(extra)
+    return environment
+
+
+def run(command: Command, *, stdout_path: Path | None = None) -> Completed:
+    """Run one command to completion or to its deadline and return what happened; never raises on exit codes.
+
+    On the deadline the process gets SIGINT (restic then releases its lock), then SIGKILL after a grace period.
+    `stdout_path` sends standard output to a file instead of memory (for bulk data).
+    Raises ProcessFailed when the program cannot be found.
+    """
+    logger.debug("running: %s", describe(command))
+    try:
+        program = sh.Command(command.argv[0])
+    except sh.CommandNotFound:
+        raise ProcessFailed(command.program, None, f"{command.argv[0]}: command not found") from None
+    started = time.monotonic()
+    with tempfile.TemporaryFile() as stderr_file, _OpenOutput(stdout_path) as stdout_file:
+        keywords: dict[str, Any] = {
+            "_bg": True,
+            "_bg_exc": False,
+            "_out": stdout_file,
+            "_err": stderr_file,
+            "_env": build_environment(command.environment),
+            "_ok_code": list(range(256)),
+        }
+        if command.cwd is not None:
+            keywords["_cwd"] = str(command.cwd)
+        running = program(*command.argv[1:], **keywords)
+        exit_code, timed_out = _wait_with_deadline(running, command.timeout_seconds)
+        stdout = "" if stdout_path else _read_all(stdout_file)
+        completed = Completed(command, exit_code, stdout, _tail(stderr_file), time.monotonic() - started, timed_out)
+    logger.debug("%s exited %s after %.2fs", command.program, exit_code, completed.duration_seconds)
+    return completed
+
+
+def _wait_with_deadline(running: Any, timeout_seconds: float) -> tuple[int | None, bool]:
+    try:
+        running.wait(timeout=timeout_seconds)
+        return running.exit_code, False
+    except sh.TimeoutException:
+        pass
+    except sh.SignalException:
+        return running.process.exit_code, False
+    running.signal(signal.SIGINT)
+    try:
+        running.wait(timeout=INTERRUPT_GRACE_SECONDS)
+    except sh.TimeoutException:
+        running.kill()
+        with contextlib.suppress(sh.SignalException):
+            running.wait()
+    except sh.SignalException:
+        pass
+    return None, True
+
+
+def run_pipeline(producer: Command, consumer: Command, *, timeout_seconds: float) -> PipelineCompleted:
+    """Run `producer | consumer` through an OS pipe and return both outcomes; never raises on exit codes.
+
+    Both processes share one deadline; on expiry both get SIGINT, then SIGKILL. The producer's exit status is
+    always reported: a consumer that succeeded does not make a failed producer a success (restic 0.14 saves a
+    snapshot from a failed dump).
+    Raises ProcessFailed when either program cannot be started.
+    """
+    logger.debug("running: %s | %s", describe(producer), describe(consumer))
+    started = time.monotonic()
+    with (
+        tempfile.TemporaryFile() as producer_err,
+        tempfile.TemporaryFile() as consumer_err,
+        tempfile.TemporaryFile() as consumer_out,
+    ):
+        producer_process = _popen(producer, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=producer_err)
+        try:
+            consumer_process = _popen(consumer, stdin=producer_process.stdout, stdout=consumer_out, stderr=consumer_err)
+        except ProcessFailed:
+            _stop([producer_process])
+            raise
+        # Only the consumer may hold the read end, so the producer gets SIGPIPE if the consumer dies.
+        assert producer_process.stdout is not None
+        producer_process.stdout.close()
+        deadline = started + timeout_seconds
+        timed_out = False
+        for process in (consumer_process, producer_process):
+            try:
+                process.wait(timeout=max(deadline - time.monotonic(), 0.01))
+            except subprocess.TimeoutExpired:
+                timed_out = True
+                _stop([consumer_process, producer_process])
+                break
+        duration = time.monotonic() - started
+        producer_result = Completed(
+            producer,
+            None if timed_out else producer_process.returncode,
+            "",
+            _tail(producer_err),
+            duration,
+            timed_out,
+        )
+        consumer_result = Completed(
+            consumer,
+            None if timed_out else consumer_process.returncode,
+            _read_all(consumer_out),
+            _tail(consumer_err),
+            duration,
+            timed_out,
+        )
+    logger.debug(
+        "%s exited %s, %s exited %s after %.2fs",
+        producer.program,
+        producer_result.exit_code,
+        consumer.program,
+        consumer_result.exit_code,
+        duration,
+    )
+    return PipelineCompleted(producer_result, consumer_result)
+
+
+def _popen(command: Command, *, stdin: Any, stdout: Any, stderr: Any) -> subprocess.Popen[bytes]:
+    try:
+        return subprocess.Popen(
+            list(command.argv),
+            stdin=stdin,
+            stdout=stdout,
+            stderr=stderr,
+            env=build_environment(command.environment),
+            cwd=command.cwd,
+        )
+    except FileNotFoundError:
+        raise ProcessFailed(command.program, None, f"{command.argv[0]}: command not found") from None
+
+
+def _stop(processes: Sequence[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+    grace_end = time.monotonic() + INTERRUPT_GRACE_SECONDS
+    for process in processes:
+        try:
+            process.wait(timeout=max(grace_end - time.monotonic(), 0.01))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+class _OpenOutput:
+    """A context giving a file for stdout: the named path, or an anonymous temporary file."""
+
+    def __init__(self, path: Path | None) -> None:
+        self._path = path
+        self._file: IO[bytes] | None = None
+
+    def __enter__(self) -> IO[bytes]:
+        self._file = self._path.open("wb") if self._path else tempfile.TemporaryFile()
+        return self._file
+
+    def __exit__(self, *exc_info: object) -> None:
+        assert self._file is not None
+        self._file.close()
+
+
+def _read_all(file: IO[bytes]) -> str:
+    file.flush()
+    file.seek(0)
+    return file.read().decode("utf-8", errors="replace")
+
+
+def _tail(file: IO[bytes]) -> str:
+    lines = _read_all(file).splitlines()
+    return "\n".join(lines[-STDERR_TAIL_LINES:])
+
+
+@dataclass
+class BackgroundProcess:
+    """A long-running child (a local S3 server) that the caller must stop."""
+
+    command: Command
+    process: subprocess.Popen[bytes]
+
+    def running(self) -> bool:
+        """Return True while the process is alive."""
+        return self.process.poll() is None
+
+    def stop(self, grace_seconds: float = 15.0) -> int | None:
+        """Stop with SIGTERM, then SIGKILL after the grace period; return the exit code."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=grace_seconds)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+def start_background(command: Command, log_path: Path) -> BackgroundProcess:
+    """Start `command` in the background with stdout and stderr appended to `log_path`.
+
+    Raises ProcessFailed when the program cannot be started.
+    """
+    logger.debug("starting in background: %s", describe(command))
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        process = _popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+    return BackgroundProcess(command, process)

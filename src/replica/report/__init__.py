@@ -1,0 +1,1 @@
+"""Data-loss reports: built from facts as plain data (pure), rendered as Markdown and JSON."""

@@ -1,0 +1,38 @@
+"""`restic check`: repository structure plus a subset of pack data read back and hashed."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from replica.errors import RepositoryCorrupt
+from replica.execute import run
+from replica.restic.command import Repository, Restic, classify_failure
+
+ERROR_LINE = re.compile(r"does not match|error|damaged|invalid|missing", re.I)
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """The outcome of `restic check`: passed or not, and what it said about damage."""
+
+    passed: bool
+    detail: str
+
+
+def check_repository(restic: Restic, repository: Repository, *, read_data_subset: str) -> CheckReport:
+    """Check the repository without locking it and return the report.
+
+    Damage found is a failed report, not an exception; any other failure (wrong password, unreachable, timeout)
+    raises the classified ResticError.
+    """
+    completed = run(
+        restic.command(repository, ["check", "--no-lock", f"--read-data-subset={read_data_subset}"], long_running=True)
+    )
+    if completed.succeeded:
+        return CheckReport(True, f"structure and {read_data_subset} of pack data read back without errors")
+    error = classify_failure(completed, repository.name)
+    if isinstance(error, RepositoryCorrupt):
+        lines = [line.strip() for line in completed.stderr_tail.splitlines() if ERROR_LINE.search(line)]
+        return CheckReport(False, "; ".join(lines[:3]) or error.detail)
+    raise error

@@ -1,0 +1,150 @@
+"""Running restic against one repository and turning its failures into typed exceptions.
+
+restic 0.14 knows only exit codes 0 (ok), 1 (fatal), 3 (some source data unreadable, snapshot saved) and 130
+(interrupted); the richer codes of later releases (10 missing repository, 11 locked, 12 wrong password) are
+mapped too, so an upgrade keeps working. With 0.14 the reason behind exit 1 is read from stderr, in one table.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import SecretStr
+
+from replica import errors
+from replica.execute import Command, Completed, run
+
+EXIT_OK = 0
+EXIT_PARTIAL_READ = 3
+EXIT_CANCELLED = 130
+# Exit codes documented by later restic releases, recognised so an upgrade keeps its meaning.
+EXIT_CODE_ERRORS: dict[int, type[errors.ResticError]] = {
+    10: errors.RepositoryMissing,
+    11: errors.RepositoryLocked,
+    12: errors.WrongPassword,
+}
+# restic 0.14 exits 1 for all of these; the message tells them apart. Checked in order, first match wins.
+STDERR_ERRORS: tuple[tuple[re.Pattern[str], type[errors.ReplicaError]], ...] = (
+    (re.compile(r"wrong password or no key found", re.I), errors.WrongPassword),
+    (re.compile(r"repository is already locked", re.I), errors.RepositoryLocked),
+    (
+        re.compile(r"connection refused|no such host|i/o timeout|connection reset|network is unreachable", re.I),
+        errors.StorageUnreachable,
+    ),
+    (re.compile(r"NoSuchBucket|bucket does not exist", re.I), errors.BucketMissing),
+    (
+        re.compile(r"AccessDenied|InvalidAccessKeyId|SignatureDoesNotMatch|Access Denied", re.I),
+        errors.StorageAccessDenied,
+    ),
+    (
+        re.compile(r"unable to open config file|Is there a repository at the following location", re.I),
+        errors.RepositoryMissing,
+    ),
+    (
+        re.compile(
+            r"ciphertext verification failed|repository contains errors|does not match|"
+            r"pack .* contains \d+ errors|invalid data returned",
+            re.I,
+        ),
+        errors.RepositoryCorrupt,
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Repository:
+    """One restic repository: a destination's name (for messages), its URL and the environment to open it."""
+
+    name: str
+    url: str
+    password: SecretStr
+    s3_environment: Mapping[str, str] = field(default_factory=dict)
+
+    def environment(self) -> dict[str, str]:
+        """Return the variables restic needs to open this repository (secrets included, never logged)."""
+        return {
+            **self.s3_environment,
+            "RESTIC_REPOSITORY": self.url,
+            "RESTIC_PASSWORD": self.password.get_secret_value(),
+        }
+
+
+@dataclass(frozen=True)
+class Restic:
+    """The restic binary and its deadlines."""
+
+    binary: str = "restic"
+    timeout_seconds: float = 6 * 3600
+    metadata_timeout_seconds: float = 300
+
+    def command(
+        self,
+        repository: Repository,
+        arguments: Sequence[str],
+        *,
+        long_running: bool = False,
+        extra_environment: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> Command:
+        """Return the Command running `restic --json ARGUMENTS` against `repository`.
+
+        `--json` is always passed; the few 0.14 commands that print no JSON (init, copy, check, forget by id)
+        ignore it, and replica then relies on their exit code only.
+        """
+        argv = (self.binary, "--json", *arguments)
+        environment = {**repository.environment(), **(extra_environment or {})}
+        timeout = self.timeout_seconds if long_running else self.metadata_timeout_seconds
+        return Command(argv=argv, environment=environment, timeout_seconds=timeout, cwd=cwd)
+
+    def run(
+        self,
+        repository: Repository,
+        arguments: Sequence[str],
+        *,
+        long_running: bool = False,
+        extra_environment: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> Completed:
+        """Run restic and return its outcome when it succeeded.
+
+        Raises a ResticError subclass (or StorageError) classified from the exit code and stderr.
+        """
+        command = self.command(
+            repository, arguments, long_running=long_running, extra_environment=extra_environment, cwd=cwd
+        )
+        completed = run(command)
+        raise_for_restic(completed, repository.name)
+        return completed
+
+
+def classify_failure(completed: Completed, destination: str) -> errors.ReplicaError:
+    """Return the exception that best describes a failed restic call (never raises)."""
+    detail = errors.last_meaningful_line(_meaningful_stderr(completed.stderr_tail))
+    if completed.timed_out:
+        return errors.ResticTimeout(destination, f"no result within {completed.command.timeout_seconds:.0f}s")
+    if completed.exit_code in EXIT_CODE_ERRORS:
+        return EXIT_CODE_ERRORS[completed.exit_code](destination, detail)
+    for pattern, error_class in STDERR_ERRORS:
+        if pattern.search(completed.stderr_tail):
+            if issubclass(error_class, errors.ResticError):
+                return error_class(destination, detail)
+            return error_class(f"destination '{destination}': {detail}")
+    if completed.exit_code == EXIT_CANCELLED:
+        return errors.ResticError(destination, "interrupted")
+    return errors.ResticError(destination, detail or f"exit code {completed.exit_code}")
+
+
+def raise_for_restic(completed: Completed, destination: str) -> None:
+    """Raise the classified exception unless restic exited 0 in time."""
+    if not completed.succeeded:
+        raise classify_failure(completed, destination)
+
+
+def _meaningful_stderr(stderr: str) -> str:
+    # restic's hint lines ("Is there a repository...?") and JSON error objects are less telling than
+    # the Fatal line or the underlying cause; prefer a line starting with Fatal when there is one.
+    fatal = [line for line in stderr.splitlines() if line.startswith("Fatal:")]
+    return fatal[-1] if fatal else stderr

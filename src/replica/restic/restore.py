@@ -1,0 +1,37 @@
+"""`restic restore` of a tree and `restic dump` of a single stored file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from replica.execute import Command, run
+from replica.restic.command import Repository, Restic, raise_for_restic
+
+
+def restore_tree(restic: Restic, repository: Repository, snapshot_id: str, target: Path) -> None:
+    """Restore a whole snapshot into `target`, reading every file back (`--verify`).
+
+    Raises a classified ResticError; note that restic 0.14 may leave full-size wrong files behind on failure,
+    so the caller must discard the target.
+    """
+    raise_for_restic(
+        run(
+            restic.command(
+                repository,
+                ["restore", "--no-lock", snapshot_id, "--target", str(target), "--verify"],
+                long_running=True,
+            )
+        ),
+        repository.name,
+    )
+
+
+def dump_command(restic: Restic, repository: Repository, snapshot_id: str, stored_name: str) -> Command:
+    """Return the Command writing one stored file of a snapshot to stdout (for a pipe or a file)."""
+    return restic.command(repository, ["dump", "--no-lock", snapshot_id, stored_name], long_running=True)
+
+
+def dump_to_file(restic: Restic, repository: Repository, snapshot_id: str, stored_name: str, output: Path) -> None:
+    """Write one stored file of a snapshot to `output`. Raises a classified ResticError (output is then invalid)."""
+    command = dump_command(restic, repository, snapshot_id, stored_name)
+    raise_for_restic(run(command, stdout_path=output), repository.name)

@@ -1,0 +1,183 @@
+"""Process-wide settings: environment (`REPLICA_*`, standard `AWS_*`) and an optional `replica.toml`.
+
+Precedence, highest first: environment variables, `replica.toml` (path in `REPLICA_CONFIG_FILE`, else
+`./replica.toml` when present), field defaults. Secrets are `SecretStr` so they never print by accident.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from replica.errors import ConfigError
+
+CONFIG_FILE_VARIABLE = "REPLICA_CONFIG_FILE"
+
+
+def default_state_directory() -> Path:
+    """Return `$XDG_STATE_HOME/replica`, or `~/.local/state/replica`."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "replica"
+
+
+class Settings(BaseSettings):
+    """Where replica keeps its state, finds its files and reaches restic and S3."""
+
+    model_config = SettingsConfigDict(env_prefix="REPLICA_", extra="forbid", populate_by_name=True)
+
+    state_dir: Path = Field(
+        default_factory=default_state_directory,
+        description="Directory for the default catalog, reports and scratch space.",
+        examples=["/var/lib/replica"],
+    )
+    catalog_url: str = Field(
+        default="",
+        description="SQLAlchemy URL of the catalog; empty means a SQLite file in state_dir.",
+        examples=["sqlite:////var/lib/replica/catalog.sqlite3", "postgresql+psycopg://replica@db/replica"],
+    )
+    jobs_dir: Path = Field(
+        default=Path("jobs"), description="Folder of job files (*.yaml).", examples=["/etc/replica/jobs"]
+    )
+    policies_dir: Path = Field(
+        default=Path("policies"),
+        description="Folder of policy files (*.yaml).",
+        examples=["/etc/replica/policies"],
+    )
+    reports_dir: Path | None = Field(
+        default=None,
+        description="Where data-loss reports are written; empty means state_dir/reports.",
+        examples=["/var/lib/replica/reports"],
+    )
+    scratch_dir: Path | None = Field(
+        default=None,
+        description="Where test restores are unpacked; empty means state_dir/scratch.",
+        examples=["/var/tmp/replica"],
+    )
+    restic_binary: str = Field(default="restic", description="restic executable.", examples=["/usr/bin/restic"])
+    restic_password: SecretStr | None = Field(
+        default=None,
+        description="Default repository password (prefer restic_password_file).",
+        examples=["***"],
+    )
+    restic_password_file: Path | None = Field(
+        default=None,
+        description="File holding the default repository password.",
+        examples=["/etc/replica/restic.key"],
+    )
+    restic_timeout_seconds: float = Field(
+        default=6 * 3600,
+        gt=0,
+        description="Deadline of a restic backup, copy, check or restore.",
+        examples=[21600],
+    )
+    restic_metadata_timeout_seconds: float = Field(
+        default=300,
+        gt=0,
+        description="Deadline of short restic calls (init, snapshots, forget).",
+        examples=[300],
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "REPLICA_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "s3_endpoint_url"
+        ),
+        description="S3 endpoint for destinations that name none (MinIO, SeaweedFS, moto); empty means AWS.",
+        examples=["http://127.0.0.1:8333"],
+    )
+    s3_region: str = Field(
+        default="us-east-1",
+        validation_alias=AliasChoices("REPLICA_S3_REGION", "AWS_DEFAULT_REGION", "AWS_REGION", "s3_region"),
+        description="S3 region.",
+        examples=["eu-central-1"],
+    )
+    s3_access_key_id: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("REPLICA_S3_ACCESS_KEY_ID", "AWS_ACCESS_KEY_ID", "s3_access_key_id"),
+        description="S3 access key id.",
+        examples=["AKIA..."],
+    )
+    s3_secret_access_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("REPLICA_S3_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY", "s3_secret_access_key"),
+        description="S3 secret access key.",
+        examples=["***"],
+    )
+    s3_probe_timeout_seconds: float = Field(
+        default=10,
+        gt=0,
+        description="Deadline for the reachability probe made before every restic call.",
+        examples=[10],
+    )
+
+    @model_validator(mode="after")
+    def _fill_derived_paths(self) -> Settings:
+        if not self.catalog_url:
+            self.catalog_url = f"sqlite:///{self.state_dir / 'catalog.sqlite3'}"
+        if self.reports_dir is None:
+            self.reports_dir = self.state_dir / "reports"
+        if self.scratch_dir is None:
+            self.scratch_dir = self.state_dir / "scratch"
+        return self
+
+    @property
+    def reports_path(self) -> Path:
+        """Return the reports folder (always set after validation)."""
+        assert self.reports_dir is not None
+        return self.reports_dir
+
+    @property
+    def scratch_path(self) -> Path:
+        """Return the scratch folder (always set after validation)."""
+        assert self.scratch_dir is not None
+        return self.scratch_dir
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml_path = _toml_path()
+        if toml_path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+        return tuple(sources)
+
+
+def _toml_path() -> Path | None:
+    named = os.environ.get(CONFIG_FILE_VARIABLE)
+    if named:
+        return Path(named)
+    local = Path("replica.toml")
+    return local if local.is_file() else None
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Return the settings of this process.
+
+    Raises ConfigError naming the file (or environment) and field of every invalid value.
+    """
+    from pydantic import ValidationError
+
+    toml_path = _toml_path()
+    if toml_path is not None and not toml_path.is_file():
+        raise ConfigError([f"{toml_path}: settings file does not exist (named by {CONFIG_FILE_VARIABLE})"])
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        source = str(toml_path) if toml_path else "environment (REPLICA_*)"
+        raise ConfigError(
+            [f"{source}: at '{'.'.join(str(p) for p in e['loc'])}': {e['msg']}" for e in error.errors()]
+        ) from None

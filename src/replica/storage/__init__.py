@@ -1,0 +1,1 @@
+"""Object storage reached directly with boto3 (probes, fingerprint sidecars). restic reaches it on its own."""

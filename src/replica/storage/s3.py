@@ -1,0 +1,108 @@
+"""S3 behind one class: the URL checked in the constructor, every boto3 error translated here and only here."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionError,
+    ConnectTimeoutError,
+    ReadTimeoutError,
+)
+
+from replica.errors import BucketMissing, StorageAccessDenied, StorageError, StorageUnreachable
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+MISSING_CODES = {"404", "NoSuchBucket", "NotFound"}
+DENIED_CODES = {"403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled"}
+
+
+class S3Storage:
+    """One S3 endpoint (AWS, MinIO, SeaweedFS, moto) with the credentials replica was given."""
+
+    def __init__(
+        self,
+        *,
+        endpoint_url: str | None,
+        region: str,
+        access_key_id: str | None,
+        secret_access_key: str | None,
+        timeout_seconds: float,
+    ) -> None:
+        if endpoint_url is not None and not re.fullmatch(r"https?://[^/\s]+", endpoint_url):
+            raise StorageError(f"S3 endpoint '{endpoint_url}' must look like http(s)://host[:port]")
+        self.endpoint_url = endpoint_url
+        self.location = endpoint_url or f"AWS S3 ({region})"
+        self._client: S3Client = boto3.client(
+            "s3",
+            endpoint_url=endpoint_url,
+            region_name=region,
+            aws_access_key_id=access_key_id,
+            aws_secret_access_key=secret_access_key,
+            config=Config(
+                connect_timeout=timeout_seconds,
+                read_timeout=timeout_seconds,
+                retries={"max_attempts": 2, "mode": "standard"},
+                s3={"addressing_style": "path"},
+            ),
+        )
+
+    def _translate(self, error: Exception, bucket: str, action: str) -> StorageError:
+        where = f"bucket '{bucket}' at {self.location}"
+        if isinstance(error, ClientError):
+            code = str(error.response.get("Error", {}).get("Code", ""))
+            if code in MISSING_CODES:
+                return BucketMissing(f"{where} does not exist (create it with 'replica init JOB')")
+            if code in DENIED_CODES:
+                return StorageAccessDenied(f"{where}: access denied to {action} ({code}); check the S3 credentials")
+            return StorageError(f"{where}: {action} failed: {code or error}")
+        if isinstance(error, (ConnectTimeoutError, ReadTimeoutError)):
+            return StorageUnreachable(f"{where}: no answer within the deadline while trying to {action}")
+        if isinstance(error, ConnectionError):
+            return StorageUnreachable(f"S3 endpoint {self.location} unreachable: {error}")
+        return StorageError(f"{where}: {action} failed: {error}")
+
+    def probe_bucket(self, bucket: str) -> None:
+        """Return when the bucket exists and answers. Raises StorageUnreachable, BucketMissing, StorageAccessDenied."""
+        try:
+            self._client.head_bucket(Bucket=bucket)
+        except (ClientError, BotoCoreError) as error:
+            raise self._translate(error, bucket, "reach the bucket") from None
+
+    def probe_endpoint(self) -> None:
+        """Return when the endpoint answers at all (any HTTP answer counts). Raises StorageUnreachable."""
+        try:
+            self._client.list_buckets()
+        except ClientError:
+            return
+        except BotoCoreError as error:
+            raise self._translate(error, "-", "list buckets") from None
+
+    def put_json(self, bucket: str, key: str, document: dict[str, Any]) -> None:
+        """Store a small JSON document. Raises StorageError."""
+        body = json.dumps(document, sort_keys=True, indent=1).encode()
+        try:
+            self._client.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
+        except (ClientError, BotoCoreError) as error:
+            raise self._translate(error, bucket, f"write {key}") from None
+
+    def get_json(self, bucket: str, key: str) -> dict[str, Any] | None:
+        """Return a small JSON document, or None when there is no such key. Raises StorageError."""
+        try:
+            response = self._client.get_object(Bucket=bucket, Key=key)
+        except ClientError as error:
+            if str(error.response.get("Error", {}).get("Code", "")) in {"NoSuchKey", "404"}:
+                return None
+            raise self._translate(error, bucket, f"read {key}") from None
+        except BotoCoreError as error:
+            raise self._translate(error, bucket, f"read {key}") from None
+        document = json.loads(response["Body"].read())
+        return document if isinstance(document, dict) else None

@@ -1,0 +1,53 @@
+"""Store kinds: one module each behind the contract in `base.py`, looked up in `STORE_KINDS`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from replica.config.models import (
+    DirectoryStoreConfig,
+    JobConfig,
+    PolicyConfig,
+    PostgresqlStoreConfig,
+    SqliteStoreConfig,
+)
+from replica.errors import ConfigError
+from replica.stores.base import Store
+from replica.stores.directory import DirectoryStore
+from replica.stores.postgresql import PostgresqlStore
+from replica.stores.sqlite import SqliteStore
+
+
+def _directory(job: JobConfig, policy: PolicyConfig) -> Store:
+    assert isinstance(job.store, DirectoryStoreConfig)
+    return DirectoryStore(job.store, sample_files=policy.verification.sample_files)
+
+
+def _sqlite(job: JobConfig, policy: PolicyConfig) -> Store:
+    assert isinstance(job.store, SqliteStoreConfig)
+    return SqliteStore(job.store)
+
+
+def _postgresql(job: JobConfig, policy: PolicyConfig) -> Store:
+    assert isinstance(job.store, PostgresqlStoreConfig)
+    return PostgresqlStore(job.store)
+
+
+STORE_KINDS: dict[str, Callable[[JobConfig, PolicyConfig], Store]] = {
+    "directory": _directory,
+    "sqlite": _sqlite,
+    "postgresql": _postgresql,
+}
+
+
+def build_store(job: JobConfig, policy: PolicyConfig) -> Store:
+    """Return the Store for a job. Raises ConfigError listing the valid kinds when the kind is unknown."""
+    factory = STORE_KINDS.get(job.store.kind)
+    if factory is None:
+        raise ConfigError(
+            [
+                f"job '{job.name}': at 'store.kind': unknown kind '{job.store.kind}' "
+                f"(valid: {', '.join(sorted(STORE_KINDS))})"
+            ]
+        )
+    return factory(job, policy)

@@ -1,0 +1,127 @@
+"""The contract every store kind implements: back up, restore into a target, fingerprint, check.
+
+A store never calls restic: it says what restic should read (`BackupSource`) and how restored data reaches a
+target (`RestoreMethod`); the actions layer joins the two through `execute`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from replica.catalog.records import CheckOutcome
+from replica.config.models import VerificationConfig
+from replica.execute import Command, Completed
+
+Fingerprint = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class BackupSource:
+    """What restic reads: the stdout of `producer` stored as the file `stored_name`, or the tree `directory`.
+
+    A tree is backed up as "." from inside `directory`, so the snapshot's root is the directory's content and
+    a restore lands directly in the target (restic 0.14 has no `snapshot:subfolder` restore).
+    """
+
+    stored_name: str
+    producer: Command | None = None
+    directory: Path | None = None
+    exclude: tuple[str, ...] = ()
+
+    @property
+    def is_stream(self) -> bool:
+        """Return True when restic reads the producer's output on stdin."""
+        return self.producer is not None
+
+
+@dataclass
+class PreparedBackup:
+    """A backup ready to run, holding whatever keeps the source consistent until the context closes.
+
+    `fingerprint` computes the fingerprint of exactly the data restic reads (same transaction, same copy). It runs
+    in a thread while restic runs, unless `fingerprint_first` says the source is only stable before restic starts.
+    `verify_producer` raises StoreError when the producer's outcome means the stream is incomplete, whatever
+    restic said.
+    """
+
+    source: BackupSource
+    fingerprint: Callable[[], Fingerprint]
+    fingerprint_first: bool = False
+    verify_producer: Callable[[Completed], None] = field(default=lambda completed: None)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where restored data goes: a path (directory or file) or a database name on the store's server."""
+
+    description: str
+    path: Path | None = None
+    database: str | None = None
+
+
+@dataclass(frozen=True)
+class RestoreMethod:
+    """How restored data reaches a target.
+
+    `tree`: `restic restore` into `unpack_directory`, the data then sits at `unpack_directory/<stored path>`;
+    `file`: `restic dump` written to `output_path`; `command`: `restic dump` piped into `consumer`.
+    """
+
+    kind: Literal["tree", "file", "command"]
+    unpack_directory: Path | None = None
+    output_path: Path | None = None
+    consumer: Command | None = None
+
+
+class Store(ABC):
+    """One protected data store. Subclasses exist per kind and are listed in `STORE_KINDS`."""
+
+    kind: ClassVar[str]
+
+    @abstractmethod
+    def describe(self) -> str:
+        """Return a short human description, e.g. `postgresql database 'billing' on 127.0.0.1:5432`."""
+
+    @abstractmethod
+    def prepare_backup(self, scratch: Path, job_name: str) -> contextlib.AbstractContextManager[PreparedBackup]:
+        """Return a context yielding a PreparedBackup. Raises StoreError when the source cannot be read."""
+
+    @abstractmethod
+    def scratch_target(self, scratch: Path, label: str) -> contextlib.AbstractContextManager[Target]:
+        """Return a context yielding a fresh, empty target that is removed on exit whatever happens."""
+
+    @abstractmethod
+    def named_target(self, to: str) -> Target:
+        """Return the target an engineer named with `restore --to`. Raises UsageError when it is not valid."""
+
+    @abstractmethod
+    def target_has_data(self, target: Target) -> bool:
+        """Return True when the target exists and holds data (a restore must not overwrite it without --force)."""
+
+    @abstractmethod
+    def staging_target(self, final: Target, label: str) -> contextlib.AbstractContextManager[Target]:
+        """Return a context yielding an empty target beside `final`, removed on exit unless promoted."""
+
+    @abstractmethod
+    def restore_method(self, target: Target, stored_name: str) -> RestoreMethod:
+        """Return how restored data reaches `target`."""
+
+    @abstractmethod
+    def restored_location(self, target: Target, stored_name: str) -> Target:
+        """Return where the data sits after the restore method ran (e.g. the subtree of an unpacked directory)."""
+
+    @abstractmethod
+    def check_restored(
+        self, target: Target, expected: Fingerprint, verification: VerificationConfig
+    ) -> list[CheckOutcome]:
+        """Return the `integrity` and `fingerprint` checks of restored data (criticality decided by the caller)."""
+
+    @abstractmethod
+    def promote(self, staged: Target, final: Target, replaced_suffix: str) -> str | None:
+        """Move verified data from `staged` to `final`; an existing final is renamed with the suffix, never
+        deleted. Returns a description of where the replaced data went, or None."""

@@ -1,0 +1,274 @@
+"""The `postgresql` store: `pg_dump -Fc` streamed into restic, restored with `pg_restore` into a scratch database.
+
+The fingerprint (row count and an order-independent content digest per table) is computed in the same snapshot
+as the dump: replica opens a repeatable-read transaction, exports its snapshot, and runs `pg_dump --snapshot`
+while it reads every table in that transaction. A verified restore is therefore compared exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import secrets
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from replica.catalog.records import CheckOutcome
+from replica.config.models import PostgresqlStoreConfig, VerificationConfig
+from replica.errors import StoreError, UsageError
+from replica.execute import Command, Completed
+from replica.secrets import read_secret
+from replica.stores.base import BackupSource, Fingerprint, PreparedBackup, RestoreMethod, Store, Target
+from replica.stores.tables import compare_tables
+
+CONNECT_TIMEOUT_SECONDS = 10
+MAINTENANCE_DATABASE = "postgres"
+DATABASE_NAME_LIMIT = 63
+# Session settings that make `row::text` identical on the source and on a restore.
+STABLE_TEXT_SETTINGS = (
+    "SET TimeZone = 'UTC'",
+    "SET DateStyle = 'ISO, YMD'",
+    "SET IntervalStyle = 'postgres'",
+    "SET extra_float_digits = 3",
+    "SET bytea_output = 'hex'",
+)
+TABLES_QUERY = """
+    SELECT n.nspname, c.relname
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+      AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'
+    ORDER BY 1, 2
+"""
+# Sum of the first 60 bits of each row's md5: independent of row order, sensitive to every row's content.
+TABLE_DIGEST_QUERY = (
+    "SELECT count(*), coalesce(sum(('x' || substr(md5(t::text), 1, 15))::bit(60)::bigint), 0)::text FROM {} AS t"
+)
+
+
+def fingerprint_connection(connection: psycopg.Connection[Any]) -> Fingerprint:
+    """Return {tables: {schema.table: {rows, digest}}} read through `connection` (inside its transaction)."""
+    tables: dict[str, dict[str, Any]] = {}
+    with connection.cursor() as cursor:
+        for statement in STABLE_TEXT_SETTINGS:
+            cursor.execute(statement)
+        cursor.execute(TABLES_QUERY)
+        names = [(schema, table) for schema, table in cursor.fetchall()]
+        for schema, table in names:
+            cursor.execute(sql.SQL(TABLE_DIGEST_QUERY).format(sql.Identifier(schema, table)))
+            row = cursor.fetchone()
+            assert row is not None
+            tables[f"{schema}.{table}"] = {"rows": int(row[0]), "digest": str(row[1])}
+    return {"tables": tables}
+
+
+class PostgresqlStore(Store):
+    """One PostgreSQL database."""
+
+    kind = "postgresql"
+
+    def __init__(self, config: PostgresqlStoreConfig) -> None:
+        self.config = config
+
+    def describe(self) -> str:
+        return f"postgresql database '{self.config.database}' on {self.config.host}:{self.config.port}"
+
+    # Connections and processes ---------------------------------------------------------------------------------
+
+    def _password(self) -> str | None:
+        secret = read_secret(
+            env_name=self.config.password_env,
+            file_path=self.config.password_file,
+            what=f"store {self.describe()}",
+        )
+        return secret.get_secret_value() if secret else None
+
+    def _environment(self) -> dict[str, str]:
+        password = self._password()
+        return {"PGPASSWORD": password} if password else {}
+
+    def _connect(self, database: str, *, autocommit: bool = False) -> psycopg.Connection[Any]:
+        try:
+            return psycopg.connect(
+                host=self.config.host,
+                port=self.config.port,
+                user=self.config.user,
+                dbname=database,
+                password=self._password(),
+                connect_timeout=CONNECT_TIMEOUT_SECONDS,
+                autocommit=autocommit,
+                application_name="replica",
+            )
+        except psycopg.Error as error:
+            reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+            raise StoreError(
+                f"postgresql database '{database}' on {self.config.host}:{self.config.port}: cannot connect: {reason}"
+            ) from None
+
+    def _client_argv(self, program: str, database: str) -> list[str]:
+        return [
+            program,
+            "--host",
+            self.config.host,
+            "--port",
+            str(self.config.port),
+            "--username",
+            self.config.user,
+            "--no-password",
+            "--dbname",
+            database,
+        ]
+
+    def _timeout(self) -> float:
+        return timedelta.total_seconds(self.config.dump_timeout)
+
+    # Backup ----------------------------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def prepare_backup(self, scratch: Path, job_name: str) -> Iterator[PreparedBackup]:
+        connection = self._connect(self.config.database)
+        try:
+            connection.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            row = connection.execute("SELECT pg_export_snapshot()").fetchone()
+            assert row is not None
+            snapshot_name = str(row[0])
+            producer = Command(
+                argv=(
+                    *self._client_argv("pg_dump", self.config.database),
+                    "--format=custom",
+                    f"--snapshot={snapshot_name}",
+                    "--no-sync",
+                ),
+                environment=self._environment(),
+                timeout_seconds=self._timeout(),
+            )
+            # The exporting transaction stays open until the context closes, i.e. after pg_dump has finished.
+            yield PreparedBackup(
+                source=BackupSource(stored_name=f"/{job_name}.pgdump", producer=producer),
+                fingerprint=lambda: fingerprint_connection(connection),
+                verify_producer=self._verify_dump,
+            )
+        finally:
+            with contextlib.suppress(psycopg.Error):
+                connection.rollback()
+            connection.close()
+
+    def _verify_dump(self, completed: Completed) -> None:
+        if not completed.succeeded:
+            from replica.errors import last_meaningful_line
+
+            reason = "did not finish in time" if completed.timed_out else f"exited {completed.exit_code}"
+            raise StoreError(f"pg_dump of {self.describe()} {reason}: {last_meaningful_line(completed.stderr_tail)}")
+
+    # Targets ---------------------------------------------------------------------------------------------------
+
+    def _database_exists(self, name: str) -> bool:
+        with self._connect(MAINTENANCE_DATABASE, autocommit=True) as connection:
+            row = connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+            return row is not None
+
+    def _create_database(self, name: str) -> None:
+        with self._connect(MAINTENANCE_DATABASE, autocommit=True) as connection:
+            connection.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
+
+    def _drop_database(self, name: str) -> None:
+        with self._connect(MAINTENANCE_DATABASE, autocommit=True) as connection:
+            connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+    @contextlib.contextmanager
+    def _database_target(self, name: str) -> Iterator[Target]:
+        self._create_database(name)
+        try:
+            yield Target(
+                description=f"postgresql database '{name}' on {self.config.host}:{self.config.port}",
+                database=name,
+            )
+        finally:
+            self._drop_database(name)
+
+    def scratch_target(self, scratch: Path, label: str) -> contextlib.AbstractContextManager[Target]:
+        return self._database_target(_database_name("replica_verify", label))
+
+    def named_target(self, to: str) -> Target:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$-]{0,62}", to):
+            raise UsageError(f"restore target '{to}' is not a valid database name")
+        if to == self.config.database:
+            raise UsageError(f"restore target '{to}' is the live database; choose another name")
+        return Target(description=f"postgresql database '{to}' on {self.config.host}:{self.config.port}", database=to)
+
+    def target_has_data(self, target: Target) -> bool:
+        assert target.database is not None
+        return self._database_exists(target.database)
+
+    def staging_target(self, final: Target, label: str) -> contextlib.AbstractContextManager[Target]:
+        assert final.database is not None
+        return self._database_target(_database_name(f"{final.database}_restore", label))
+
+    def restore_method(self, target: Target, stored_name: str) -> RestoreMethod:
+        assert target.database is not None
+        consumer = Command(
+            argv=(
+                *self._client_argv("pg_restore", target.database),
+                "--no-owner",
+                "--no-privileges",
+                "--exit-on-error",
+            ),
+            environment=self._environment(),
+            timeout_seconds=self._timeout(),
+        )
+        return RestoreMethod(kind="command", consumer=consumer)
+
+    def restored_location(self, target: Target, stored_name: str) -> Target:
+        return target
+
+    def check_restored(
+        self, target: Target, expected: Fingerprint, verification: VerificationConfig
+    ) -> list[CheckOutcome]:
+        assert target.database is not None
+        try:
+            with self._connect(target.database) as connection:
+                found = fingerprint_connection(connection)
+        except (StoreError, psycopg.Error) as error:
+            return [
+                CheckOutcome("integrity", False, True, f"restored database unusable: {error}"),
+                CheckOutcome("fingerprint", False, True, "not compared: the database cannot be read"),
+            ]
+        expected_count = len(expected.get("tables", {}))
+        found_count = len(found["tables"])
+        integrity = CheckOutcome(
+            "integrity",
+            found_count >= expected_count,
+            True,
+            f"pg_restore completed; {found_count} tables readable in full (backup had {expected_count})",
+        )
+        return [integrity, compare_tables(expected, found, verification)]
+
+    def promote(self, staged: Target, final: Target, replaced_suffix: str) -> str | None:
+        assert staged.database is not None and final.database is not None
+        aside = None
+        with self._connect(MAINTENANCE_DATABASE, autocommit=True) as connection:
+            if self._database_exists(final.database):
+                aside = _database_name(final.database, replaced_suffix.strip(".-_"))
+                connection.execute(
+                    sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                        sql.Identifier(final.database), sql.Identifier(aside)
+                    )
+                )
+            connection.execute(
+                sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                    sql.Identifier(staged.database), sql.Identifier(final.database)
+                )
+            )
+        return f"database '{aside}'" if aside else None
+
+
+def _database_name(prefix: str, label: str) -> str:
+    """Return `prefix_label_xxxx`, cut to PostgreSQL's 63-byte limit, unique thanks to a random tail."""
+    tail = secrets.token_hex(3)
+    clean_label = re.sub(r"[^a-z0-9_]", "_", label.lower())
+    head = f"{prefix}_{clean_label}"[: DATABASE_NAME_LIMIT - len(tail) - 1]
+    return f"{head}_{tail}"

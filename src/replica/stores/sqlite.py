@@ -1,0 +1,163 @@
+"""The `sqlite` store: a consistent copy by SQLite's online backup API, never the live file.
+
+Fingerprint: per table, the row count and an order-independent digest of its rows, taken from the very copy that
+restic stores. After restore: `PRAGMA integrity_check`, then the same fingerprint compared table by table.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from replica.catalog.records import CheckOutcome
+from replica.config.models import SqliteStoreConfig, VerificationConfig
+from replica.errors import StoreError, UsageError
+from replica.execute import Command
+from replica.stores.base import BackupSource, Fingerprint, PreparedBackup, RestoreMethod, Store, Target
+from replica.stores.paths import move_aside, temporary_directory
+from replica.stores.tables import compare_tables
+
+DIGEST_MODULUS = 1 << 64
+BACKUP_PAGES_PER_STEP = 4096
+
+
+def _row_digest(row: tuple[Any, ...]) -> int:
+    encoded = json.dumps([value.hex() if isinstance(value, bytes) else value for value in row], default=str)
+    return int.from_bytes(hashlib.sha256(encoded.encode()).digest()[:8], "big")
+
+
+def fingerprint_database(path: Path) -> Fingerprint:
+    """Return {tables: {name: {rows, digest}}} of the SQLite file at `path`, opened read-only."""
+    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        names = [
+            row[0]
+            for row in connection.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"
+            )
+        ]
+        tables: dict[str, dict[str, Any]] = {}
+        for name in names:
+            quoted = '"' + name.replace('"', '""') + '"'
+            count, total = 0, 0
+            for row in connection.execute(f"SELECT * FROM {quoted}"):
+                count += 1
+                total = (total + _row_digest(row)) % DIGEST_MODULUS
+            tables[name] = {"rows": count, "digest": f"{total:016x}"}
+        return {"tables": tables}
+    finally:
+        connection.close()
+
+
+def integrity_check(path: Path) -> CheckOutcome:
+    """Return the `integrity` check: `PRAGMA integrity_check` must answer exactly `ok`."""
+    try:
+        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            answers = [row[0] for row in connection.execute("PRAGMA integrity_check")]
+        finally:
+            connection.close()
+    except sqlite3.DatabaseError as error:
+        return CheckOutcome("integrity", False, True, f"cannot open restored database: {error}")
+    if answers == ["ok"]:
+        return CheckOutcome("integrity", True, True, "PRAGMA integrity_check: ok")
+    return CheckOutcome(
+        "integrity", False, True, f"PRAGMA integrity_check: {len(answers)} problems, first: {answers[0]}"
+    )
+
+
+class SqliteStore(Store):
+    """One SQLite database file."""
+
+    kind = "sqlite"
+
+    def __init__(self, config: SqliteStoreConfig) -> None:
+        self.config = config
+
+    def describe(self) -> str:
+        return f"sqlite database {self.config.path}"
+
+    @contextlib.contextmanager
+    def prepare_backup(self, scratch: Path, job_name: str) -> Iterator[PreparedBackup]:
+        source_path = self.config.path
+        if not source_path.is_file():
+            raise StoreError(f"{self.describe()}: file does not exist")
+        with temporary_directory(scratch, f"backup-{job_name}-{os.getpid()}") as directory:
+            copy_path = directory / f"{job_name}.sqlite3"
+            try:
+                source = sqlite3.connect(f"file:{source_path}?mode=ro", uri=True)
+                try:
+                    destination = sqlite3.connect(copy_path)
+                    try:
+                        source.backup(destination, pages=BACKUP_PAGES_PER_STEP)
+                    finally:
+                        destination.close()
+                finally:
+                    source.close()
+            except sqlite3.Error as error:
+                raise StoreError(f"{self.describe()}: online backup failed: {error}") from None
+            yield PreparedBackup(
+                source=BackupSource(
+                    stored_name=f"/{job_name}.sqlite3",
+                    producer=Command(argv=("cat", str(copy_path)), timeout_seconds=24 * 3600),
+                ),
+                fingerprint=lambda: fingerprint_database(copy_path),
+            )
+
+    def scratch_target(self, scratch: Path, label: str) -> contextlib.AbstractContextManager[Target]:
+        return _file_target(scratch, f"verify-{label}")
+
+    def named_target(self, to: str) -> Target:
+        path = Path(to).expanduser().absolute()
+        if path == self.config.path:
+            raise UsageError(f"restore target {path} is the live database; choose another path")
+        if path.is_dir():
+            raise UsageError(f"restore target {path} is a directory; name a database file")
+        return Target(description=f"sqlite file {path}", path=path)
+
+    def target_has_data(self, target: Target) -> bool:
+        assert target.path is not None
+        return target.path.exists()
+
+    def staging_target(self, final: Target, label: str) -> contextlib.AbstractContextManager[Target]:
+        assert final.path is not None
+        return _file_target(final.path.parent, f".{final.path.name}.replica-restore-{label}")
+
+    def restore_method(self, target: Target, stored_name: str) -> RestoreMethod:
+        return RestoreMethod(kind="file", output_path=target.path)
+
+    def restored_location(self, target: Target, stored_name: str) -> Target:
+        return target
+
+    def check_restored(
+        self, target: Target, expected: Fingerprint, verification: VerificationConfig
+    ) -> list[CheckOutcome]:
+        assert target.path is not None
+        integrity = integrity_check(target.path)
+        if not integrity.passed:
+            return [
+                integrity,
+                CheckOutcome("fingerprint", False, True, "not compared: the database is damaged"),
+            ]
+        return [integrity, compare_tables(expected, fingerprint_database(target.path), verification)]
+
+    def promote(self, staged: Target, final: Target, replaced_suffix: str) -> str | None:
+        assert staged.path is not None and final.path is not None
+        final.path.parent.mkdir(parents=True, exist_ok=True)
+        aside = move_aside(final.path, replaced_suffix)
+        staged.path.rename(final.path)
+        return str(aside) if aside else None
+
+
+@contextlib.contextmanager
+def _file_target(parent: Path, name: str) -> Iterator[Target]:
+    """Yield a file path inside a fresh directory; the directory goes on exit (the file too unless moved)."""
+    with temporary_directory(parent, name) as directory:
+        path = directory / "restored.sqlite3"
+        yield Target(description=f"sqlite file {path}", path=path)
