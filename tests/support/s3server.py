@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import boto3
 from moto.server import ThreadedMotoServer
+
+# moto logs every request through werkzeug; thousands of lines would drown the failures that matter.
+logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
 ACCESS_KEY_ID = "testing"
 SECRET_ACCESS_KEY = "testing"

@@ -67,6 +67,12 @@ def resolve_expected(
         raise UsageError(f"snapshot id '{snapshot_id}' is ambiguous in destination '{destination.name}'")
     if matches:
         return _expected_from_row(matches[0])
+    elsewhere = sorted({s.destination for s in context.catalog.snapshots(job.name) if s.snapshot_id.startswith(snapshot_id)})
+    if elsewhere:
+        raise UsageError(
+            f"snapshot '{snapshot_id}' is in destination {', '.join(elsewhere)}, not '{destination.name}'; "
+            f"add --destination {elsewhere[0]}"
+        )
     sidecar = context.storage(destination).get_json(destination.bucket, sidecar_key(destination, snapshot_id))
     if sidecar is None or sidecar.get("job") != job.name:
         raise UsageError(

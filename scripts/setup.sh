@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Install what replica needs on a fresh Debian machine: restic (Debian package) and the Python package in .venv.
+# Idempotent: a second run installs nothing new. Used by scripts/demo.sh and scripts/test.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+missing=()
+command -v restic >/dev/null 2>&1 || missing+=(restic)
+command -v pg_dump >/dev/null 2>&1 || missing+=(postgresql-client)
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "setup: installing ${missing[*]} from Debian" >&2
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+python=${PYTHON:-python3}
+if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+    echo "setup: $python is older than 3.11; set PYTHON to a newer interpreter" >&2
+    exit 2
+fi
+if [ ! -x .venv/bin/python ]; then
+    "$python" -m venv .venv
+fi
+stamp=.venv/.replica-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    echo "setup: installing replica and its test tools into .venv" >&2
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+    touch "$stamp"
+fi

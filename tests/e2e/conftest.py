@@ -1,0 +1,137 @@
+"""e2e fixtures: moto's S3 server on 127.0.0.1, a deployment folder per module, the real `replica` CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.support.s3server import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, S3Server, start_s3_server
+
+CLI_TIMEOUT_SECONDS = 300
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """A moto S3 server for the whole e2e session."""
+    yield from start_s3_server()
+
+
+@dataclass
+class Deployment:
+    """A folder with jobs/, policies/, a state dir and a password file, plus the environment to run replica."""
+
+    root: Path
+    s3: S3Server
+    buckets: list[str] = field(default_factory=list)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / "state"
+
+    @property
+    def password_file(self) -> Path:
+        return self.root / "restic-password"
+
+    def environment(self, **extra: str) -> dict[str, str]:
+        """Return the environment of a replica process for this deployment (nothing inherited but PATH/HOME)."""
+        environment = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": os.environ.get("HOME", "/root"),
+            "LANG": "C.UTF-8",
+            "REPLICA_STATE_DIR": str(self.state_dir),
+            "REPLICA_JOBS_DIR": str(self.root / "jobs"),
+            "REPLICA_POLICIES_DIR": str(self.root / "policies"),
+            "REPLICA_S3_ENDPOINT_URL": self.s3.endpoint_url,
+            "REPLICA_RESTIC_PASSWORD_FILE": str(self.password_file),
+            "REPLICA_S3_PROBE_TIMEOUT_SECONDS": "3",
+            "AWS_ACCESS_KEY_ID": ACCESS_KEY_ID,
+            "AWS_SECRET_ACCESS_KEY": SECRET_ACCESS_KEY,
+            "AWS_DEFAULT_REGION": REGION,
+        }
+        environment.update(extra)
+        return environment
+
+    def replica(self, *arguments: str, env: dict[str, str] | None = None, timeout: float = CLI_TIMEOUT_SECONDS
+                ) -> subprocess.CompletedProcess[str]:
+        """Run the real CLI (`python -m replica`) and return its outcome."""
+        return subprocess.run(
+            [sys.executable, "-m", "replica", *arguments],
+            env=env or self.environment(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            cwd=self.root,
+        )
+
+    def replica_json(self, *arguments: str) -> Any:
+        """Run a `--json` command that must succeed and return its parsed output."""
+        result = self.replica(*arguments, "--json")
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    def new_bucket(self, label: str) -> str:
+        """Create a uniquely named bucket, deleted at teardown."""
+        name = f"e2e-{label}-{secrets.token_hex(4)}"
+        self.s3.create_bucket(name)
+        self.buckets.append(name)
+        return name
+
+    def write_policy(self, name: str = "e2e", **fields: Any) -> None:
+        document = {"name": name, "rpo": "1h", "rto": "10m", "verification": {"read_data_subset": "100%"}}
+        document.update(fields)
+        (self.root / "policies" / f"{name}.yaml").write_text(yaml.safe_dump(document))
+
+    def write_job(self, name: str, store: dict[str, Any], destinations: list[dict[str, Any]],
+                  policy: str = "e2e", **fields: Any) -> None:
+        document = {"name": name, "store": store, "destinations": destinations, "policy": policy,
+                    "owners": ["oncall@example.com"], "clients": ["Client A", "Client B"]}
+        document.update(fields)
+        (self.root / "jobs" / f"{name}.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
+
+    def two_destinations(self, label: str) -> list[dict[str, Any]]:
+        """Return a primary and an offsite destination in two new buckets."""
+        return [
+            {"name": "primary", "bucket": self.new_bucket(f"{label}-p"), "prefix": f"restic/{label}"},
+            {"name": "offsite", "bucket": self.new_bucket(f"{label}-o"), "prefix": f"restic/{label}"},
+        ]
+
+
+@pytest.fixture(scope="module")
+def deployment(s3_server: S3Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    """A deployment shared by the tests of one module (repositories are expensive to create)."""
+    root = tmp_path_factory.mktemp("deployment")
+    (root / "jobs").mkdir()
+    (root / "policies").mkdir()
+    (root / "restic-password").write_text(secrets.token_urlsafe(24))
+    deployed = Deployment(root, s3_server)
+    deployed.write_policy()
+    yield deployed
+    for bucket in deployed.buckets:
+        deployed.s3.delete_bucket(bucket)
+
+
+def assert_ok(result: subprocess.CompletedProcess[str]) -> None:
+    """Fail with the CLI's output when it did not exit 0."""
+    assert result.returncode == 0, f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+
+
+def catalog_rows(deployment: Deployment, query: str) -> list[tuple[Any, ...]]:
+    """Return rows of a SQL query on the deployment's SQLite catalog."""
+    import sqlite3
+
+    connection = sqlite3.connect(deployment.state_dir / "catalog.sqlite3")
+    try:
+        return connection.execute(query).fetchall()
+    finally:
+        connection.close()

@@ -1,0 +1,31 @@
+"""Fixtures of the integration tier: one moto S3 server per session, unique names for everything it creates."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.s3server import S3Server, start_s3_server
+
+
+def unique_name(prefix: str) -> str:
+    """Return `prefix-xxxxxxxx` (or with `_` when the prefix uses it), so that repeated runs never collide."""
+    separator = "_" if "_" in prefix else "-"
+    return f"{prefix}{separator}{secrets.token_hex(4)}"
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """A moto S3 server on 127.0.0.1, shared by the whole session (starting one costs about a second)."""
+    yield from start_s3_server()
+
+
+@pytest.fixture
+def bucket(s3_server: S3Server) -> Iterator[str]:
+    """A fresh bucket on the session's S3 server, deleted with its objects afterwards."""
+    name = unique_name("replica-it")
+    s3_server.create_bucket(name)
+    yield name
+    s3_server.delete_bucket(name)

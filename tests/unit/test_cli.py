@@ -1,0 +1,76 @@
+"""Exit codes in one table, and the command line's argument parsing (no command is run)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from replica import errors
+from replica.cli.exit_codes import exit_code_for
+from replica.cli.main import build_parser
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (errors.ConfigError(["jobs/billing.yaml: at 'policy': missing"]), 2),
+        (errors.UsageError("no job named 'x'"), 2),
+        (errors.StorageUnreachable("connection refused"), 3),
+        (errors.ResticTimeout("primary", "no result within 300s"), 3),
+        (errors.RepositoryMissing("primary", ""), 4),
+        (errors.BucketMissing("no bucket"), 4),
+        (errors.WrongPassword("primary", ""), 5),
+        (errors.StorageAccessDenied("denied"), 5),
+        (errors.RepositoryLocked("primary", ""), 6),
+        (errors.VerificationFailed("fingerprint failed"), 1),
+        (errors.RepositoryCorrupt("primary", ""), 1),
+        (KeyboardInterrupt(), 130),
+        (RuntimeError("a bug"), 1),
+    ],
+)
+def test_exit_code_for_each_error_class(error: BaseException, code: int) -> None:
+    assert exit_code_for(error) == code
+
+
+def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as raised:
+        build_parser().parse_args(["--help"])
+
+    assert raised.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("init", "backup", "verify", "restore", "status", "reports", "demo"):
+        assert command in out
+
+
+def test_restore_requires_to(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as raised:
+        build_parser().parse_args(["restore", "billing"])
+
+    assert raised.value.code == 2
+    assert "--to" in capsys.readouterr().err
+
+
+def test_restore_snapshot_and_at_are_mutually_exclusive(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["restore", "billing", "--to", "/srv/restore", "--snapshot", "adfb8880", "--at", "2026-11-26T14:00:00Z"]
+
+    with pytest.raises(SystemExit) as raised:
+        build_parser().parse_args(argv)
+
+    assert raised.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_restore_at_without_zone_is_read_as_utc() -> None:
+    arguments = build_parser().parse_args(["restore", "billing", "--to", "restored", "--at", "2026-11-26T14:00:00"])
+
+    assert arguments.at == datetime(2026, 11, 26, 14, 0, tzinfo=UTC)
+    assert arguments.snapshot is None
+    assert (arguments.job, arguments.to, arguments.force, arguments.dry_run) == ("billing", "restored", False, False)
+
+
+def test_restore_at_rejects_a_time_that_is_not_iso_8601(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["restore", "billing", "--to", "x", "--at", "yesterday"])
+
+    assert "'yesterday' is not an ISO 8601 time" in capsys.readouterr().err

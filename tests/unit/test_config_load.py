@@ -1,0 +1,246 @@
+"""Loading the jobs and policies folders: every problem at once, with file and path; broken jobs stand alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from replica.config.load import Configuration, load_configuration
+from replica.errors import ConfigError, UsageError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+POLICY = """\
+name: standard
+rpo: 1h
+rto: 15m
+retention:
+  keep_last: 7
+"""
+
+JOB = """\
+name: {name}
+description: Billing database
+store:
+  kind: postgresql
+  database: billing
+  password_env: BILLING_PGPASSWORD
+destinations:
+  - name: primary
+    bucket: acme-backups-eu
+    prefix: restic/billing
+  - name: offsite
+    bucket: acme-backups-us
+policy: {policy}
+owners: [dba@acme.example]
+clients: [ACME Retail]
+"""
+
+
+@pytest.fixture
+def folders(tmp_path: Path) -> tuple[Path, Path]:
+    jobs, policies = tmp_path / "jobs", tmp_path / "policies"
+    jobs.mkdir()
+    policies.mkdir()
+    (policies / "standard.yaml").write_text(POLICY, encoding="utf-8")
+    return jobs, policies
+
+
+def write_job(jobs: Path, name: str, text: str | None = None, policy: str = "standard") -> Path:
+    path = jobs / f"{name}.yaml"
+    path.write_text(text if text is not None else JOB.format(name=name, policy=policy), encoding="utf-8")
+    return path
+
+
+def load(folders: tuple[Path, Path]) -> Configuration:
+    return load_configuration(*folders)
+
+
+def test_valid_job_and_policy_load_without_problems(folders: tuple[Path, Path]) -> None:
+    write_job(folders[0], "billing")
+
+    configuration = load(folders)
+
+    assert configuration.problems == []
+    job = configuration.job("billing")
+    assert [d.name for d in job.destinations] == ["primary", "offsite"]
+    assert job.primary.prefix == "restic/billing"
+    assert configuration.policy_of(job).rpo.total_seconds() == 3600
+
+
+def test_unknown_key_is_reported_with_file_and_path(folders: tuple[Path, Path]) -> None:
+    text = JOB.format(name="billing", policy="standard").replace("bucket: acme-backups-us", "buckets: acme-backups-us")
+    path = write_job(folders[0], "billing", text)
+
+    problems = load(folders).problems
+
+    assert f"{path}: at 'destinations[1].buckets': Extra inputs are not permitted" in problems
+
+
+def test_invalid_value_is_reported_with_file_and_indexed_path(folders: tuple[Path, Path]) -> None:
+    text = JOB.format(name="billing", policy="standard").replace("acme-backups-us", "Acme_Backups")
+    path = write_job(folders[0], "billing", text)
+
+    problems = load(folders).problems
+
+    assert any(problem.startswith(f"{path}: at 'destinations[1].bucket': ") for problem in problems)
+
+
+def test_an_invalid_destination_is_not_also_reported_as_too_few_destinations(folders: tuple[Path, Path]) -> None:
+    # Two destinations were written; telling the user "at least 2 items" about them sends them the wrong way.
+    text = JOB.format(name="billing", policy="standard").replace("acme-backups-us", "Acme_Backups")
+    write_job(folders[0], "billing", text)
+
+    problems = load(folders).problems
+
+    assert [problem for problem in problems if "at least 2" in problem] == []
+
+
+def test_unknown_store_kind_lists_the_valid_kinds(folders: tuple[Path, Path]) -> None:
+    text = JOB.format(name="billing", policy="standard").replace("kind: postgresql", "kind: mysql")
+    path = write_job(folders[0], "billing", text)
+
+    (problem,) = load(folders).problems
+
+    assert problem.startswith(f"{path}: at 'store': ")
+    assert "'mysql'" in problem
+    for kind in ("directory", "sqlite", "postgresql"):
+        assert f"'{kind}'" in problem
+
+
+def test_store_errors_do_not_show_the_kind_as_a_path_element(folders: tuple[Path, Path]) -> None:
+    text = JOB.format(name="billing", policy="standard").replace(
+        "database: billing", "database: billing\n  port: 70000"
+    )
+    path = write_job(folders[0], "billing", text)
+
+    (problem,) = load(folders).problems
+
+    assert problem.startswith(f"{path}: at 'store.port': ")
+
+
+def test_every_problem_of_one_file_is_reported_at_once(folders: tuple[Path, Path]) -> None:
+    text = (
+        JOB.format(name="billing", policy="standard")
+        .replace("acme-backups-us", "Bad_Bucket")
+        .replace("description:", "colour: blue\ndescription:")
+        .replace("policy: standard\n", "")
+    )
+    path = write_job(folders[0], "billing", text)
+
+    problems = load(folders).problems
+
+    locations = {problem.removeprefix(f"{path}: at ").split(":")[0] for problem in problems}
+    assert {"'colour'", "'destinations[1].bucket'", "'policy'"} <= locations
+
+
+def test_problems_of_several_files_are_all_reported(folders: tuple[Path, Path]) -> None:
+    jobs, policies = folders
+    first = write_job(jobs, "billing", JOB.format(name="billing", policy="standard") + "x: 1\n")
+    second = write_job(jobs, "crm", JOB.format(name="crm", policy="standard") + "colour: blue\n")
+    (policies / "strict.yaml").write_text("name: strict\nrpo: 90\nrto: 15m\n", encoding="utf-8")
+
+    problems = load(folders).problems
+
+    assert {problem.split(": at ")[0] for problem in problems} == {
+        str(first),
+        str(second),
+        str(policies / "strict.yaml"),
+    }
+
+
+def test_broken_job_disables_only_itself(folders: tuple[Path, Path]) -> None:
+    jobs, _ = folders
+    write_job(jobs, "billing")
+    write_job(jobs, "crm", JOB.format(name="crm", policy="standard") + "colour: blue\n")
+
+    configuration = load(folders)
+
+    assert configuration.job("billing").name == "billing"
+    assert list(configuration.jobs) == ["billing"]
+    with pytest.raises(ConfigError, match="colour"):
+        configuration.job("crm")
+
+
+def test_unknown_job_is_a_usage_error_listing_known_jobs(folders: tuple[Path, Path]) -> None:
+    write_job(folders[0], "billing")
+
+    with pytest.raises(UsageError, match=r"no job named 'payroll' \(known jobs: billing\)"):
+        load(folders).job("payroll")
+
+
+def test_job_name_must_equal_the_file_name(folders: tuple[Path, Path]) -> None:
+    path = write_job(folders[0], "billing", JOB.format(name="invoices", policy="standard"))
+
+    configuration = load(folders)
+
+    assert configuration.problems == [f"{path}: at 'name': must equal the file name 'billing', got 'invoices'"]
+    with pytest.raises(ConfigError):
+        configuration.job("billing")
+
+
+def test_job_naming_a_missing_policy_is_broken(folders: tuple[Path, Path]) -> None:
+    path = write_job(folders[0], "billing", policy="gold")
+
+    configuration = load(folders)
+
+    assert "billing" in configuration.broken_jobs
+    assert configuration.problems[0].startswith(f"{path}: at 'policy': no valid policy named 'gold'")
+
+
+def test_job_whose_policy_file_is_broken_is_broken_too(folders: tuple[Path, Path]) -> None:
+    jobs, policies = folders
+    (policies / "standard.yaml").write_text(POLICY + "  keep_last: 0\n", encoding="utf-8")
+    write_job(jobs, "billing")
+
+    configuration = load(folders)
+
+    assert any("duplicate key 'keep_last'" in p and "standard.yaml" in p for p in configuration.problems)
+    with pytest.raises(ConfigError, match="no valid policy named 'standard'"):
+        configuration.job("billing")
+
+
+def test_fewer_than_two_destinations_is_an_error(folders: tuple[Path, Path]) -> None:
+    text = JOB.format(name="billing", policy="standard").replace("  - name: offsite\n    bucket: acme-backups-us\n", "")
+    path = write_job(folders[0], "billing", text)
+
+    (problem,) = load(folders).problems
+
+    assert problem.startswith(f"{path}: at 'destinations': ")
+    assert "at least 2" in problem
+
+
+def test_duplicate_destination_names_are_an_error(folders: tuple[Path, Path]) -> None:
+    text = JOB.format(name="billing", policy="standard").replace("name: offsite", "name: primary")
+    write_job(folders[0], "billing", text)
+
+    (problem,) = load(folders).problems
+
+    assert "destination names must be unique; repeated: primary" in problem
+
+
+def test_password_in_a_store_is_rejected_without_echoing_it(folders: tuple[Path, Path]) -> None:
+    text = JOB.format(name="billing", policy="standard").replace(
+        "password_env: BILLING_PGPASSWORD", "password: hunter2-secret"
+    )
+    path = write_job(folders[0], "billing", text)
+
+    problems = load(folders).problems
+
+    assert problems == [f"{path}: at 'store.password': Extra inputs are not permitted"]
+    assert "hunter2-secret" not in " ".join(problems)
+
+
+def test_shipped_example_files_load_without_problems() -> None:
+    jobs, policies = PROJECT_ROOT / "jobs", PROJECT_ROOT / "policies"
+    job_files = sorted(p.stem for p in [*jobs.glob("*.yaml"), *jobs.glob("*.yml")])
+    policy_files = sorted(p.stem for p in [*policies.glob("*.yaml"), *policies.glob("*.yml")])
+    assert job_files, f"no example job files in {jobs}"
+    assert policy_files, f"no example policy files in {policies}"
+
+    configuration = load_configuration(jobs, policies)
+
+    assert configuration.problems == []
+    assert sorted(configuration.jobs) == job_files
+    assert sorted(configuration.policies) == policy_files
