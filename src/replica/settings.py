@@ -95,19 +95,19 @@ class Settings(BaseSettings):
     )
     s3_region: str = Field(
         default="us-east-1",
-        validation_alias=AliasChoices("REPLICA_S3_REGION", "AWS_DEFAULT_REGION", "AWS_REGION", "s3_region"),
+        validation_alias=AliasChoices("REPLICA_S3_REGION", "AWS_DEFAULT_REGION", "AWS_REGION"),
         description="S3 region.",
         examples=["eu-central-1"],
     )
     s3_access_key_id: SecretStr | None = Field(
         default=None,
-        validation_alias=AliasChoices("REPLICA_S3_ACCESS_KEY_ID", "AWS_ACCESS_KEY_ID", "s3_access_key_id"),
+        validation_alias=AliasChoices("REPLICA_S3_ACCESS_KEY_ID", "AWS_ACCESS_KEY_ID"),
         description="S3 access key id.",
         examples=["AKIA..."],
     )
     s3_secret_access_key: SecretStr | None = Field(
         default=None,
-        validation_alias=AliasChoices("REPLICA_S3_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY", "s3_secret_access_key"),
+        validation_alias=AliasChoices("REPLICA_S3_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY"),
         description="S3 secret access key.",
         examples=["***"],
     )
@@ -177,7 +177,22 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         return Settings(**overrides)
     except ValidationError as error:
-        source = str(toml_path) if toml_path else "environment (REPLICA_*)"
-        raise ConfigError(
-            [f"{source}: at '{'.'.join(str(p) for p in e['loc'])}': {e['msg']}" for e in error.errors()]
-        ) from None
+        raise ConfigError([_describe_settings_error(e["loc"], e["msg"], toml_path) for e in error.errors()]) from None
+
+
+def _describe_settings_error(location: tuple[int | str, ...], message: str, toml_path: Path | None) -> str:
+    """Return `SOURCE: at 'field': message`, naming the environment variable when one set the value."""
+    key = str(location[0]) if location else ""
+    field_name = key.lower().removeprefix("replica_")
+    field = Settings.model_fields.get(field_name)
+    names = {f"REPLICA_{field_name.upper()}", key.upper()}
+    alias = field.validation_alias if field else None
+    if isinstance(alias, AliasChoices):
+        names |= {str(choice).upper() for choice in alias.choices}
+    environment = {name.upper() for name in os.environ}
+    from_environment = sorted(names & environment)
+    if from_environment or toml_path is None:
+        source = f"environment variable {from_environment[0]}" if from_environment else "environment (REPLICA_*)"
+    else:
+        source = str(toml_path)
+    return f"{source}: at '{field_name or key}': {message}"

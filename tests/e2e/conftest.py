@@ -61,8 +61,9 @@ class Deployment:
         environment.update(extra)
         return environment
 
-    def replica(self, *arguments: str, env: dict[str, str] | None = None, timeout: float = CLI_TIMEOUT_SECONDS
-                ) -> subprocess.CompletedProcess[str]:
+    def replica(
+        self, *arguments: str, env: dict[str, str] | None = None, timeout: float = CLI_TIMEOUT_SECONDS
+    ) -> subprocess.CompletedProcess[str]:
         """Run the real CLI (`python -m replica`) and return its outcome."""
         return subprocess.run(
             [sys.executable, "-m", "replica", *arguments],
@@ -92,10 +93,17 @@ class Deployment:
         document.update(fields)
         (self.root / "policies" / f"{name}.yaml").write_text(yaml.safe_dump(document))
 
-    def write_job(self, name: str, store: dict[str, Any], destinations: list[dict[str, Any]],
-                  policy: str = "e2e", **fields: Any) -> None:
-        document = {"name": name, "store": store, "destinations": destinations, "policy": policy,
-                    "owners": ["oncall@example.com"], "clients": ["Client A", "Client B"]}
+    def write_job(
+        self, name: str, store: dict[str, Any], destinations: list[dict[str, Any]], policy: str = "e2e", **fields: Any
+    ) -> None:
+        document = {
+            "name": name,
+            "store": store,
+            "destinations": destinations,
+            "policy": policy,
+            "owners": ["oncall@example.com"],
+            "clients": ["Client A", "Client B"],
+        }
         document.update(fields)
         (self.root / "jobs" / f"{name}.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
 

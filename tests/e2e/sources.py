@@ -56,8 +56,11 @@ class DirectorySource:
 
     def contents(self, target: str | None = None) -> dict[str, str]:
         root = Path(target) if target else self.root
-        return {str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
-                for path in sorted(root.rglob("*")) if path.is_file()}
+        return {
+            str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(root.rglob("*"))
+            if path.is_file()
+        }
 
     def cleanup(self) -> None:
         pass
@@ -121,8 +124,9 @@ def drop_database(name: str) -> None:
 
 def databases_like(pattern: str) -> list[str]:
     with postgres_connect("postgres") as connection:
-        return [row[0] for row in connection.execute("SELECT datname FROM pg_database WHERE datname LIKE %s",
-                                                     (pattern,))]
+        return [
+            row[0] for row in connection.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", (pattern,))
+        ]
 
 
 class PostgresqlSource:
@@ -140,8 +144,9 @@ class PostgresqlSource:
                 "CREATE TABLE sales.orders (id bigserial PRIMARY KEY, customer_id int REFERENCES customers(id),"
                 " amount numeric(12,2), placed_at timestamptz DEFAULT now(), payload bytea, note text);"
             )
-            connection.execute("INSERT INTO customers (name, country) SELECT 'customer ' || g, 'DE' "
-                               "FROM generate_series(1, 50) g")
+            connection.execute(
+                "INSERT INTO customers (name, country) SELECT 'customer ' || g, 'DE' FROM generate_series(1, 50) g"
+            )
         self.add_rows(2000)
 
     def store_config(self) -> dict[str, Any]:

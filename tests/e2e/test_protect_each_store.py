@@ -14,8 +14,9 @@ STORE_KINDS = ["directory", "sqlite", "postgresql"]
 
 
 @pytest.fixture(scope="module", params=STORE_KINDS)
-def protected(request: pytest.FixtureRequest, deployment: Deployment,
-              tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Source]]:
+def protected(
+    request: pytest.FixtureRequest, deployment: Deployment, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, Source]]:
     """GIVEN a store of each kind with data, a job with two destinations, and its repositories initialised."""
     kind = request.param
     source = make_source(kind, tmp_path_factory.mktemp(f"source-{kind}"))
@@ -46,8 +47,9 @@ def test_backup_copies_verifies_and_restores_identical_data(
         assert_ok(verify)
         assert "PASSED" in verify.stdout and "measured RTO" in verify.stdout
         assert "[ok  ] fingerprint" in verify.stdout and "[ok  ] integrity" in verify.stdout
-    rtos = catalog_rows(deployment, f"SELECT details FROM runs WHERE job = '{job}' AND kind = 'verify' "
-                                    "AND status = 'succeeded'")
+    rtos = catalog_rows(
+        deployment, f"SELECT details FROM runs WHERE job = '{job}' AND kind = 'verify' AND status = 'succeeded'"
+    )
     assert len(rtos) == 2 and all('"rto_seconds": ' in row[0] for row in rtos)
 
     # AND a restore to a new target gives identical data
@@ -75,8 +77,9 @@ def test_old_snapshot_verifies_against_its_own_fingerprint(
     job, source = protected
     # GIVEN a backup, after which the live store loses data
     assert_ok(deployment.replica("backup", job))
-    old_snapshot = next(row["snapshot_id"] for row in deployment.replica_json("snapshots", job)
-                        if row["destination"] == "primary")
+    old_snapshot = next(
+        row["snapshot_id"] for row in deployment.replica_json("snapshots", job) if row["destination"] == "primary"
+    )
     source.delete_some()
     source.add_rows(10)
     assert_ok(deployment.replica("backup", job))

@@ -154,3 +154,10 @@ def test_constructor_rejects_a_malformed_endpoint(endpoint_url: str) -> None:
 def test_constructor_accepts_https_and_no_endpoint() -> None:
     assert storage_at("https://s3.example.com:8443").location == "https://s3.example.com:8443"
     assert storage_at(None).location == f"AWS S3 ({REGION})"
+
+
+def test_get_json_of_a_damaged_document_is_a_storage_error(s3_server: S3Server, bucket: str) -> None:
+    s3_server.client().put_object(Bucket=bucket, Key="state.json", Body=b"{not json")
+
+    with pytest.raises(StorageError, match=r"state\.json"):
+        storage_at(s3_server.endpoint_url).get_json(bucket, "state.json")

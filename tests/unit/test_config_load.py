@@ -208,7 +208,7 @@ def test_fewer_than_two_destinations_is_an_error(folders: tuple[Path, Path]) -> 
     (problem,) = load(folders).problems
 
     assert problem.startswith(f"{path}: at 'destinations': ")
-    assert "at least 2" in problem
+    assert "at least two are needed" in problem
 
 
 def test_duplicate_destination_names_are_an_error(folders: tuple[Path, Path]) -> None:

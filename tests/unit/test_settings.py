@@ -72,7 +72,9 @@ def test_invalid_environment_value_names_the_field(monkeypatch: pytest.MonkeyPat
     with pytest.raises(ConfigError) as raised:
         load_settings()
 
-    assert raised.value.problems[0].startswith("environment (REPLICA_*): at 'restic_timeout_seconds': ")
+    assert raised.value.problems[0].startswith(
+        "environment variable REPLICA_RESTIC_TIMEOUT_SECONDS: at 'restic_timeout_seconds': "
+    )
 
 
 def test_invalid_toml_value_names_the_file_and_field(tmp_path: Path) -> None:

@@ -67,7 +67,9 @@ def resolve_expected(
         raise UsageError(f"snapshot id '{snapshot_id}' is ambiguous in destination '{destination.name}'")
     if matches:
         return _expected_from_row(matches[0])
-    elsewhere = sorted({s.destination for s in context.catalog.snapshots(job.name) if s.snapshot_id.startswith(snapshot_id)})
+    elsewhere = sorted(
+        {s.destination for s in context.catalog.snapshots(job.name) if s.snapshot_id.startswith(snapshot_id)}
+    )
     if elsewhere:
         raise UsageError(
             f"snapshot '{snapshot_id}' is in destination {', '.join(elsewhere)}, not '{destination.name}'; "

@@ -35,7 +35,7 @@ def format_duration(value: timedelta | float | None) -> str:
     if value is None:
         return "-"
     seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
-    if seconds < 60:
+    if round(seconds) < 60:
         return f"{seconds:.1f}s" if seconds < 10 else f"{seconds:.0f}s"
     minutes, second = divmod(round(seconds), 60)
     hours, minute = divmod(minutes, 60)

@@ -142,7 +142,7 @@ class JobConfig(StrictModel):
     description: str = Field(default="", description="What this store holds.", examples=["Billing database"])
     store: StoreConfig = Field(description="The data store to protect.")
     destinations: tuple[DestinationConfig, ...] = Field(
-        min_length=2, description="restic repositories; the first is primary, the others receive copies."
+        description="restic repositories (at least two); the first is primary, the others receive copies."
     )
     policy: str = Field(
         pattern=NAME_PATTERN, description="Name of a file in the policies folder.", examples=["standard"]
@@ -152,6 +152,15 @@ class JobConfig(StrictModel):
         default=(), description="Who is affected if its data is lost.", examples=[["ACME Retail", "Globex"]]
     )
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig, description="When the daemon runs this job.")
+
+    @field_validator("destinations")
+    @classmethod
+    def _at_least_two(cls, value: tuple[DestinationConfig, ...]) -> tuple[DestinationConfig, ...]:
+        # Not min_length: pydantic would count only the destinations that validated, and add "too few" to the
+        # real error of an invalid one. A field validator runs only once every destination is valid.
+        if len(value) < 2:
+            raise ValueError("at least two are needed (a primary and a copy)")
+        return value
 
     @model_validator(mode="after")
     def _unique_destinations(self) -> JobConfig:
