@@ -166,6 +166,8 @@ def run_pipeline(producer: Command, consumer: Command, *, timeout_seconds: float
             consumer_process = _popen(consumer, stdin=producer_process.stdout, stdout=consumer_out, stderr=consumer_err)
         except ProcessFailed:
             _stop([producer_process])
+            assert producer_process.stdout is not None
+            producer_process.stdout.close()
             raise
         # Only the consumer may hold the read end, so the producer gets SIGPIPE if the consumer dies.
         assert producer_process.stdout is not None

@@ -104,7 +104,8 @@ class Catalog:
             run.status = SUCCEEDED if succeeded else FAILED
             run.finished_at = utc_now()
             if error:
-                run.error = error.splitlines()[0][:ERROR_COLUMN_CHARACTERS] if error.strip() else error
+                first_line = next((line.strip() for line in error.splitlines() if line.strip()), error)
+                run.error = first_line[:ERROR_COLUMN_CHARACTERS]
             if snapshot_id:
                 run.snapshot_id = snapshot_id
             if details:

@@ -65,7 +65,10 @@ def validate_file(path: Path, model: type[Model]) -> tuple[Model | None, list[st
     try:
         instance = model.model_validate(document)
     except ValidationError as error:
-        return None, [f"{path}: at '{format_location(problem['loc'])}': {problem['msg']}" for problem in error.errors()]
+        return None, [
+            f"{path}: at '{format_location(problem['loc'])}': {problem['msg'].removeprefix('Value error, ')}"
+            for problem in error.errors()
+        ]
     name = getattr(instance, "name", None)
     if name != path.stem:
         return None, [f"{path}: at 'name': must equal the file name '{path.stem}', got '{name}'"]

@@ -50,7 +50,7 @@ class S3Storage:
             config=Config(
                 connect_timeout=timeout_seconds,
                 read_timeout=timeout_seconds,
-                retries={"max_attempts": 2, "mode": "standard"},
+                retries={"total_max_attempts": 2, "mode": "standard"},
                 s3={"addressing_style": "path"},
             ),
         )
@@ -98,11 +98,13 @@ class S3Storage:
         """Return a small JSON document, or None when there is no such key. Raises StorageError."""
         try:
             response = self._client.get_object(Bucket=bucket, Key=key)
+            document = json.loads(response["Body"].read())
         except ClientError as error:
             if str(error.response.get("Error", {}).get("Code", "")) in {"NoSuchKey", "404"}:
                 return None
             raise self._translate(error, bucket, f"read {key}") from None
         except BotoCoreError as error:
             raise self._translate(error, bucket, f"read {key}") from None
-        document = json.loads(response["Body"].read())
+        except ValueError:
+            raise StorageError(f"bucket '{bucket}' at {self.location}: {key} is not valid JSON") from None
         return document if isinstance(document, dict) else None

@@ -20,7 +20,7 @@ from psycopg import sql
 
 from replica.catalog.records import CheckOutcome
 from replica.config.models import PostgresqlStoreConfig, VerificationConfig
-from replica.errors import StoreError, UsageError
+from replica.errors import StoreError, UsageError, last_meaningful_line
 from replica.execute import Command, Completed
 from replica.secrets import read_secret
 from replica.stores.base import BackupSource, Fingerprint, PreparedBackup, RestoreMethod, Store, Target
@@ -159,10 +159,11 @@ class PostgresqlStore(Store):
 
     def _verify_dump(self, completed: Completed) -> None:
         if not completed.succeeded:
-            from replica.errors import last_meaningful_line
 
             reason = "did not finish in time" if completed.timed_out else f"exited {completed.exit_code}"
-            raise StoreError(f"pg_dump of {self.describe()} {reason}: {last_meaningful_line(completed.stderr_tail)}")
+            errors = [line for line in completed.stderr_tail.splitlines() if "error:" in line]
+            detail = errors[-1].strip() if errors else last_meaningful_line(completed.stderr_tail)
+            raise StoreError(f"pg_dump of {self.describe()} {reason}: {detail}")
 
     # Targets ---------------------------------------------------------------------------------------------------
 

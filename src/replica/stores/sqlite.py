@@ -27,6 +27,12 @@ DIGEST_MODULUS = 1 << 64
 BACKUP_PAGES_PER_STEP = 4096
 
 
+def read_only_uri(path: Path) -> str:
+    """Return a read-only SQLite URI for `path`, percent-encoded: a '#' or '?' in a plain `file:` URI would cut
+    the path short and make SQLite create (and back up) a different, empty file."""
+    return f"{path.absolute().as_uri()}?mode=ro"
+
+
 def _row_digest(row: tuple[Any, ...]) -> int:
     encoded = json.dumps([value.hex() if isinstance(value, bytes) else value for value in row], default=str)
     return int.from_bytes(hashlib.sha256(encoded.encode()).digest()[:8], "big")
@@ -34,7 +40,7 @@ def _row_digest(row: tuple[Any, ...]) -> int:
 
 def fingerprint_database(path: Path) -> Fingerprint:
     """Return {tables: {name: {rows, digest}}} of the SQLite file at `path`, opened read-only."""
-    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    connection = sqlite3.connect(read_only_uri(path), uri=True)
     try:
         names = [
             row[0]
@@ -58,7 +64,7 @@ def fingerprint_database(path: Path) -> Fingerprint:
 def integrity_check(path: Path) -> CheckOutcome:
     """Return the `integrity` check: `PRAGMA integrity_check` must answer exactly `ok`."""
     try:
-        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        connection = sqlite3.connect(read_only_uri(path), uri=True)
         try:
             answers = [row[0] for row in connection.execute("PRAGMA integrity_check")]
         finally:
@@ -91,7 +97,7 @@ class SqliteStore(Store):
         with temporary_directory(scratch, f"backup-{job_name}-{os.getpid()}") as directory:
             copy_path = directory / f"{job_name}.sqlite3"
             try:
-                source = sqlite3.connect(f"file:{source_path}?mode=ro", uri=True)
+                source = sqlite3.connect(read_only_uri(source_path), uri=True)
                 try:
                     destination = sqlite3.connect(copy_path)
                     try:

@@ -1,0 +1,204 @@
+"""Bad input gets one clear line, a distinct non-zero exit, a run recorded as failed, and nothing left behind."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import Deployment, assert_ok, catalog_rows
+from tests.e2e.sources import SqliteSource, databases_like
+from tests.support.s3server import free_port
+
+
+def error_lines(stderr: str) -> list[str]:
+    """Return the error lines (progress lines also go to stderr); never a traceback."""
+    assert "Traceback" not in stderr, stderr
+    return [line for line in stderr.splitlines() if line.startswith("replica: error: ")]
+
+
+@pytest.fixture(scope="module")
+def sqlite_source(tmp_path_factory: pytest.TempPathFactory) -> SqliteSource:
+    return SqliteSource(tmp_path_factory.mktemp("bad-input-source"))
+
+
+def last_run(deployment: Deployment, job: str) -> tuple[str, str, str, str]:
+    rows = catalog_rows(
+        deployment, f"SELECT kind, status, phase, error FROM runs WHERE job = '{job}' ORDER BY id DESC LIMIT 1"
+    )
+    assert rows, f"no run recorded for {job}"
+    kind, status, phase, error = rows[0]
+    return kind, status, phase, error
+
+
+def test_malformed_job_file_is_reported_and_disables_only_that_job(
+    deployment: Deployment, sqlite_source: SqliteSource
+) -> None:
+    # GIVEN one valid job and one job file with a duplicate key and one with broken YAML
+    deployment.write_job("healthy", sqlite_source.store_config(), deployment.two_destinations("healthy"))
+    (deployment.root / "jobs" / "duplicated.yaml").write_text(
+        "name: duplicated\npolicy: e2e\npolicy: other\nstore: {kind: sqlite, path: /x.db}\n"
+    )
+    (deployment.root / "jobs" / "broken.yaml").write_text("name: broken\nstore: [unclosed\n")
+    # WHEN the configuration is validated
+    result = deployment.replica("config", "validate")
+    # THEN every problem is reported at once with file and line, exit 2
+    assert result.returncode == 2
+    lines = error_lines(result.stderr)
+    assert any("duplicated.yaml: line 3: duplicate key 'policy'" in line for line in lines), lines
+    assert any("broken.yaml: line" in line for line in lines), lines
+    # AND the broken job refuses to run with one line naming its file
+    backup = deployment.replica("backup", "broken")
+    assert backup.returncode == 2
+    assert len(error_lines(backup.stderr)) == 1 and "broken.yaml" in backup.stderr
+    # AND the healthy job is unaffected; status lists the broken ones as disabled
+    status = deployment.replica("status")
+    assert_ok(status)
+    assert "healthy" in status.stdout and "DISABLED broken" in status.stdout
+    for name in ("duplicated", "broken"):
+        (deployment.root / "jobs" / f"{name}.yaml").unlink()
+
+
+def test_unknown_store_kind_lists_the_valid_ones(deployment: Deployment) -> None:
+    deployment.write_job("mongo", {"kind": "mongodb", "uri": "mongodb://x"}, deployment.two_destinations("mongo"))
+    result = deployment.replica("config", "validate")
+    assert result.returncode == 2
+    (line,) = [line for line in error_lines(result.stderr) if "mongo.yaml" in line]
+    assert "at 'store'" in line and "'directory', 'sqlite', 'postgresql'" in line
+    (deployment.root / "jobs" / "mongo.yaml").unlink()
+
+
+def test_missing_bucket_fails_fast_and_is_not_created(deployment: Deployment, sqlite_source: SqliteSource) -> None:
+    destinations = deployment.two_destinations("nobucket")
+    destinations[0]["bucket"] = "e2e-this-bucket-does-not-exist"
+    deployment.write_job("nobucket", sqlite_source.store_config(), destinations)
+    result = deployment.replica("backup", "nobucket")
+    assert result.returncode == 4, result.stderr
+    (line,) = error_lines(result.stderr)
+    assert "e2e-this-bucket-does-not-exist" in line and "does not exist" in line
+    assert last_run(deployment, "nobucket")[:3] == ("backup", "failed", "probe")
+    buckets = {bucket["Name"] for bucket in deployment.s3.client().list_buckets()["Buckets"]}
+    assert "e2e-this-bucket-does-not-exist" not in buckets
+
+
+def test_bucket_without_repository_asks_for_init(deployment: Deployment, sqlite_source: SqliteSource) -> None:
+    deployment.write_job("noinit", sqlite_source.store_config(), deployment.two_destinations("noinit"))
+    result = deployment.replica("backup", "noinit")
+    assert result.returncode == 4, result.stderr
+    (line,) = error_lines(result.stderr)
+    assert "destination 'primary'" in line and "replica init" in line
+    assert last_run(deployment, "noinit")[:3] == ("backup", "failed", "backup")
+
+
+def test_wrong_repository_password(deployment: Deployment, sqlite_source: SqliteSource) -> None:
+    destinations = deployment.two_destinations("wrongpw")
+    for destination in destinations:
+        destination["password_env"] = "E2E_REPOSITORY_PASSWORD"
+    deployment.write_job("wrongpw", sqlite_source.store_config(), destinations)
+    assert_ok(deployment.replica("init", "wrongpw", env=deployment.environment(E2E_REPOSITORY_PASSWORD="right")))
+    secret = "Hunter2-NotTheRightOne"
+    result = deployment.replica("backup", "wrongpw", env=deployment.environment(E2E_REPOSITORY_PASSWORD=secret))
+    assert result.returncode == 5, result.stderr
+    (line,) = error_lines(result.stderr)
+    assert "wrong repository password" in line and "'primary'" in line
+    assert last_run(deployment, "wrongpw")[:2] == ("backup", "failed")
+    # the password itself shows nowhere: not in the output, not in the catalog
+    catalog = (deployment.state_dir / "catalog.sqlite3").read_bytes()
+    assert secret not in result.stderr + result.stdout and secret.encode() not in catalog
+
+
+def test_unreachable_postgresql_fails_cleanly(deployment: Deployment) -> None:
+    port = free_port()
+    store = {"kind": "postgresql", "host": "127.0.0.1", "port": port, "user": "postgres", "database": "nothere"}
+    deployment.write_job("pgdown", store, deployment.two_destinations("pgdown"))
+    assert_ok(deployment.replica("init", "pgdown"))
+    before = set(databases_like("replica_%"))
+    result = deployment.replica("backup", "pgdown")
+    assert result.returncode == 1
+    (line,) = error_lines(result.stderr)
+    assert f"127.0.0.1:{port}" in line and "cannot connect" in line
+    assert last_run(deployment, "pgdown")[:3] == ("backup", "failed", "prepare")
+    assert set(databases_like("replica_%")) == before
+    assert catalog_rows(deployment, "SELECT count(*) FROM snapshots WHERE job = 'pgdown'") == [(0,)]
+
+
+@pytest.fixture
+def failing_pg_dump(tmp_path: Path) -> Path:
+    """A pg_dump that writes half a dump and dies, as when the server goes away mid-dump."""
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    script = folder / "pg_dump"
+    script.write_text("#!/bin/sh\nhead -c 20000 /dev/urandom\necho 'pg_dump: error: connection lost' >&2\nexit 1\n")
+    script.chmod(0o755)
+    return folder
+
+
+def test_failed_dump_never_becomes_a_recovery_point(deployment: Deployment, failing_pg_dump: Path) -> None:
+    # GIVEN a PostgreSQL job whose pg_dump fails half-way (restic 0.14 would still save a snapshot)
+    store = {"kind": "postgresql", "host": "127.0.0.1", "port": 5432, "user": "postgres", "database": "postgres"}
+    deployment.write_job("dumpfails", store, deployment.two_destinations("dumpfails"))
+    assert_ok(deployment.replica("init", "dumpfails"))
+    environment = deployment.environment(PATH=f"{failing_pg_dump}:{os.environ['PATH']}")
+    # WHEN it is backed up
+    result = deployment.replica("backup", "dumpfails", env=environment)
+    # THEN the run fails naming pg_dump, and neither the catalog nor the repository keeps the snapshot
+    assert result.returncode == 1
+    assert "pg_dump" in error_lines(result.stderr)[-1] and "connection lost" in result.stderr
+    assert last_run(deployment, "dumpfails")[:3] == ("backup", "failed", "backup")
+    assert catalog_rows(deployment, "SELECT count(*) FROM snapshots WHERE job = 'dumpfails'") == [(0,)]
+    restic = deployment.replica_json("snapshots", "dumpfails")
+    assert restic == []
+    listed = deployment.s3.client().list_objects_v2(
+        Bucket=next(b for b in deployment.buckets if b.startswith("e2e-dumpfails-p")),
+        Prefix="restic/dumpfails/snapshots/",
+    )
+    assert listed.get("KeyCount", 0) == 0
+
+
+@pytest.fixture
+def silent_endpoint() -> Iterator[str]:
+    """A TCP server on 127.0.0.1 that accepts connections and never answers."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    stop.set()
+    thread.join()
+    for connection in held:
+        connection.close()
+    server.close()
+
+
+def test_silent_endpoint_fails_in_seconds_instead_of_hanging(
+    deployment: Deployment, sqlite_source: SqliteSource, silent_endpoint: str
+) -> None:
+    destinations = [
+        {"name": "primary", "bucket": "silent-bucket", "endpoint_url": silent_endpoint},
+        {"name": "offsite", "bucket": "silent-bucket-2", "endpoint_url": silent_endpoint},
+    ]
+    deployment.write_job("silent", sqlite_source.store_config(), destinations)
+    started = time.monotonic()
+    result = deployment.replica("backup", "silent", timeout=120)
+    assert time.monotonic() - started < 60
+    assert result.returncode == 3, result.stderr
+    (line,) = error_lines(result.stderr)
+    assert "silent-bucket" in line and "no answer" in line
+    assert last_run(deployment, "silent")[:2] == ("backup", "failed")
