@@ -119,7 +119,13 @@ def run(command: Command, *, stdout_path: Path | None = None) -> Completed:
         if command.cwd is not None:
             keywords["_cwd"] = str(command.cwd)
         running = program(*command.argv[1:], **keywords)
-        exit_code, timed_out = _wait_with_deadline(running, command.timeout_seconds)
+        try:
+            exit_code, timed_out = _wait_with_deadline(running, command.timeout_seconds)
+        except BaseException:
+            # Interrupted or terminated ourselves: never leave the child running (restic releases its lock on
+            # SIGINT, not on SIGTERM).
+            _interrupt(running)
+            raise
         stdout = "" if stdout_path else _read_all(stdout_file)
         completed = Completed(command, exit_code, stdout, _tail(stderr_file), time.monotonic() - started, timed_out)
     logger.debug("%s exited %s after %.2fs", command.program, exit_code, completed.duration_seconds)
@@ -134,6 +140,14 @@ def _wait_with_deadline(running: Any, timeout_seconds: float) -> tuple[int | Non
         pass
     except sh.SignalException:
         return running.process.exit_code, False
+    _interrupt(running)
+    return None, True
+
+
+def _interrupt(running: Any) -> None:
+    """SIGINT the child, then SIGKILL it after the grace period."""
+    if not running.is_alive():
+        return
     running.signal(signal.SIGINT)
     try:
         running.wait(timeout=INTERRUPT_GRACE_SECONDS)
@@ -143,7 +157,6 @@ def _wait_with_deadline(running: Any, timeout_seconds: float) -> tuple[int | Non
             running.wait()
     except sh.SignalException:
         pass
-    return None, True
 
 
 def run_pipeline(producer: Command, consumer: Command, *, timeout_seconds: float) -> PipelineCompleted:
@@ -174,13 +187,17 @@ def run_pipeline(producer: Command, consumer: Command, *, timeout_seconds: float
         producer_process.stdout.close()
         deadline = started + timeout_seconds
         timed_out = False
-        for process in (consumer_process, producer_process):
-            try:
-                process.wait(timeout=max(deadline - time.monotonic(), 0.01))
-            except subprocess.TimeoutExpired:
-                timed_out = True
-                _stop([consumer_process, producer_process])
-                break
+        try:
+            for process in (consumer_process, producer_process):
+                try:
+                    process.wait(timeout=max(deadline - time.monotonic(), 0.01))
+                except subprocess.TimeoutExpired:
+                    timed_out = True
+                    _stop([consumer_process, producer_process])
+                    break
+        except BaseException:
+            _stop([consumer_process, producer_process])
+            raise
         duration = time.monotonic() - started
         producer_result = Completed(
             producer,

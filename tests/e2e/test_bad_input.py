@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -202,3 +205,44 @@ def test_silent_endpoint_fails_in_seconds_instead_of_hanging(
     (line,) = error_lines(result.stderr)
     assert "silent-bucket" in line and "no answer" in line
     assert last_run(deployment, "silent")[:2] == ("backup", "failed")
+
+
+@pytest.fixture
+def endless_pg_dump(tmp_path: Path) -> Path:
+    """A pg_dump that trickles output for a long time, so replica can be stopped mid-backup."""
+    folder = tmp_path / "slow-bin"
+    folder.mkdir()
+    script = folder / "pg_dump"
+    script.write_text("#!/bin/sh\nfor i in $(seq 600); do head -c 1000 /dev/urandom; sleep 0.1; done\n")
+    script.chmod(0o755)
+    return folder
+
+
+def test_sigterm_mid_backup_records_an_interrupted_run_and_leaves_no_process(
+    deployment: Deployment, endless_pg_dump: Path
+) -> None:
+    # GIVEN a backup under way
+    store = {"kind": "postgresql", "host": "127.0.0.1", "port": 5432, "user": "postgres", "database": "postgres"}
+    deployment.write_job("stopped", store, deployment.two_destinations("stopped"))
+    assert_ok(deployment.replica("init", "stopped"))
+    environment = deployment.environment(PATH=f"{endless_pg_dump}:{os.environ['PATH']}")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "replica", "backup", "stopped"],
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=deployment.root,
+    )
+    assert process.stderr is not None
+    assert "backing up" in process.stderr.readline()
+    time.sleep(2)
+    # WHEN it is terminated
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    # THEN it stops, records the run as interrupted (never left running), and leaves no child behind
+    assert process.returncode == 130, stderr
+    assert last_run(deployment, "stopped") == ("backup", "failed", "backup", "interrupted")
+    leftovers = subprocess.run(["pgrep", "-f", str(endless_pg_dump)], capture_output=True, text=True, check=False)
+    assert leftovers.stdout == ""
+    assert catalog_rows(deployment, "SELECT count(*) FROM snapshots WHERE job = 'stopped'") == [(0,)]

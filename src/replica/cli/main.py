@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -82,8 +83,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _raise_interrupt(signal_number: int, frame: object) -> None:
+    # SIGTERM (systemd, cron's timeout, kill) unwinds like Ctrl-C: the run is recorded as failed ("interrupted")
+    # and restic is stopped with SIGINT, which releases its lock, instead of dying silently mid-run.
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line and return the exit code."""
+    signal.signal(signal.SIGTERM, _raise_interrupt)
     parser = build_parser()
     arguments = parser.parse_args(argv)
     logging.basicConfig(

@@ -7,13 +7,22 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from replica.config.durations import Duration
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 CheckName = Literal["repository", "restore", "integrity", "fingerprint"]
 CHECK_NAMES: tuple[CheckName, ...] = ("repository", "restore", "integrity", "fingerprint")
+
+
+def _require_absolute(value: Path) -> Path:
+    if not value.is_absolute():
+        raise ValueError("must be an absolute path")
+    return value
+
+
+AbsolutePath = Annotated[Path, AfterValidator(_require_absolute)]
 
 
 class StrictModel(BaseModel):
@@ -45,29 +54,15 @@ class DirectoryStoreConfig(StrictModel):
     """A directory tree; restic reads its files."""
 
     kind: Literal["directory"] = Field(description="Store kind.", examples=["directory"])
-    path: Path = Field(description="Absolute path of the directory to protect.", examples=["/srv/uploads"])
+    path: AbsolutePath = Field(description="Absolute path of the directory to protect.", examples=["/srv/uploads"])
     exclude: tuple[str, ...] = Field(default=(), description="restic exclude patterns.", examples=[["*.tmp"]])
-
-    @field_validator("path")
-    @classmethod
-    def _absolute(cls, value: Path) -> Path:
-        if not value.is_absolute():
-            raise ValueError("must be an absolute path")
-        return value
 
 
 class SqliteStoreConfig(StrictModel):
     """A SQLite database file; copied with the online backup API, never as a live file."""
 
     kind: Literal["sqlite"] = Field(description="Store kind.", examples=["sqlite"])
-    path: Path = Field(description="Absolute path of the database file.", examples=["/var/lib/app/app.sqlite3"])
-
-    @field_validator("path")
-    @classmethod
-    def _absolute(cls, value: Path) -> Path:
-        if not value.is_absolute():
-            raise ValueError("must be an absolute path")
-        return value
+    path: AbsolutePath = Field(description="Absolute path of the database file.", examples=["/var/lib/app/app.sqlite3"])
 
 
 class PostgresqlStoreConfig(SecretReference):

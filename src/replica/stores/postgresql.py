@@ -159,7 +159,6 @@ class PostgresqlStore(Store):
 
     def _verify_dump(self, completed: Completed) -> None:
         if not completed.succeeded:
-
             reason = "did not finish in time" if completed.timed_out else f"exited {completed.exit_code}"
             errors = [line for line in completed.stderr_tail.splitlines() if "error:" in line]
             detail = errors[-1].strip() if errors else last_meaningful_line(completed.stderr_tail)
