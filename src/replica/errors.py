@@ -83,6 +83,16 @@ class RepositoryCorrupt(ResticError):
     summary = "repository data is damaged"
 
 
+class PartialSourceRead(ResticError):
+    """restic could not read part of the source (exit 3) but saved a snapshot, which is no recovery point."""
+
+    summary = "some source files could not be read"
+
+    def __init__(self, destination: str, detail: str, snapshot_id: str | None) -> None:
+        self.snapshot_id = snapshot_id
+        super().__init__(destination, detail)
+
+
 class ResticTimeout(ResticError):
     """restic did not finish within its deadline (a silent or stalled endpoint)."""
 

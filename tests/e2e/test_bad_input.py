@@ -246,3 +246,44 @@ def test_sigterm_mid_backup_records_an_interrupted_run_and_leaves_no_process(
     leftovers = subprocess.run(["pgrep", "-f", str(endless_pg_dump)], capture_output=True, text=True, check=False)
     assert leftovers.stdout == ""
     assert catalog_rows(deployment, "SELECT count(*) FROM snapshots WHERE job = 'stopped'") == [(0,)]
+
+
+@pytest.fixture
+def restic_with_unreadable_files(tmp_path: Path) -> tuple[Path, Path]:
+    """A fake restic: backup saves a snapshot but exits 3 (files unreadable), as real restic does; root can read
+    everything here, so real restic cannot be made to produce this. Every call is logged."""
+    log = tmp_path / "restic-calls.log"
+    script = tmp_path / "fake-restic"
+    summary = (
+        '{"message_type":"summary","total_files_processed":3,"total_bytes_processed":10,"data_added":10,'
+        '"total_duration":0.1,"snapshot_id":"0badc0de"}'
+    )
+    script.write_text(
+        "#!/bin/sh\n"
+        f'echo "$*" >> {log}\n'
+        'case " $* " in\n'
+        f"  *' backup '*) echo '{summary}'; echo 'error: open secret.txt: permission denied' >&2; exit 3;;\n"
+        "  *' forget '*) exit 0;;\n"
+        "esac\n"
+        "exit 1\n"
+    )
+    script.chmod(0o755)
+    return script, log
+
+
+def test_partially_read_tree_is_discarded(
+    deployment: Deployment, tmp_path: Path, restic_with_unreadable_files: tuple[Path, Path]
+) -> None:
+    script, log = restic_with_unreadable_files
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "secret.txt").write_text("x")
+    deployment.write_job("partial", {"kind": "directory", "path": str(tree)}, deployment.two_destinations("partial"))
+    result = deployment.replica("backup", "partial", env=deployment.environment(REPLICA_RESTIC_BINARY=str(script)))
+    assert result.returncode == 1
+    (line,) = error_lines(result.stderr)
+    assert "permission denied" in line and "partial snapshot was discarded" in line
+    calls = log.read_text().splitlines()
+    assert any(" forget 0badc0de" in call for call in calls), calls
+    assert last_run(deployment, "partial")[:3] == ("backup", "failed", "backup")
+    assert catalog_rows(deployment, "SELECT count(*) FROM snapshots WHERE job = 'partial'") == [(0,)]

@@ -10,7 +10,7 @@ from replica.actions.context import Context, sidecar_key
 from replica.actions.runs import recorded_run
 from replica.catalog.records import utc_now
 from replica.config.models import DestinationConfig, JobConfig
-from replica.errors import ReplicaError, StoreError
+from replica.errors import PartialSourceRead, ReplicaError, StoreError
 from replica.restic.backup import backup_stream, backup_tree
 from replica.restic.command import Repository
 from replica.restic.copy import copy_snapshot
@@ -135,9 +135,15 @@ def _back_up(
     if prepared.fingerprint_first or source.producer is None:
         fingerprint = prepared.fingerprint()
         assert source.directory is not None
-        summary = backup_tree(
-            context.restic, repository, source.directory, tags=tags, host=context.host, exclude=source.exclude
-        )
+        try:
+            summary = backup_tree(
+                context.restic, repository, source.directory, tags=tags, host=context.host, exclude=source.exclude
+            )
+        except PartialSourceRead as error:
+            # restic saved a snapshot of part of the tree: it must never become a recovery point.
+            if error.snapshot_id:
+                _forget_quietly(context, repository, error.snapshot_id)
+            raise StoreError(f"{error}; the partial snapshot was discarded") from None
         return summary, fingerprint
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         # The fingerprint reads the same consistent view as the producer, while restic stores the stream.

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from replica.errors import ResticError
+from replica.errors import PartialSourceRead, ResticError
 from replica.execute import Command, Completed, run, run_pipeline
-from replica.restic.command import Repository, Restic, raise_for_restic
+from replica.restic.command import EXIT_PARTIAL_READ, Repository, Restic, raise_for_restic
 from replica.restic.messages import BackupSummary, UnexpectedOutput, parse_backup_summary
 
 
@@ -81,5 +82,11 @@ def backup_tree(
         repository, backup_arguments(tags=tags, host=host, exclude=exclude), long_running=True, cwd=directory
     )
     completed = run(command)
+    if completed.exit_code == EXIT_PARTIAL_READ and not completed.timed_out:
+        unreadable = [line for line in completed.stderr_tail.splitlines() if line.strip()]
+        snapshot_id = None
+        with contextlib.suppress(ResticError):
+            snapshot_id = _summary(completed, repository.name).snapshot_id
+        raise PartialSourceRead(repository.name, unreadable[0] if unreadable else "exit code 3", snapshot_id)
     raise_for_restic(completed, repository.name)
     return _summary(completed, repository.name)
