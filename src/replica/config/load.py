@@ -14,7 +14,7 @@ from replica.errors import ConfigError, UsageError
 
 Model = TypeVar("Model", bound=BaseModel)
 # Union members of a discriminated union show up in error locations; users never wrote them.
-_DISCRIMINATOR_TAGS = {"directory", "sqlite", "postgresql"}
+_DISCRIMINATOR_TAGS = {"directory", "sqlite", "postgresql", "mariadb", "redis"}
 
 
 @dataclass

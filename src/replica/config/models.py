@@ -12,8 +12,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 from replica.config.durations import Duration
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
-CheckName = Literal["repository", "restore", "integrity", "fingerprint"]
-CHECK_NAMES: tuple[CheckName, ...] = ("repository", "restore", "integrity", "fingerprint")
+CheckName = Literal["repository", "restore", "integrity", "fingerprint", "canary"]
+CHECK_NAMES: tuple[CheckName, ...] = ("repository", "restore", "integrity", "fingerprint", "canary")
 
 
 def _require_absolute(value: Path) -> Path:
@@ -80,8 +80,32 @@ class PostgresqlStoreConfig(SecretReference):
     )
 
 
+class MariadbStoreConfig(SecretReference):
+    """A MariaDB/MySQL database; dumped with `mariadb-dump --single-transaction` straight into restic."""
+
+    kind: Literal["mariadb"] = Field(description="Store kind.", examples=["mariadb"])
+    host: str = Field(default="127.0.0.1", description="Server host.", examples=["db2.internal"])
+    port: int = Field(default=3306, ge=1, le=65535, description="Server port.", examples=[3306])
+    user: str = Field(default="root", description="User that dumps, restores and fingerprints.", examples=["backup"])
+    database: str = Field(description="Database (schema) to protect.", examples=["shop"])
+    dump_timeout: Duration = Field(
+        default=timedelta(hours=6), description="Deadline of one dump or restore.", examples=["6h"]
+    )
+
+
+class RedisStoreConfig(SecretReference):
+    """A Redis server; its RDB snapshot (`redis-cli --rdb`) is backed up, every logical database in it."""
+
+    kind: Literal["redis"] = Field(description="Store kind.", examples=["redis"])
+    host: str = Field(default="127.0.0.1", description="Server host.", examples=["cache1.internal"])
+    port: int = Field(default=6379, ge=1, le=65535, description="Server port.", examples=[6379])
+    dump_timeout: Duration = Field(
+        default=timedelta(hours=1), description="Deadline of taking or loading one RDB.", examples=["1h"]
+    )
+
+
 StoreConfig = Annotated[
-    DirectoryStoreConfig | SqliteStoreConfig | PostgresqlStoreConfig,
+    DirectoryStoreConfig | SqliteStoreConfig | PostgresqlStoreConfig | MariadbStoreConfig | RedisStoreConfig,
     Field(discriminator="kind"),
 ]
 
@@ -147,6 +171,12 @@ class JobConfig(StrictModel):
         default=(), description="Who is affected if its data is lost.", examples=[["ACME Retail", "Globex"]]
     )
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig, description="When the daemon runs this job.")
+    canary: bool = Field(
+        default=False,
+        description="Write a canary (timestamp and run id) into the store right before each dump; verify then "
+        "measures the real recovery point from the newest canary restored.",
+        examples=[True],
+    )
 
     @field_validator("destinations")
     @classmethod

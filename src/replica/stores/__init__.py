@@ -7,8 +7,10 @@ from collections.abc import Callable
 from replica.config.models import (
     DirectoryStoreConfig,
     JobConfig,
+    MariadbStoreConfig,
     PolicyConfig,
     PostgresqlStoreConfig,
+    RedisStoreConfig,
     SqliteStoreConfig,
 )
 from replica.errors import ConfigError
@@ -33,10 +35,26 @@ def _postgresql(job: JobConfig, policy: PolicyConfig) -> Store:
     return PostgresqlStore(job.store)
 
 
+def _mariadb(job: JobConfig, policy: PolicyConfig) -> Store:
+    from replica.stores.mariadb import MariadbStore
+
+    assert isinstance(job.store, MariadbStoreConfig)
+    return MariadbStore(job.store)
+
+
+def _redis(job: JobConfig, policy: PolicyConfig) -> Store:
+    from replica.stores.redis import RedisStore
+
+    assert isinstance(job.store, RedisStoreConfig)
+    return RedisStore(job.store, sample_keys=policy.verification.sample_files)
+
+
 STORE_KINDS: dict[str, Callable[[JobConfig, PolicyConfig], Store]] = {
     "directory": _directory,
     "sqlite": _sqlite,
     "postgresql": _postgresql,
+    "mariadb": _mariadb,
+    "redis": _redis,
 }
 
 

@@ -10,6 +10,7 @@ import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -53,6 +54,26 @@ class PreparedBackup:
     fingerprint: Callable[[], Fingerprint]
     fingerprint_first: bool = False
     verify_producer: Callable[[Completed], None] = field(default=lambda completed: None)
+
+
+@dataclass(frozen=True)
+class Canary:
+    """A marker replica writes into the store right before a dump: which run wrote it, and when (UTC)."""
+
+    run_id: int
+    written_at: datetime
+
+    def as_document(self) -> dict[str, Any]:
+        """Return the canary as JSON-ready data (for fingerprints and sidecars)."""
+        return {"run_id": self.run_id, "written_at": self.written_at.isoformat()}
+
+    @classmethod
+    def from_document(cls, document: dict[str, Any]) -> Canary:
+        """Return the canary stored by `as_document`."""
+        return cls(int(document["run_id"]), datetime.fromisoformat(str(document["written_at"])))
+
+
+CANARY_NAME = "_replica_canary"
 
 
 @dataclass(frozen=True)
@@ -120,6 +141,18 @@ class Store(ABC):
         self, target: Target, expected: Fingerprint, verification: VerificationConfig
     ) -> list[CheckOutcome]:
         """Return the `integrity` and `fingerprint` checks of restored data (criticality decided by the caller)."""
+
+    @abstractmethod
+    def write_canary(self, canary: Canary) -> None:
+        """Write `canary` into the live store (replacing or adding to earlier ones), durably, before the dump.
+
+        Named `_replica_canary` in every kind: a table (run_id, written_at) in databases, a key in Redis, a file
+        in a directory. Raises StoreError when the store cannot be written.
+        """
+
+    @abstractmethod
+    def read_canary(self, location: Target) -> Canary | None:
+        """Return the newest canary present in restored data, or None when there is none."""
 
     @abstractmethod
     def promote(self, staged: Target, final: Target, replaced_suffix: str) -> str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,10 +12,20 @@ from pathlib import Path
 from replica.catalog.records import CheckOutcome
 from replica.config.models import DirectoryStoreConfig, VerificationConfig
 from replica.errors import StoreError, UsageError
-from replica.stores.base import BackupSource, Fingerprint, PreparedBackup, RestoreMethod, Store, Target
+from replica.stores.base import (
+    CANARY_NAME,
+    BackupSource,
+    Canary,
+    Fingerprint,
+    PreparedBackup,
+    RestoreMethod,
+    Store,
+    Target,
+)
 from replica.stores.paths import directory_has_data, move_aside, temporary_directory
 
 HASH_CHUNK_BYTES = 1 << 20
+CANARY_FILE = f"{CANARY_NAME}.json"
 
 
 def walk_files(root: Path) -> Iterator[tuple[str, os.stat_result]]:
@@ -130,6 +141,25 @@ class DirectoryStore(Store):
             else f"{len(unreadable)} restored files unreadable, e.g. {unreadable[0]}",
         )
         return [integrity, compare_tree(target.path, found_files, expected)]
+
+    def write_canary(self, canary: Canary) -> None:
+        path = self.config.path / CANARY_FILE
+        temporary = path.with_name(path.name + ".tmp")
+        try:
+            with temporary.open("w", encoding="utf-8") as file:
+                json.dump(canary.as_document(), file)
+                file.flush()
+                os.fsync(file.fileno())
+            temporary.replace(path)
+        except OSError as error:
+            raise StoreError(f"{self.describe()}: cannot write canary {path}: {error.strerror}") from None
+
+    def read_canary(self, location: Target) -> Canary | None:
+        assert location.path is not None
+        try:
+            return Canary.from_document(json.loads((location.path / CANARY_FILE).read_text(encoding="utf-8")))
+        except (OSError, ValueError, KeyError):
+            return None
 
     def promote(self, staged: Target, final: Target, replaced_suffix: str) -> str | None:
         assert staged.path is not None and final.path is not None

@@ -23,12 +23,22 @@ from replica.config.models import PostgresqlStoreConfig, VerificationConfig
 from replica.errors import StoreError, UsageError, last_meaningful_line
 from replica.execute import Command, Completed
 from replica.secrets import read_secret
-from replica.stores.base import BackupSource, Fingerprint, PreparedBackup, RestoreMethod, Store, Target
+from replica.stores.base import (
+    CANARY_NAME,
+    BackupSource,
+    Canary,
+    Fingerprint,
+    PreparedBackup,
+    RestoreMethod,
+    Store,
+    Target,
+)
 from replica.stores.tables import compare_tables
 
 CONNECT_TIMEOUT_SECONDS = 10
 MAINTENANCE_DATABASE = "postgres"
 DATABASE_NAME_LIMIT = 63
+CANARIES_KEPT = 100
 # Session settings that make `row::text` identical on the source and on a restore.
 STABLE_TEXT_SETTINGS = (
     "SET TimeZone = 'UTC'",
@@ -246,6 +256,42 @@ class PostgresqlStore(Store):
             f"pg_restore completed; {found_count} tables readable in full (backup had {expected_count})",
         )
         return [integrity, compare_tables(expected, found, verification)]
+
+    def write_canary(self, canary: Canary) -> None:
+        table = sql.Identifier("public", CANARY_NAME)
+        with self._connect(self.config.database, autocommit=True) as connection:
+            try:
+                connection.execute(
+                    sql.SQL(
+                        "CREATE TABLE IF NOT EXISTS {} (run_id bigint NOT NULL, written_at timestamptz NOT NULL)"
+                    ).format(table)
+                )
+                connection.execute(
+                    sql.SQL("INSERT INTO {} (run_id, written_at) VALUES (%s, %s)").format(table),
+                    (canary.run_id, canary.written_at),
+                )
+                connection.execute(
+                    sql.SQL(
+                        "DELETE FROM {} WHERE written_at < (SELECT min(written_at) FROM "
+                        "(SELECT written_at FROM {} ORDER BY written_at DESC LIMIT %s) AS kept)"
+                    ).format(table, table),
+                    (CANARIES_KEPT,),
+                )
+            except psycopg.Error as error:
+                raise StoreError(f"{self.describe()}: cannot write canary: {str(error).strip()}") from None
+
+    def read_canary(self, location: Target) -> Canary | None:
+        assert location.database is not None
+        try:
+            with self._connect(location.database) as connection:
+                row = connection.execute(
+                    sql.SQL("SELECT run_id, written_at FROM {} ORDER BY written_at DESC LIMIT 1").format(
+                        sql.Identifier("public", CANARY_NAME)
+                    )
+                ).fetchone()
+        except (StoreError, psycopg.Error):
+            return None
+        return Canary(int(row[0]), row[1]) if row else None
 
     def promote(self, staged: Target, final: Target, replaced_suffix: str) -> str | None:
         assert staged.database is not None and final.database is not None

@@ -12,6 +12,7 @@ import json
 import os
 import sqlite3
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +20,22 @@ from replica.catalog.records import CheckOutcome
 from replica.config.models import SqliteStoreConfig, VerificationConfig
 from replica.errors import StoreError, UsageError
 from replica.execute import Command
-from replica.stores.base import BackupSource, Fingerprint, PreparedBackup, RestoreMethod, Store, Target
+from replica.stores.base import (
+    CANARY_NAME,
+    BackupSource,
+    Canary,
+    Fingerprint,
+    PreparedBackup,
+    RestoreMethod,
+    Store,
+    Target,
+)
 from replica.stores.paths import move_aside, temporary_directory
 from replica.stores.tables import compare_tables
 
 DIGEST_MODULUS = 1 << 64
+CANARIES_KEPT = 100
+CANARY_LOCK_TIMEOUT_SECONDS = 30
 BACKUP_PAGES_PER_STEP = 4096
 
 
@@ -152,6 +164,43 @@ class SqliteStore(Store):
                 CheckOutcome("fingerprint", False, True, "not compared: the database is damaged"),
             ]
         return [integrity, compare_tables(expected, fingerprint_database(target.path), verification)]
+
+    def write_canary(self, canary: Canary) -> None:
+        if not self.config.path.is_file():
+            raise StoreError(f"{self.describe()}: file does not exist")
+        try:
+            connection = sqlite3.connect(self.config.path, timeout=CANARY_LOCK_TIMEOUT_SECONDS)
+            try:
+                with connection:
+                    connection.execute(
+                        f"CREATE TABLE IF NOT EXISTS {CANARY_NAME} (run_id INTEGER NOT NULL, written_at TEXT NOT NULL)"
+                    )
+                    connection.execute(
+                        f"INSERT INTO {CANARY_NAME} (run_id, written_at) VALUES (?, ?)",
+                        (canary.run_id, canary.written_at.isoformat()),
+                    )
+                    connection.execute(
+                        f"DELETE FROM {CANARY_NAME} WHERE rowid NOT IN "
+                        f"(SELECT rowid FROM {CANARY_NAME} ORDER BY rowid DESC LIMIT {CANARIES_KEPT})"
+                    )
+            finally:
+                connection.close()
+        except sqlite3.Error as error:
+            raise StoreError(f"{self.describe()}: cannot write canary: {error}") from None
+
+    def read_canary(self, location: Target) -> Canary | None:
+        assert location.path is not None
+        try:
+            connection = sqlite3.connect(read_only_uri(location.path), uri=True)
+            try:
+                row = connection.execute(
+                    f"SELECT run_id, written_at FROM {CANARY_NAME} ORDER BY written_at DESC LIMIT 1"
+                ).fetchone()
+            finally:
+                connection.close()
+        except sqlite3.Error:
+            return None
+        return Canary(int(row[0]), datetime.fromisoformat(row[1])) if row else None
 
     def promote(self, staged: Target, final: Target, replaced_suffix: str) -> str | None:
         assert staged.path is not None and final.path is not None
