@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -21,7 +23,7 @@ def protected(
     kind = request.param
     source = make_source(kind, tmp_path_factory.mktemp(f"source-{kind}"))
     job = f"protect-{kind}"
-    deployment.write_job(job, source.store_config(), deployment.two_destinations(kind))
+    deployment.write_job(job, source.store_config(), deployment.two_destinations(kind), canary=True)
     assert_ok(deployment.replica("init", job))
     yield job, source
     source.cleanup()
@@ -41,12 +43,13 @@ def test_backup_copies_verifies_and_restores_identical_data(
     offsite = next(row for row in snapshots if row["destination"] == "offsite")
     assert offsite["original_id"] == primary_id and offsite["snapshot_id"] != primary_id
 
-    # THEN both destinations verify, each with a measured RTO
-    for destination in ("primary", "offsite"):
-        verify = deployment.replica("verify", job, "--destination", destination)
-        assert_ok(verify)
-        assert "PASSED" in verify.stdout and "measured RTO" in verify.stdout
-        assert "[ok  ] fingerprint" in verify.stdout and "[ok  ] integrity" in verify.stdout
+    # THEN the recovery point verifies in both destinations, each with a measured RTO, and the copies are equivalent
+    verify = deployment.replica("verify", job, "--all-destinations")
+    assert_ok(verify)
+    assert verify.stdout.count("PASSED") == 2 and verify.stdout.count("measured RTO") == 2
+    assert verify.stdout.count("[ok  ] fingerprint") == 2 and verify.stdout.count("[ok  ] integrity") == 2
+    assert verify.stdout.count("[ok  ] canary") == 2
+    assert "the copies are equivalent" in verify.stdout
     rtos = catalog_rows(
         deployment, f"SELECT details FROM runs WHERE job = '{job}' AND kind = 'verify' AND status = 'succeeded'"
     )
@@ -88,3 +91,61 @@ def test_old_snapshot_verifies_against_its_own_fingerprint(
     # THEN it passes: it is compared with the fingerprint taken when it was made, not with the live store
     assert_ok(verify)
     assert f"snapshot {old_snapshot}" in verify.stdout
+
+
+def test_canary_measures_the_real_recovery_point(deployment: Deployment, protected: tuple[str, Source]) -> None:
+    job, source = protected
+    # GIVEN a backup, then a write to the source after it
+    assert_ok(deployment.replica("backup", job))
+    started, finished = catalog_rows(
+        deployment,
+        f"SELECT started_at, finished_at FROM runs WHERE job = '{job}' AND kind = 'backup' ORDER BY id DESC LIMIT 1",
+    )[0]
+    later_write = datetime.now(UTC)
+    source.add_rows(5)
+    # WHEN that snapshot is verified
+    verify = deployment.replica("verify", job)
+    assert_ok(verify)
+    # THEN the restored canary is the backup's own: written within the backup run, before the later write
+    details = json.loads(
+        catalog_rows(
+            deployment, f"SELECT details FROM runs WHERE job = '{job}' AND kind = 'verify' ORDER BY id DESC LIMIT 1"
+        )[0][0]
+    )
+    canary_at = datetime.fromisoformat(details["canary_at"])
+    assert as_utc(started) <= canary_at <= as_utc(finished) < later_write
+    # AND status reports the data-loss window from that canary: it covers the later write
+    row = next(entry for entry in deployment.replica_json("status")["jobs"] if entry["job"] == job)
+    primary = next(d for d in row["destinations"] if d["name"] == "primary")
+    assert datetime.fromisoformat(primary["canary_recovery_point"]) == canary_at
+    assert primary["data_loss_window_seconds"] >= (datetime.now(UTC) - later_write).total_seconds()
+
+
+def as_utc(text: str) -> datetime:
+    value = datetime.fromisoformat(text)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def test_a_copy_missing_its_snapshot_fails_equivalence_naming_it(
+    deployment: Deployment, protected: tuple[str, Source]
+) -> None:
+    job, _ = protected
+    # GIVEN a backup whose copy in 'offsite' is then deleted from the bucket
+    assert_ok(deployment.replica("backup", job))
+    offsite = next(row for row in deployment.replica_json("snapshots", job) if row["destination"] == "offsite")
+    bucket = next(b for b in deployment.buckets if b.startswith(f"e2e-{source_label(job)}-o"))
+    client = deployment.s3.client()
+    for item in client.list_objects_v2(Bucket=bucket, Prefix=f"restic/{source_label(job)}/snapshots/")["Contents"]:
+        if item["Key"].rsplit("/", 1)[1].startswith(offsite["snapshot_id"]):
+            client.delete_object(Bucket=bucket, Key=item["Key"])
+    # WHEN every destination is verified
+    verify = deployment.replica("verify", job, "--all-destinations")
+    # THEN it fails naming offsite, while primary passes
+    assert verify.returncode == 1
+    assert "NOT equivalent; failed: offsite" in verify.stdout
+    assert f"snapshot {offsite['original_id']} in 'primary' (run" in verify.stdout
+    assert "data-loss report" in verify.stdout
+
+
+def source_label(job: str) -> str:
+    return job.removeprefix("protect-")

@@ -16,7 +16,7 @@ from replica.restic.command import Repository
 from replica.restic.copy import copy_snapshot
 from replica.restic.messages import BackupSummary
 from replica.restic.snapshots import forget_snapshot
-from replica.stores.base import Fingerprint, PreparedBackup
+from replica.stores.base import Canary, Fingerprint, PreparedBackup
 
 
 @dataclass(frozen=True)
@@ -66,11 +66,20 @@ def run_backup(context: Context, job_name: str) -> BackupOutcome:
         run.phase("prepare")
         context.progress(f"backing up {store.describe()} to '{primary.name}'")
         scratch = context.settings.scratch_path
+        canary = None
+        if job.canary:
+            # Written right before the dump: the newest canary a restore brings back is the real recovery point.
+            run.phase("canary")
+            canary = Canary(run.run_id, utc_now())
+            store.write_canary(canary)
+            run.details.update(canary_written_at=canary.written_at.isoformat())
         taken_at = utc_now()
         with store.prepare_backup(scratch, job.name) as prepared:
             run.phase("backup")
             summary, fingerprint = _back_up(context, prepared, repository, tags)
             run.snapshot_id = summary.snapshot_id
+        if canary is not None:
+            fingerprint = {**fingerprint, "canary": canary.as_document()}
         run.phase("record")
         catalog.add_snapshot(
             job=job.name,

@@ -74,9 +74,13 @@ def job_status(context: Context, job_name: str, now: datetime) -> dict[str, Any]
     )
     verdict = evaluate(facts, Objectives(policy.rpo, policy.rto, policy.at_risk_fraction), now)
     destinations = []
+    windows: list[float | None] = []
     for destination in job.destinations:
         point = newest.get(destination.name)
         last_verify = latest_verify_per_destination.get(destination.name)
+        canary_text = point.verify_run.details.get("canary_at") if point else None
+        canary_at = datetime.fromisoformat(canary_text) if canary_text else None
+        windows.append((now - canary_at).total_seconds() if canary_at else None)
         destinations.append(
             {
                 "name": destination.name,
@@ -84,6 +88,8 @@ def job_status(context: Context, job_name: str, now: datetime) -> dict[str, Any]
                 "newest_verified_snapshot": point.snapshot.snapshot_id if point else None,
                 "newest_verified_at": _iso(point.snapshot.taken_at) if point else None,
                 "rpo_seconds": (now - point.snapshot.taken_at).total_seconds() if point else None,
+                "canary_recovery_point": canary_at.isoformat() if canary_at else None,
+                "data_loss_window_seconds": (now - canary_at).total_seconds() if canary_at else None,
                 "last_verify": {
                     "run_id": last_verify.id,
                     "status": last_verify.status,
@@ -114,6 +120,7 @@ def job_status(context: Context, job_name: str, now: datetime) -> dict[str, Any]
         else None,
         "destinations": destinations,
         "abandoned_runs": facts.abandoned_runs,
+        "data_loss_window_seconds": min((w for w in windows if w is not None), default=None),
     }
 
 

@@ -9,13 +9,14 @@ from pathlib import Path
 from replica.actions.context import Context, sidecar_key
 from replica.actions.report import write_data_loss_report
 from replica.actions.restoring import SnapshotRef, restore_snapshot
-from replica.actions.runs import recorded_run
+from replica.actions.runs import RunRecorder, recorded_run
 from replica.catalog.models import Snapshot
-from replica.catalog.records import CheckOutcome
-from replica.config.models import DestinationConfig, JobConfig, PolicyConfig
+from replica.catalog.records import CheckOutcome, utc_now
+from replica.config.models import CHECK_NAMES, DestinationConfig, JobConfig, PolicyConfig
 from replica.errors import ReplicaError, UsageError
+from replica.policy.canary import evaluate_canary
 from replica.restic.check import check_repository
-from replica.stores.base import Fingerprint
+from replica.stores.base import Canary, Fingerprint, Store, Target
 
 
 @dataclass
@@ -144,6 +145,8 @@ def run_verify(
                     location = store.restored_location(target, expected.stored_name)
                     for check in store.check_restored(location, expected.fingerprint, policy.verification):
                         outcome.checks.append(_critical(policy, check))
+                    if "canary" in expected.fingerprint:
+                        outcome.checks.append(_critical(policy, _check_canary(store, location, expected, run)))
                 restore_and_checks_passed = all(c.passed for c in outcome.checks[1:] if c.critical)
                 if restored.passed and restore_and_checks_passed:
                     outcome.rto_seconds = time.monotonic() - rto_started
@@ -168,9 +171,19 @@ def run_verify(
     return outcome
 
 
+def _check_canary(store: Store, location: Target, expected: ExpectedData, run: RunRecorder) -> CheckOutcome:
+    """Read the newest canary from the restored data, record the real recovery point, return the check."""
+    written = Canary.from_document(expected.fingerprint["canary"])
+    found = store.read_canary(location)
+    check = evaluate_canary(written, found, utc_now())
+    if found is not None:
+        run.details.update(canary_at=found.written_at.isoformat(), canary_run_id=found.run_id)
+    return check
+
+
 def _critical(policy: PolicyConfig, check: CheckOutcome) -> CheckOutcome:
-    """Return the check with its criticality decided by the policy."""
-    critical = check.name in policy.verification.critical_checks
+    """Return the check with its criticality decided by the policy (checks it cannot name are always critical)."""
+    critical = check.name not in CHECK_NAMES or check.name in policy.verification.critical_checks
     return CheckOutcome(check.name, check.passed, critical, check.detail, check.duration_seconds)
 
 

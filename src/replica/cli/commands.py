@@ -9,10 +9,11 @@ from typing import Any
 
 from replica.actions.backup import run_backup
 from replica.actions.context import Context
+from replica.actions.equivalence import run_verify_all
 from replica.actions.init import run_init
 from replica.actions.restore import plan_restore, run_restore
 from replica.actions.status import collect_status, run_state
-from replica.actions.verify import run_verify
+from replica.actions.verify import VerifyOutcome, run_verify
 from replica.cli.exit_codes import FAILED, OK, USAGE
 from replica.cli.render import status_table, table
 from replica.config.durations import format_duration
@@ -48,7 +49,31 @@ def backup(context: Context, arguments: argparse.Namespace) -> int:
 
 def verify(context: Context, arguments: argparse.Namespace) -> int:
     """Verify a snapshot; exit 1 when a critical check failed (a data-loss report is written)."""
+    if arguments.all_destinations:
+        return _verify_all(context, arguments)
     outcome = run_verify(context, arguments.job, arguments.destination, arguments.snapshot)
+    _print_verification(outcome)
+    return OK if outcome.passed else FAILED
+
+
+def _verify_all(context: Context, arguments: argparse.Namespace) -> int:
+    everywhere = run_verify_all(context, arguments.job, arguments.snapshot)
+    for outcome in everywhere.verified:
+        _print_verification(outcome)
+    for destination, reason in everywhere.failures.items():
+        print(f"verification of '{everywhere.job}' in '{destination}': FAILED: {reason}")
+    if everywhere.passed:
+        print(
+            f"all {len(everywhere.verified)} destinations restore recovery point {everywhere.original_id} "
+            "to the same backup-time fingerprint: the copies are equivalent"
+        )
+        return OK
+    failed = sorted({*everywhere.failures, *(o.destination for o in everywhere.verified if not o.passed)})
+    print(f"copies of recovery point {everywhere.original_id} NOT equivalent; failed: {', '.join(failed)}")
+    return FAILED
+
+
+def _print_verification(outcome: VerifyOutcome) -> None:
     print(
         f"verification of '{outcome.job}' snapshot {outcome.snapshot_id} in '{outcome.destination}' "
         f"(run {outcome.run_id}): {'PASSED' if outcome.passed else 'FAILED'}"
@@ -60,7 +85,6 @@ def verify(context: Context, arguments: argparse.Namespace) -> int:
         print(f"  measured RTO: {format_duration(outcome.rto_seconds)}")
     if outcome.report_path is not None:
         print(f"  data-loss report {outcome.report_id}: {outcome.report_path}")
-    return OK if outcome.passed else FAILED
 
 
 def restore(context: Context, arguments: argparse.Namespace) -> int:

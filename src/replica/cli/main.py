@@ -43,7 +43,13 @@ def build_parser() -> argparse.ArgumentParser:
     backup.add_argument("job")
     verify = command("verify", commands.verify, "test-restore a snapshot and prove the data usable")
     verify.add_argument("job")
-    verify.add_argument("--destination", help="destination to verify (default: the primary)")
+    which = verify.add_mutually_exclusive_group()
+    which.add_argument("--destination", help="destination to verify (default: the primary)")
+    which.add_argument(
+        "--all-destinations",
+        action="store_true",
+        help="restore the same recovery point from every destination and prove the copies equivalent",
+    )
     verify.add_argument("--snapshot", help="snapshot id (default: the newest recorded)")
     restore = command("restore", commands.restore, "restore a snapshot into a new target")
     restore.add_argument("job")

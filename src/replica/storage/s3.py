@@ -41,6 +41,7 @@ class S3Storage:
             raise StorageError(f"S3 endpoint '{endpoint_url}' must look like http(s)://host[:port]")
         self.endpoint_url = endpoint_url
         self.location = endpoint_url or f"AWS S3 ({region})"
+
         self._client: S3Client = boto3.client(
             "s3",
             endpoint_url=endpoint_url,

@@ -15,22 +15,28 @@ from replica.config.models import (
 )
 from replica.errors import ConfigError
 from replica.stores.base import Store
-from replica.stores.directory import DirectoryStore
-from replica.stores.postgresql import PostgresqlStore
-from replica.stores.sqlite import SqliteStore
+
+# Each kind's module is imported when a job of that kind is used: a database driver costs start-up time for
+# every command (`replica status` needs none of them).
 
 
 def _directory(job: JobConfig, policy: PolicyConfig) -> Store:
+    from replica.stores.directory import DirectoryStore
+
     assert isinstance(job.store, DirectoryStoreConfig)
     return DirectoryStore(job.store, sample_files=policy.verification.sample_files)
 
 
 def _sqlite(job: JobConfig, policy: PolicyConfig) -> Store:
+    from replica.stores.sqlite import SqliteStore
+
     assert isinstance(job.store, SqliteStoreConfig)
     return SqliteStore(job.store)
 
 
 def _postgresql(job: JobConfig, policy: PolicyConfig) -> Store:
+    from replica.stores.postgresql import PostgresqlStore
+
     assert isinstance(job.store, PostgresqlStoreConfig)
     return PostgresqlStore(job.store)
 
