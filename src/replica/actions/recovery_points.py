@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from replica.catalog.models import Run, Snapshot
 from replica.catalog.records import FAILED, SUCCEEDED, Catalog
@@ -23,6 +24,12 @@ class VerifiedPoint:
         """Return the measured RTO of the verification, if any."""
         value = self.verify_run.details.get("rto_seconds")
         return float(value) if value is not None else None
+
+    @property
+    def canary_at(self) -> datetime | None:
+        """Return the time of the canary this verification restored (the real recovery point), if any."""
+        value = self.verify_run.details.get("canary_at")
+        return datetime.fromisoformat(value) if value else None
 
 
 def latest_verifications(runs: Sequence[Run]) -> dict[tuple[str, str], Run]:

@@ -39,7 +39,7 @@ def write_data_loss_report(
         if not (p.snapshot.destination == destination and p.snapshot.snapshot_id == snapshot_id)
     ]
     newest = {
-        name: RecoveryPoint(name, p.snapshot.snapshot_id, p.snapshot.taken_at, True, p.rto_seconds)
+        name: RecoveryPoint(name, p.snapshot.snapshot_id, p.snapshot.taken_at, True, p.rto_seconds, p.canary_at)
         for name, p in newest_point_per_destination(points).items()
     }
     verifications = latest_verifications(catalog.runs(job=job.name, kind="verify", limit=10_000))

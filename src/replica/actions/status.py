@@ -78,8 +78,7 @@ def job_status(context: Context, job_name: str, now: datetime) -> dict[str, Any]
     for destination in job.destinations:
         point = newest.get(destination.name)
         last_verify = latest_verify_per_destination.get(destination.name)
-        canary_text = point.verify_run.details.get("canary_at") if point else None
-        canary_at = datetime.fromisoformat(canary_text) if canary_text else None
+        canary_at = point.canary_at if point else None
         windows.append((now - canary_at).total_seconds() if canary_at else None)
         destinations.append(
             {

@@ -45,6 +45,7 @@ def status_table(document: dict[str, Any]) -> str:
                 points,
                 f"{format_duration(job['rpo_seconds'])} / {format_duration(job['rpo_objective_seconds'])}",
                 f"{format_duration(job['rto_seconds'])} / {format_duration(job['rto_objective_seconds'])}",
+                format_duration(job["data_loss_window_seconds"]),
             ]
         )
     text = (

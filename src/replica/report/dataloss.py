@@ -32,6 +32,12 @@ class RecoveryPoint:
     taken_at: datetime
     verified: bool
     rto_seconds: float | None = None
+    canary_at: datetime | None = None  # the real recovery point, measured by the restored canary
+
+    @property
+    def recovery_point(self) -> datetime:
+        """Return the best known recovery point: the restored canary's time, else the snapshot's."""
+        return self.canary_at or self.taken_at
 
 
 @dataclass(frozen=True)
@@ -61,7 +67,7 @@ def build_report(facts: ReportFacts) -> dict[str, Any]:
     """Return the report as a JSON-ready document."""
     good_points = sorted(facts.newest_verified.values(), key=lambda p: p.taken_at, reverse=True)
     newest_good = good_points[0] if good_points else None
-    window_start = newest_good.taken_at if newest_good else None
+    window_start = newest_good.recovery_point if newest_good else None
     return {
         "format": REPORT_FORMAT,
         "title": f"Data-loss report: job '{facts.job}', destination '{facts.destination}', "
@@ -103,6 +109,7 @@ def _point(point: RecoveryPoint) -> dict[str, Any]:
         "taken_at": point.taken_at.isoformat(),
         "verified": point.verified,
         "rto_seconds": point.rto_seconds,
+        "canary_at": point.canary_at.isoformat() if point.canary_at else None,
     }
 
 
