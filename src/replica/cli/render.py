@@ -57,6 +57,7 @@ def status_table(document: dict[str, Any]) -> str:
                 "NEWEST VERIFIED POINT PER DESTINATION",
                 "RPO / OBJ",
                 "RTO / OBJ",
+                "CANARY LOSS WINDOW",
             ],
             rows,
         )
