@@ -79,3 +79,12 @@ def test_the_untouched_copy_still_verifies(deployment: Deployment, backed_up: di
     # THEN it passes
     assert_ok(verify)
     assert "PASSED" in verify.stdout
+
+
+def test_all_destinations_names_the_damaged_copy(deployment: Deployment, backed_up: dict[str, str]) -> None:
+    # WHEN the newest recovery point is verified in every destination
+    verify = deployment.replica("verify", JOB, "--all-destinations")
+    # THEN the copies are not equivalent: the damaged primary is named, the offsite copy passes
+    assert verify.returncode == 1
+    assert "NOT equivalent; failed: primary" in verify.stdout
+    assert "in 'offsite' (run" in verify.stdout and verify.stdout.count("PASSED") == 1
