@@ -287,3 +287,61 @@ def test_partially_read_tree_is_discarded(
     assert any(" forget 0badc0de" in call for call in calls), calls
     assert last_run(deployment, "partial")[:3] == ("backup", "failed", "backup")
     assert catalog_rows(deployment, "SELECT count(*) FROM snapshots WHERE job = 'partial'") == [(0,)]
+
+
+def fake_tool(folder: Path, name: str, body: str) -> Path:
+    """Write an executable fake of `name` into `folder` (put first on PATH) and return the folder."""
+    folder.mkdir(exist_ok=True)
+    script = folder / name
+    script.write_text("#!/bin/sh\n" + body)
+    script.chmod(0o755)
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("kind", "tool", "body", "named"),
+    [
+        (
+            "redis",
+            "redis-cli",
+            'for a in "$@"; do [ "$prev" = --rdb ] && head -c 5000 /dev/urandom > "$a"; prev=$a; done\n'
+            "echo 'Error: Server closed the connection' >&2\nexit 1\n",
+            "redis on 127.0.0.1:6379",
+        ),
+        (
+            "mariadb",
+            "mariadb-dump",
+            "head -c 20000 /dev/urandom\necho 'mariadb-dump: Error 2013: Lost connection to server during query' >&2\n"
+            "exit 2\n",
+            "mariadb database",
+        ),
+    ],
+)
+def test_store_going_down_mid_dump_leaves_no_recovery_point(
+    deployment: Deployment, tmp_path: Path, kind: str, tool: str, body: str, named: str
+) -> None:
+    # GIVEN a job whose dump tool loses its server half-way
+    store = {"kind": kind, "host": "127.0.0.1", "port": 6379 if kind == "redis" else 3306}
+    if kind == "mariadb":
+        store.update(user="root", database="mysql")
+    job = f"down-{kind}"
+    deployment.write_job(job, store, deployment.two_destinations(job))
+    assert_ok(deployment.replica("init", job))
+    environment = deployment.environment(PATH=f"{fake_tool(tmp_path / 'bin', tool, body)}:{os.environ['PATH']}")
+    # WHEN it is backed up
+    result = deployment.replica("backup", job, env=environment)
+    # THEN the run fails naming the store, no snapshot is kept anywhere, and no scratch server or database is left
+    assert result.returncode == 1, result.stderr
+    (line,) = error_lines(result.stderr)
+    assert named in line
+    assert last_run(deployment, job)[:2] == ("backup", "failed")
+    assert catalog_rows(deployment, f"SELECT count(*) FROM snapshots WHERE job = '{job}'") == [(0,)]
+    assert deployment.replica_json("snapshots", job) == []
+    bucket = next(b for b in deployment.buckets if b.startswith(f"e2e-{job}-p"))
+    listed = deployment.s3.client().list_objects_v2(Bucket=bucket, Prefix=f"restic/{job}/snapshots/")
+    assert listed.get("KeyCount", 0) == 0
+    leftovers = subprocess.run(["pgrep", "-f", "redis-server.*replica"], capture_output=True, text=True, check=False)
+    assert leftovers.stdout == ""
+    assert (
+        not list((deployment.state_dir / "scratch").iterdir()) if (deployment.state_dir / "scratch").exists() else True
+    )
