@@ -74,10 +74,13 @@ def run_backup(context: Context, job_name: str) -> BackupOutcome:
             store.write_canary(canary)
             run.details.update(canary_written_at=canary.written_at.isoformat())
         taken_at = utc_now()
-        with store.prepare_backup(scratch, job.name) as prepared:
-            run.phase("backup")
-            summary, fingerprint = _back_up(context, prepared, repository, tags)
-            run.snapshot_id = summary.snapshot_id
+        # The pool outlives the store's context: on a failure the context closes first (a MariaDB store then
+        # releases its global read lock and wakes its fingerprint thread), and only then is the thread joined.
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            with store.prepare_backup(scratch, job.name) as prepared:
+                run.phase("backup")
+                summary, fingerprint = _back_up(context, prepared, repository, tags, pool)
+                run.snapshot_id = summary.snapshot_id
         if canary is not None:
             fingerprint = {**fingerprint, "canary": canary.as_document()}
         run.phase("record")
@@ -138,7 +141,11 @@ def run_backup(context: Context, job_name: str) -> BackupOutcome:
 
 
 def _back_up(
-    context: Context, prepared: PreparedBackup, repository: Repository, tags: list[str]
+    context: Context,
+    prepared: PreparedBackup,
+    repository: Repository,
+    tags: list[str],
+    pool: concurrent.futures.ThreadPoolExecutor,
 ) -> tuple[BackupSummary, Fingerprint]:
     source = prepared.source
     if prepared.fingerprint_first or source.producer is None:
@@ -154,25 +161,23 @@ def _back_up(
                 _forget_quietly(context, repository, error.snapshot_id)
             raise StoreError(f"{error}; the partial snapshot was discarded") from None
         return summary, fingerprint
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        # The fingerprint reads the same consistent view as the producer, while restic stores the stream.
-        fingerprint_future = pool.submit(prepared.fingerprint)
-        outcome = backup_stream(
-            context.restic,
-            repository,
-            source.producer,
-            stored_name=source.stored_name,
-            tags=tags,
-            host=context.host,
-        )
-        try:
-            prepared.verify_producer(outcome.producer)
-        except StoreError:
-            # restic 0.14 saved a snapshot of a failed or truncated dump: it must never become a recovery point.
-            _forget_quietly(context, repository, outcome.summary.snapshot_id)
-            raise
-        fingerprint = fingerprint_future.result()
-    return outcome.summary, fingerprint
+    # The fingerprint reads the same consistent view as the producer, while restic stores the stream.
+    fingerprint_future = pool.submit(prepared.fingerprint)
+    outcome = backup_stream(
+        context.restic,
+        repository,
+        source.producer,
+        stored_name=source.stored_name,
+        tags=tags,
+        host=context.host,
+    )
+    try:
+        prepared.verify_producer(outcome.producer)
+    except StoreError:
+        # restic 0.14 saved a snapshot of a failed or truncated dump: it must never become a recovery point.
+        _forget_quietly(context, repository, outcome.summary.snapshot_id)
+        raise
+    return outcome.summary, fingerprint_future.result()
 
 
 def _forget_quietly(context: Context, repository: Repository, snapshot_id: str) -> None:
