@@ -76,11 +76,13 @@ def run_backup(context: Context, job_name: str) -> BackupOutcome:
         taken_at = utc_now()
         # The pool outlives the store's context: on a failure the context closes first (a MariaDB store then
         # releases its global read lock and wakes its fingerprint thread), and only then is the thread joined.
-        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-            with store.prepare_backup(scratch, job.name) as prepared:
-                run.phase("backup")
-                summary, fingerprint = _back_up(context, prepared, repository, tags, pool)
-                run.snapshot_id = summary.snapshot_id
+        with (
+            concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool,
+            store.prepare_backup(scratch, job.name) as prepared,
+        ):
+            run.phase("backup")
+            summary, fingerprint = _back_up(context, prepared, repository, tags, pool)
+            run.snapshot_id = summary.snapshot_id
         if canary is not None:
             fingerprint = {**fingerprint, "canary": canary.as_document()}
         run.phase("record")
