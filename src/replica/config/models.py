@@ -243,7 +243,7 @@ class VerificationConfig(StrictModel):
         default=32,
         ge=0,
         le=10000,
-        description="Files of a directory whose content digest is compared.",
+        description="Files of a directory, or keys per Redis database, whose content digest is compared.",
         examples=[32],
     )
 
