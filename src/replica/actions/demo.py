@@ -72,6 +72,7 @@ destinations:
     bucket: replica-demo-offsite
     prefix: sample
 policy: {POLICY_NAME}
+canary: true
 owners: [ops@example.com]
 clients: [Example Retail Ltd]
 """
