@@ -30,6 +30,25 @@ def sqlite_source(tmp_path_factory: pytest.TempPathFactory) -> SqliteSource:
     return SqliteSource(tmp_path_factory.mktemp("bad-input-source"))
 
 
+@pytest.fixture(scope="module")
+def failing_destinations(deployment: Deployment) -> list[dict[str, str]]:
+    """Initialised destinations shared by the jobs whose backups must fail (init costs ~5 s a job); since every
+    backup into them fails, they must never hold a snapshot."""
+    destinations = deployment.two_destinations("failing")
+    deployment.write_job("failing-init", {"kind": "directory", "path": "/tmp"}, destinations)
+    assert_ok(deployment.replica("init", "failing-init"))
+    (deployment.root / "jobs" / "failing-init.yaml").unlink()
+    return destinations
+
+
+def assert_no_snapshot_stored(deployment: Deployment, destinations: list[dict[str, str]]) -> None:
+    """Fail when any destination's repository holds a snapshot object."""
+    client = deployment.s3.client()
+    for destination in destinations:
+        listed = client.list_objects_v2(Bucket=destination["bucket"], Prefix=f"{destination['prefix']}/snapshots/")
+        assert listed.get("KeyCount", 0) == 0, f"snapshot left in {destination['name']}"
+
+
 def last_run(deployment: Deployment, job: str) -> tuple[str, str, str, str]:
     rows = catalog_rows(
         deployment, f"SELECT kind, status, phase, error FROM runs WHERE job = '{job}' ORDER BY id DESC LIMIT 1"
@@ -115,11 +134,12 @@ def test_wrong_repository_password(deployment: Deployment, sqlite_source: Sqlite
     assert secret not in result.stderr + result.stdout and secret.encode() not in catalog
 
 
-def test_unreachable_postgresql_fails_cleanly(deployment: Deployment) -> None:
+def test_unreachable_postgresql_fails_cleanly(
+    deployment: Deployment, failing_destinations: list[dict[str, str]]
+) -> None:
     port = free_port()
     store = {"kind": "postgresql", "host": "127.0.0.1", "port": port, "user": "postgres", "database": "nothere"}
-    deployment.write_job("pgdown", store, deployment.two_destinations("pgdown"))
-    assert_ok(deployment.replica("init", "pgdown"))
+    deployment.write_job("pgdown", store, failing_destinations)
     before = set(databases_like("replica_%"))
     result = deployment.replica("backup", "pgdown")
     assert result.returncode == 1
@@ -141,11 +161,12 @@ def failing_pg_dump(tmp_path: Path) -> Path:
     return folder
 
 
-def test_failed_dump_never_becomes_a_recovery_point(deployment: Deployment, failing_pg_dump: Path) -> None:
+def test_failed_dump_never_becomes_a_recovery_point(
+    deployment: Deployment, failing_pg_dump: Path, failing_destinations: list[dict[str, str]]
+) -> None:
     # GIVEN a PostgreSQL job whose pg_dump fails half-way (restic 0.14 would still save a snapshot)
     store = {"kind": "postgresql", "host": "127.0.0.1", "port": 5432, "user": "postgres", "database": "postgres"}
-    deployment.write_job("dumpfails", store, deployment.two_destinations("dumpfails"))
-    assert_ok(deployment.replica("init", "dumpfails"))
+    deployment.write_job("dumpfails", store, failing_destinations)
     environment = deployment.environment(PATH=f"{failing_pg_dump}:{os.environ['PATH']}")
     # WHEN it is backed up
     result = deployment.replica("backup", "dumpfails", env=environment)
@@ -156,11 +177,7 @@ def test_failed_dump_never_becomes_a_recovery_point(deployment: Deployment, fail
     assert catalog_rows(deployment, "SELECT count(*) FROM snapshots WHERE job = 'dumpfails'") == [(0,)]
     restic = deployment.replica_json("snapshots", "dumpfails")
     assert restic == []
-    listed = deployment.s3.client().list_objects_v2(
-        Bucket=next(b for b in deployment.buckets if b.startswith("e2e-dumpfails-p")),
-        Prefix="restic/dumpfails/snapshots/",
-    )
-    assert listed.get("KeyCount", 0) == 0
+    assert_no_snapshot_stored(deployment, failing_destinations)
 
 
 @pytest.fixture
@@ -219,12 +236,11 @@ def endless_pg_dump(tmp_path: Path) -> Path:
 
 
 def test_sigterm_mid_backup_records_an_interrupted_run_and_leaves_no_process(
-    deployment: Deployment, endless_pg_dump: Path
+    deployment: Deployment, endless_pg_dump: Path, failing_destinations: list[dict[str, str]]
 ) -> None:
     # GIVEN a backup under way
     store = {"kind": "postgresql", "host": "127.0.0.1", "port": 5432, "user": "postgres", "database": "postgres"}
-    deployment.write_job("stopped", store, deployment.two_destinations("stopped"))
-    assert_ok(deployment.replica("init", "stopped"))
+    deployment.write_job("stopped", store, failing_destinations)
     environment = deployment.environment(PATH=f"{endless_pg_dump}:{os.environ['PATH']}")
     process = subprocess.Popen(
         [sys.executable, "-m", "replica", "backup", "stopped"],
@@ -246,6 +262,7 @@ def test_sigterm_mid_backup_records_an_interrupted_run_and_leaves_no_process(
     leftovers = subprocess.run(["pgrep", "-f", str(endless_pg_dump)], capture_output=True, text=True, check=False)
     assert leftovers.stdout == ""
     assert catalog_rows(deployment, "SELECT count(*) FROM snapshots WHERE job = 'stopped'") == [(0,)]
+    assert_no_snapshot_stored(deployment, failing_destinations)
 
 
 @pytest.fixture
@@ -318,15 +335,20 @@ def fake_tool(folder: Path, name: str, body: str) -> Path:
     ],
 )
 def test_store_going_down_mid_dump_leaves_no_recovery_point(
-    deployment: Deployment, tmp_path: Path, kind: str, tool: str, body: str, named: str
+    deployment: Deployment,
+    failing_destinations: list[dict[str, str]],
+    tmp_path: Path,
+    kind: str,
+    tool: str,
+    body: str,
+    named: str,
 ) -> None:
     # GIVEN a job whose dump tool loses its server half-way
     store = {"kind": kind, "host": "127.0.0.1", "port": 6379 if kind == "redis" else 3306}
     if kind == "mariadb":
         store.update(user="root", database="mysql")
     job = f"down-{kind}"
-    deployment.write_job(job, store, deployment.two_destinations(job))
-    assert_ok(deployment.replica("init", job))
+    deployment.write_job(job, store, failing_destinations)
     environment = deployment.environment(PATH=f"{fake_tool(tmp_path / 'bin', tool, body)}:{os.environ['PATH']}")
     # WHEN it is backed up
     result = deployment.replica("backup", job, env=environment)
@@ -337,11 +359,8 @@ def test_store_going_down_mid_dump_leaves_no_recovery_point(
     assert last_run(deployment, job)[:2] == ("backup", "failed")
     assert catalog_rows(deployment, f"SELECT count(*) FROM snapshots WHERE job = '{job}'") == [(0,)]
     assert deployment.replica_json("snapshots", job) == []
-    bucket = next(b for b in deployment.buckets if b.startswith(f"e2e-{job}-p"))
-    listed = deployment.s3.client().list_objects_v2(Bucket=bucket, Prefix=f"restic/{job}/snapshots/")
-    assert listed.get("KeyCount", 0) == 0
-    leftovers = subprocess.run(["pgrep", "-f", "redis-server.*replica"], capture_output=True, text=True, check=False)
+    assert_no_snapshot_stored(deployment, failing_destinations)
+    leftovers = subprocess.run(["pgrep", "-f", "replica-redis-"], capture_output=True, text=True, check=False)
     assert leftovers.stdout == ""
-    assert (
-        not list((deployment.state_dir / "scratch").iterdir()) if (deployment.state_dir / "scratch").exists() else True
-    )
+    scratch = deployment.state_dir / "scratch"
+    assert not scratch.exists() or not [path for path in scratch.iterdir() if path.name.startswith(f"backup-{job}")]
