@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
+from replica.config.models import SecretReference
 from replica.errors import ConfigError
 
 
@@ -29,3 +30,12 @@ def read_secret(*, env_name: str | None, file_path: Path | None, what: str) -> S
             raise ConfigError([f"{what}: password file {file_path} is empty"])
         return SecretStr(value)
     return None
+
+
+def store_password(reference: SecretReference, what: str) -> str | None:
+    """Return the password a store configuration points at (env or file), or None when it names none.
+
+    Raises ConfigError naming the variable or file when it is named but missing or empty.
+    """
+    secret = read_secret(env_name=reference.password_env, file_path=reference.password_file, what=f"store {what}")
+    return secret.get_secret_value() if secret else None

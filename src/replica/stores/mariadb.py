@@ -41,7 +41,7 @@ from replica.catalog.records import CheckOutcome
 from replica.config.models import MariadbStoreConfig, VerificationConfig
 from replica.errors import StoreError, UsageError, last_meaningful_line
 from replica.execute import Command, Completed, build_environment
-from replica.secrets import read_secret
+from replica.secrets import store_password
 from replica.stores.base import (
     CANARY_NAME,
     BackupSource,
@@ -91,12 +91,7 @@ class MariadbStore(Store):
     # Connections and processes ---------------------------------------------------------------------------------
 
     def _password(self) -> str | None:
-        secret = read_secret(
-            env_name=self.config.password_env,
-            file_path=self.config.password_file,
-            what=f"store {self.describe()}",
-        )
-        return secret.get_secret_value() if secret else None
+        return store_password(self.config, self.describe())
 
     def _environment(self) -> dict[str, str]:
         password = self._password()

@@ -6,6 +6,9 @@ import contextlib
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
+
+from replica.stores.base import RestoreMethod, Store, Target
 
 
 @contextlib.contextmanager
@@ -36,3 +39,41 @@ def move_aside(path: Path, suffix: str) -> Path | None:
     aside = path.with_name(path.name + suffix)
     path.rename(aside)
     return aside
+
+
+class SingleFileStore(Store):
+    """A store whose data is one file (SQLite, Redis RDB): restores write a file, staged beside its final path."""
+
+    restored_file_name: ClassVar[str]
+    file_description: ClassVar[str]
+
+    @contextlib.contextmanager
+    def _file_target(self, parent: Path, name: str) -> Iterator[Target]:
+        """Yield a file path inside a fresh directory; the directory goes on exit (the file too unless moved)."""
+        with temporary_directory(parent, name) as directory:
+            path = directory / self.restored_file_name
+            yield Target(description=f"{self.file_description} {path}", path=path)
+
+    def scratch_target(self, scratch: Path, label: str) -> contextlib.AbstractContextManager[Target]:
+        return self._file_target(scratch, f"verify-{label}")
+
+    def target_has_data(self, target: Target) -> bool:
+        assert target.path is not None
+        return target.path.exists() or target.path.is_symlink()
+
+    def staging_target(self, final: Target, label: str) -> contextlib.AbstractContextManager[Target]:
+        assert final.path is not None
+        return self._file_target(final.path.parent, f".{final.path.name}.replica-restore-{label}")
+
+    def restore_method(self, target: Target, stored_name: str) -> RestoreMethod:
+        return RestoreMethod(kind="file", output_path=target.path)
+
+    def restored_location(self, target: Target, stored_name: str) -> Target:
+        return target
+
+    def promote(self, staged: Target, final: Target, replaced_suffix: str) -> str | None:
+        assert staged.path is not None and final.path is not None
+        final.path.parent.mkdir(parents=True, exist_ok=True)
+        aside = move_aside(final.path, replaced_suffix)
+        staged.path.rename(final.path)
+        return str(aside) if aside else None

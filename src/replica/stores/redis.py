@@ -50,18 +50,16 @@ from replica.catalog.records import CheckOutcome
 from replica.config.models import RedisStoreConfig, VerificationConfig
 from replica.errors import ProcessFailed, StoreError, UsageError, last_meaningful_line
 from replica.execute import Command, Completed, run
-from replica.secrets import read_secret
+from replica.secrets import store_password
 from replica.stores.base import (
     CANARY_NAME,
     BackupSource,
     Canary,
     Fingerprint,
     PreparedBackup,
-    RestoreMethod,
-    Store,
     Target,
 )
-from replica.stores.paths import move_aside, temporary_directory
+from replica.stores.paths import SingleFileStore, temporary_directory
 from replica.stores.redis_fingerprint import as_text, compare_fingerprints, measure_rdb
 from replica.stores.redis_server import (
     COMMAND_TIMEOUT_SECONDS,
@@ -76,10 +74,12 @@ PRODUCER_TIMEOUT_SECONDS = 24 * 3600.0
 REDIS_CLI = "redis-cli"
 
 
-class RedisStore(Store):
+class RedisStore(SingleFileStore):
     """One Redis server, every logical database in it."""
 
     kind = "redis"
+    restored_file_name = "restored.rdb"
+    file_description = "redis RDB file"
 
     def __init__(self, config: RedisStoreConfig, sample_keys: int = 32) -> None:
         self.config = config
@@ -91,10 +91,7 @@ class RedisStore(Store):
     # Connections -----------------------------------------------------------------------------------------------
 
     def _password(self) -> str | None:
-        secret = read_secret(
-            env_name=self.config.password_env, file_path=self.config.password_file, what=f"store {self.describe()}"
-        )
-        return secret.get_secret_value() if secret else None
+        return store_password(self.config, self.describe())
 
     def _timeout(self) -> float:
         return timedelta.total_seconds(self.config.dump_timeout)
@@ -166,9 +163,6 @@ class RedisStore(Store):
 
     # Targets ---------------------------------------------------------------------------------------------------
 
-    def scratch_target(self, scratch: Path, label: str) -> contextlib.AbstractContextManager[Target]:
-        return _file_target(scratch, f"verify-{label}")
-
     def named_target(self, to: str) -> Target:
         """Return an RDB file target; refuses a directory and, when the server tells it, its own RDB file."""
         path = Path(to).expanduser().absolute()
@@ -191,20 +185,6 @@ class RedisStore(Store):
         except redis.RedisError:
             return None
         return Path(as_text(directory)) / as_text(filename) if directory and filename else None
-
-    def target_has_data(self, target: Target) -> bool:
-        assert target.path is not None
-        return target.path.exists() or target.path.is_symlink()
-
-    def staging_target(self, final: Target, label: str) -> contextlib.AbstractContextManager[Target]:
-        assert final.path is not None
-        return _file_target(final.path.parent, f".{final.path.name}.replica-restore-{label}")
-
-    def restore_method(self, target: Target, stored_name: str) -> RestoreMethod:
-        return RestoreMethod(kind="file", output_path=target.path)
-
-    def restored_location(self, target: Target, stored_name: str) -> Target:
-        return target
 
     # Checks ----------------------------------------------------------------------------------------------------
 
@@ -257,18 +237,3 @@ class RedisStore(Store):
             return Canary.from_document(json.loads(value)) if value else None
         except (StoreError, redis.RedisError, ValueError, KeyError, TypeError):
             return None
-
-    def promote(self, staged: Target, final: Target, replaced_suffix: str) -> str | None:
-        assert staged.path is not None and final.path is not None
-        final.path.parent.mkdir(parents=True, exist_ok=True)
-        aside = move_aside(final.path, replaced_suffix)
-        staged.path.rename(final.path)
-        return str(aside) if aside else None
-
-
-@contextlib.contextmanager
-def _file_target(parent: Path, name: str) -> Iterator[Target]:
-    """Yield an RDB file path inside a fresh directory; the directory goes on exit (the file too unless moved)."""
-    with temporary_directory(parent, name) as directory:
-        path = directory / "restored.rdb"
-        yield Target(description=f"redis RDB file {path}", path=path)

@@ -26,11 +26,9 @@ from replica.stores.base import (
     Canary,
     Fingerprint,
     PreparedBackup,
-    RestoreMethod,
-    Store,
     Target,
 )
-from replica.stores.paths import move_aside, temporary_directory
+from replica.stores.paths import SingleFileStore, temporary_directory
 from replica.stores.tables import compare_tables
 
 DIGEST_MODULUS = 1 << 64
@@ -90,10 +88,12 @@ def integrity_check(path: Path) -> CheckOutcome:
     )
 
 
-class SqliteStore(Store):
+class SqliteStore(SingleFileStore):
     """One SQLite database file."""
 
     kind = "sqlite"
+    restored_file_name = "restored.sqlite3"
+    file_description = "sqlite file"
 
     def __init__(self, config: SqliteStoreConfig) -> None:
         self.config = config
@@ -128,9 +128,6 @@ class SqliteStore(Store):
                 fingerprint=lambda: fingerprint_database(copy_path),
             )
 
-    def scratch_target(self, scratch: Path, label: str) -> contextlib.AbstractContextManager[Target]:
-        return _file_target(scratch, f"verify-{label}")
-
     def named_target(self, to: str) -> Target:
         path = Path(to).expanduser().absolute()
         if path == self.config.path:
@@ -138,20 +135,6 @@ class SqliteStore(Store):
         if path.is_dir():
             raise UsageError(f"restore target {path} is a directory; name a database file")
         return Target(description=f"sqlite file {path}", path=path)
-
-    def target_has_data(self, target: Target) -> bool:
-        assert target.path is not None
-        return target.path.exists()
-
-    def staging_target(self, final: Target, label: str) -> contextlib.AbstractContextManager[Target]:
-        assert final.path is not None
-        return _file_target(final.path.parent, f".{final.path.name}.replica-restore-{label}")
-
-    def restore_method(self, target: Target, stored_name: str) -> RestoreMethod:
-        return RestoreMethod(kind="file", output_path=target.path)
-
-    def restored_location(self, target: Target, stored_name: str) -> Target:
-        return target
 
     def check_restored(
         self, target: Target, expected: Fingerprint, verification: VerificationConfig
@@ -201,18 +184,3 @@ class SqliteStore(Store):
         except sqlite3.Error:
             return None
         return Canary(int(row[0]), datetime.fromisoformat(row[1])) if row else None
-
-    def promote(self, staged: Target, final: Target, replaced_suffix: str) -> str | None:
-        assert staged.path is not None and final.path is not None
-        final.path.parent.mkdir(parents=True, exist_ok=True)
-        aside = move_aside(final.path, replaced_suffix)
-        staged.path.rename(final.path)
-        return str(aside) if aside else None
-
-
-@contextlib.contextmanager
-def _file_target(parent: Path, name: str) -> Iterator[Target]:
-    """Yield a file path inside a fresh directory; the directory goes on exit (the file too unless moved)."""
-    with temporary_directory(parent, name) as directory:
-        path = directory / "restored.sqlite3"
-        yield Target(description=f"sqlite file {path}", path=path)
