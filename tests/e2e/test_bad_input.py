@@ -16,7 +16,7 @@ import pytest
 
 from tests.e2e.conftest import Deployment, assert_ok, catalog_rows
 from tests.e2e.sources import SqliteSource, databases_like
-from tests.support.s3server import free_port
+from tests.support.s3server import SECRET_ACCESS_KEY, free_port
 
 
 def error_lines(stderr: str) -> list[str]:
@@ -132,6 +132,13 @@ def test_wrong_repository_password(deployment: Deployment, sqlite_source: Sqlite
     # the password itself shows nowhere: not in the output, not in the catalog
     catalog = (deployment.state_dir / "catalog.sqlite3").read_bytes()
     assert secret not in result.stderr + result.stdout and secret.encode() not in catalog
+    # not even in the debug log, which shows every command replica starts (environment by name only)
+    debug = deployment.replica(
+        "--debug", "backup", "wrongpw", env=deployment.environment(E2E_REPOSITORY_PASSWORD=secret)
+    )
+    assert debug.returncode != 0 and "RESTIC_PASSWORD=***" in debug.stderr
+    assert secret not in debug.stderr + debug.stdout
+    assert SECRET_ACCESS_KEY not in debug.stderr.replace("AWS_SECRET_ACCESS_KEY=***", "")  # nor the S3 secret key
 
 
 def test_unreachable_postgresql_fails_cleanly(
