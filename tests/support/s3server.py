@@ -14,7 +14,7 @@ from moto.server import ThreadedMotoServer
 logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
 ACCESS_KEY_ID = "testing"
-SECRET_ACCESS_KEY = "testing"
+SECRET_ACCESS_KEY = "moto-secret-Kq7xZ"  # distinct, so a test can prove it never leaks
 REGION = "us-east-1"
 
 

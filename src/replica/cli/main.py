@@ -101,10 +101,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     arguments = parser.parse_args(argv)
     logging.basicConfig(
-        level=logging.DEBUG if arguments.debug else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    if arguments.debug:
+        # replica's own debug lines only: botocore's would print request headers (key ids, signatures).
+        logging.getLogger("replica").setLevel(logging.DEBUG)
     try:
         context = Context(load_settings(), progress=lambda message: print(message, file=sys.stderr, flush=True))
         code: int = arguments.handler(context, arguments)
