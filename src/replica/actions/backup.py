@@ -86,6 +86,18 @@ def run_backup(context: Context, job_name: str) -> BackupOutcome:
         if canary is not None:
             fingerprint = {**fingerprint, "canary": canary.as_document()}
         run.phase("record")
+        # The sidecar first: a snapshot only becomes a recovery point in the catalog once its fingerprint is
+        # stored in both places, so a failed write leaves nothing half-recorded.
+        _write_sidecar(
+            context,
+            job,
+            primary,
+            summary.snapshot_id,
+            summary.snapshot_id,
+            taken_at,
+            prepared.source.stored_name,
+            fingerprint,
+        )
         catalog.add_snapshot(
             job=job.name,
             destination=primary.name,
@@ -97,16 +109,6 @@ def run_backup(context: Context, job_name: str) -> BackupOutcome:
             bytes_added=summary.data_added,
             stored_name=prepared.source.stored_name,
             fingerprint=fingerprint,
-        )
-        _write_sidecar(
-            context,
-            job,
-            primary,
-            summary.snapshot_id,
-            summary.snapshot_id,
-            taken_at,
-            prepared.source.stored_name,
-            fingerprint,
         )
         run.details.update(
             bytes_processed=summary.total_bytes_processed,
@@ -245,6 +247,7 @@ def _copy(
             copied = copy_snapshot(context.restic, source, context.repository(job, destination), snapshot_id)
             run.snapshot_id = copied.short_id
             run.phase("record")
+            _write_sidecar(context, job, destination, copied.short_id, snapshot_id, taken_at, stored_name, fingerprint)
             context.catalog.add_snapshot(
                 job=job.name,
                 destination=destination.name,
@@ -257,7 +260,6 @@ def _copy(
                 stored_name=stored_name,
                 fingerprint=fingerprint,
             )
-            _write_sidecar(context, job, destination, copied.short_id, snapshot_id, taken_at, stored_name, fingerprint)
             run.details.update(original_snapshot_id=snapshot_id)
     except ReplicaError as error:
         context.progress(f"copy to '{destination.name}' failed: {error}")

@@ -139,6 +139,12 @@ def run_restore(context: Context, plan: RestorePlan, expected: ExpectedData) -> 
                     f"{plan.target.description} was not touched"
                 )
             run.phase("promote")
+            if not plan.force and store.target_has_data(plan.target):
+                # Someone put data there while we restored: the plan's "empty" no longer holds.
+                raise TargetNotEmpty(
+                    f"{plan.target.description} received data during the restore; refusing to overwrite it "
+                    "without --force"
+                )
             context.progress(f"[3/3] putting the data in place at {plan.target.description}")
             replaced = store.promote(location, plan.target, f".replaced-{label}")
         duration = time.monotonic() - started
