@@ -186,34 +186,38 @@ def run_pipeline(producer: Command, consumer: Command, *, timeout_seconds: float
         assert producer_process.stdout is not None
         producer_process.stdout.close()
         deadline = started + timeout_seconds
-        timed_out = False
+        # Only a process still running at the deadline timed out: a restic that already exited 0 while the dump
+        # hangs must not be blamed for it.
+        stopped_at_deadline: set[int] = set()
         try:
             for process in (consumer_process, producer_process):
                 try:
                     process.wait(timeout=max(deadline - time.monotonic(), 0.01))
                 except subprocess.TimeoutExpired:
-                    timed_out = True
+                    stopped_at_deadline = {p.pid for p in (consumer_process, producer_process) if p.poll() is None}
                     _stop([consumer_process, producer_process])
                     break
         except BaseException:
             _stop([consumer_process, producer_process])
             raise
         duration = time.monotonic() - started
+        producer_timed_out = producer_process.pid in stopped_at_deadline
+        consumer_timed_out = consumer_process.pid in stopped_at_deadline
         producer_result = Completed(
             producer,
-            None if timed_out else producer_process.returncode,
+            None if producer_timed_out else producer_process.returncode,
             "",
             _tail(producer_err),
             duration,
-            timed_out,
+            producer_timed_out,
         )
         consumer_result = Completed(
             consumer,
-            None if timed_out else consumer_process.returncode,
+            None if consumer_timed_out else consumer_process.returncode,
             _read_all(consumer_out),
             _tail(consumer_err),
             duration,
-            timed_out,
+            consumer_timed_out,
         )
     logger.debug(
         "%s exited %s, %s exited %s after %.2fs",

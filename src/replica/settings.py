@@ -174,6 +174,13 @@ def load_settings(**overrides: Any) -> Settings:
     toml_path = _toml_path()
     if toml_path is not None and not toml_path.is_file():
         raise ConfigError([f"{toml_path}: settings file does not exist (named by {CONFIG_FILE_VARIABLE})"])
+    if toml_path is not None:
+        import tomllib
+
+        try:
+            tomllib.loads(toml_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+            raise ConfigError([f"{toml_path}: not a readable TOML file: {error}"]) from None
     try:
         return Settings(**overrides)
     except ValidationError as error:

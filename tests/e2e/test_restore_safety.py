@@ -146,3 +146,33 @@ def test_a_run_left_running_by_a_dead_process_shows_as_abandoned(
     status = next(job for job in deployment.replica_json("status")["jobs"] if job["job"] == JOB)
     assert status["abandoned_runs"] == 1 and status["state"] != "ok"
     assert any("abandoned" in reason for reason in status["reasons"])
+
+
+def test_restore_refuses_a_target_above_or_through_the_live_directory(
+    deployment: Deployment, uploads: DirectorySource
+) -> None:
+    live = uploads.root
+    for target in (live.parent, live / ".." / live.name, live / "inside"):
+        result = deployment.replica("restore", JOB, "--to", str(target), "--force", "--dry-run")
+        assert result.returncode == 2, target
+        assert "live directory" in result.stderr
+
+
+def test_excluded_files_are_left_out_of_backup_and_fingerprint_alike(
+    deployment: Deployment, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # GIVEN a directory job excluding scratch files and a cache folder
+    tree = tmp_path_factory.mktemp("with-excludes")
+    (tree / "keep.txt").write_text("kept")
+    (tree / "scratch.tmp").write_text("excluded")
+    (tree / ".cache").mkdir()
+    (tree / ".cache" / "blob").write_text("excluded too")
+    store = {"kind": "directory", "path": str(tree), "exclude": ["*.tmp", ".cache"]}
+    deployment.write_job("excludes", store, deployment.two_destinations("excludes"))
+    assert_ok(deployment.replica("init", "excludes"))
+    # WHEN it is backed up and verified
+    assert_ok(deployment.replica("backup", "excludes"))
+    verify = deployment.replica("verify", "excludes")
+    # THEN the verification passes: restic and the fingerprint agree on what is in the snapshot
+    assert_ok(verify)
+    assert "1 files" in verify.stdout

@@ -113,3 +113,11 @@ def test_secrets_do_not_show_in_repr_or_str(monkeypatch: pytest.MonkeyPatch) -> 
     for text in (repr(settings), str(settings), str(settings.restic_password)):
         assert "correct-horse-battery" not in text
         assert "s3cr3t-key" not in text
+
+
+def test_malformed_toml_file_is_a_one_line_config_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    toml = tmp_path / "replica.toml"
+    toml.write_text("state_dir = [unclosed\n")
+    monkeypatch.setenv("REPLICA_CONFIG_FILE", str(toml))
+    with pytest.raises(ConfigError, match="not a readable TOML file"):
+        load_settings()

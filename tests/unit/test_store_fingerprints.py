@@ -48,10 +48,18 @@ def test_missing_and_extra_tables_are_both_reported() -> None:
     assert outcome.detail == "table invoices: missing from the restore; unexpected tables in the restore: tmp"
 
 
-def test_row_count_within_tolerance_passes() -> None:
+def test_row_count_within_tolerance_passes_and_says_content_was_not_compared() -> None:
     outcome = compare_tables(tables(orders=(120000, "aa11")), tables(orders=(119874, "cc33")), ONE_PERCENT)
 
     assert outcome.passed
+    assert "content not compared: orders (120000 -> 119874)" in outcome.detail
+
+
+def test_tolerance_never_forgives_changed_content_at_equal_counts() -> None:
+    outcome = compare_tables(tables(orders=(120000, "aa11")), tables(orders=(120000, "cc33")), ONE_PERCENT)
+
+    assert not outcome.passed
+    assert outcome.detail == "content of orders: digest expected aa11, restored cc33"
 
 
 def test_row_count_beyond_tolerance_fails() -> None:

@@ -42,3 +42,10 @@ def test_top_level_must_be_a_mapping(tmp_path: Path, text: str) -> None:
 
     with pytest.raises(ValueError, match="expected a mapping"):
         read_yaml_mapping(path)
+
+
+def test_a_key_that_is_a_list_is_an_error_not_a_crash(tmp_path: Path) -> None:
+    path = tmp_path / "odd.yaml"
+    path.write_text("? [a, b]\n: 1\n")
+    with pytest.raises(ValueError, match="line 1: a key must be a plain name, not list"):
+        read_yaml_mapping(path)

@@ -177,11 +177,13 @@ def _back_up(
     )
     try:
         prepared.verify_producer(outcome.producer)
-    except StoreError:
-        # restic 0.14 saved a snapshot of a failed or truncated dump: it must never become a recovery point.
+        fingerprint = fingerprint_future.result()
+    except BaseException:
+        # restic 0.14 saved a snapshot of a failed or truncated dump, or one whose fingerprint could not be taken:
+        # it must never become a recovery point, nor linger in the repository.
         _forget_quietly(context, repository, outcome.summary.snapshot_id)
         raise
-    return outcome.summary, fingerprint_future.result()
+    return outcome.summary, fingerprint
 
 
 def _forget_quietly(context: Context, repository: Repository, snapshot_id: str) -> None:

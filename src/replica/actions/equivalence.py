@@ -86,6 +86,7 @@ def _record_missing(context: Context, job_name: str, destination: str, original_
         "verify",
         destination=destination,
         phase="present",
+        snapshot_id=original_id,
         details={"original_id": original_id},
     ) as run:
         context.catalog.add_checks(run.run_id, [check])

@@ -182,8 +182,14 @@ def _check_canary(store: Store, location: Target, expected: ExpectedData, run: R
 
 
 def _critical(policy: PolicyConfig, check: CheckOutcome) -> CheckOutcome:
-    """Return the check with its criticality decided by the policy (checks it cannot name are always critical)."""
-    critical = check.name not in CHECK_NAMES or check.name in policy.verification.critical_checks
+    """Return the check with its criticality decided by the policy.
+
+    A failed restore is always critical (no data came back, and the data checks did not even run), as are checks
+    the policy cannot name.
+    """
+    critical = (
+        check.name == "restore" or check.name not in CHECK_NAMES or check.name in policy.verification.critical_checks
+    )
     return CheckOutcome(check.name, check.passed, critical, check.detail, check.duration_seconds)
 
 

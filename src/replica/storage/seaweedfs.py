@@ -119,6 +119,17 @@ def start_seaweedfs(data_directory: Path, credentials: S3Credentials) -> Seaweed
     log_path = data_directory.parent / "seaweedfs.log"
     process = start_background(Command(argv=argv, timeout_seconds=0), log_path)
     endpoint = f"http://127.0.0.1:{s3_port}"
+    try:
+        _wait_until_ready(process, endpoint, log_path)
+    except BaseException:
+        # Also on Ctrl-C: a half-started server must not outlive replica.
+        process.stop()
+        raise
+    return SeaweedServer(process, endpoint)
+
+
+def _wait_until_ready(process: BackgroundProcess, endpoint: str, log_path: Path) -> None:
+    """Return once S3 answers /healthz. Raises StorageUnreachable when the server exits or stays silent."""
     deadline = time.monotonic() + READY_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
         if not process.running():
@@ -126,11 +137,10 @@ def start_seaweedfs(data_directory: Path, credentials: S3Credentials) -> Seaweed
         try:
             with urllib.request.urlopen(f"{endpoint}/healthz", timeout=2) as response:
                 if response.status == 200:
-                    return SeaweedServer(process, endpoint)
+                    return
         except (urllib.error.URLError, OSError):
             pass
         time.sleep(POLL_INTERVAL_SECONDS)
-    process.stop()
     raise StorageUnreachable(
         f"SeaweedFS did not answer on {endpoint} within {READY_TIMEOUT_SECONDS:.0f}s; see {log_path}"
     )

@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Literal
 
 from replica.catalog.records import CheckOutcome
 from replica.config.models import VerificationConfig
+from replica.errors import StoreError, last_meaningful_line
 from replica.execute import Command, Completed
 
 Fingerprint = dict[str, Any]
@@ -40,6 +41,13 @@ class BackupSource:
         return self.producer is not None
 
 
+def require_success(completed: Completed) -> None:
+    """Raise StoreError unless the producer exited 0 in time (restic stores a short stream without complaint)."""
+    if not completed.succeeded:
+        reason = "did not finish in time" if completed.timed_out else f"exited {completed.exit_code}"
+        raise StoreError(f"{completed.command.program} {reason}: {last_meaningful_line(completed.stderr_tail)}")
+
+
 @dataclass
 class PreparedBackup:
     """A backup ready to run, holding whatever keeps the source consistent until the context closes.
@@ -53,7 +61,7 @@ class PreparedBackup:
     source: BackupSource
     fingerprint: Callable[[], Fingerprint]
     fingerprint_first: bool = False
-    verify_producer: Callable[[Completed], None] = field(default=lambda completed: None)
+    verify_producer: Callable[[Completed], None] = field(default_factory=lambda: require_success)
 
 
 @dataclass(frozen=True)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+import stat
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from replica.catalog.records import CheckOutcome
@@ -28,15 +30,48 @@ HASH_CHUNK_BYTES = 1 << 20
 CANARY_FILE = f"{CANARY_NAME}.json"
 
 
-def walk_files(root: Path) -> Iterator[tuple[str, os.stat_result]]:
-    """Yield (relative path, stat) of every regular file below `root`, in sorted order, without following links."""
-    for directory, subdirectories, files in os.walk(root):
-        subdirectories.sort()
+def is_excluded(relative: str, patterns: Sequence[str]) -> bool:
+    """Return True when restic's `--exclude PATTERN` would leave `relative` out of a backup of "." .
+
+    A pattern without '/' matches any path component (`*.tmp`, `.cache`); one with a '/' is anchored at the tree's
+    root. Prefer the first kind: restic matches anchored patterns against the absolute path it reads.
+    """
+    parts = relative.split("/")
+    for pattern in patterns:
+        if pattern.startswith("/") or "/" in pattern.strip("/"):
+            anchored = pattern.strip("/")
+            depth = anchored.count("/") + 1
+            if fnmatch.fnmatchcase("/".join(parts[:depth]), anchored):
+                return True
+        elif any(fnmatch.fnmatchcase(part, pattern.strip("/")) for part in parts):
+            return True
+    return False
+
+
+def walk_files(root: Path, exclude: Sequence[str] = ()) -> Iterator[tuple[str, os.stat_result]]:
+    """Yield (relative path, stat) of every regular file below `root` that `exclude` keeps, in sorted order,
+    without following links. A file that vanishes during the walk is skipped; an unreadable tree is a StoreError.
+    """
+
+    def refuse(error: OSError) -> None:
+        raise StoreError(f"cannot read {error.filename}: {error.strerror}")
+
+    for directory, subdirectories, files in os.walk(root, onerror=refuse):
+        base = Path(directory)
+        subdirectories[:] = sorted(
+            name for name in subdirectories if not is_excluded(str((base / name).relative_to(root)), exclude)
+        )
         for name in sorted(files):
-            path = Path(directory) / name
-            status = path.lstat()
-            if path.is_file() and not path.is_symlink():
-                yield str(path.relative_to(root)), status
+            path = base / name
+            relative = str(path.relative_to(root))
+            if is_excluded(relative, exclude):
+                continue
+            try:
+                status = path.lstat()
+            except FileNotFoundError:
+                continue
+            if stat.S_ISREG(status.st_mode):
+                yield relative, status
 
 
 def file_digest(path: Path) -> str:
@@ -58,9 +93,9 @@ def sample_paths(relative_paths: list[str], count: int) -> list[str]:
     return [relative_paths[int(index * step)] for index in range(count)]
 
 
-def fingerprint_tree(root: Path, sample_count: int) -> Fingerprint:
+def fingerprint_tree(root: Path, sample_count: int, exclude: Sequence[str] = ()) -> Fingerprint:
     """Return {files, bytes, sample: {relative path: sha256}} of the tree at `root`."""
-    entries = list(walk_files(root))
+    entries = list(walk_files(root, exclude))
     chosen = sample_paths([relative for relative, _ in entries], sample_count)
     return {
         "files": len(entries),
@@ -90,7 +125,7 @@ class DirectoryStore(Store):
             raise StoreError(f"{self.describe()}: not readable by this user")
         yield PreparedBackup(
             source=BackupSource(stored_name=str(root), directory=root, exclude=self.config.exclude),
-            fingerprint=lambda: fingerprint_tree(root, self.sample_files),
+            fingerprint=lambda: fingerprint_tree(root, self.sample_files, self.config.exclude),
             # A live tree keeps changing while restic reads it; the walk is taken first so that the fingerprint
             # describes the state the snapshot starts from. A tree changed meanwhile fails verification loudly.
             fingerprint_first=True,
@@ -100,9 +135,10 @@ class DirectoryStore(Store):
         return _directory_target(scratch, f"verify-{label}")
 
     def named_target(self, to: str) -> Target:
-        path = Path(to).expanduser().absolute()
-        if path == self.config.path or self.config.path in path.parents:
-            raise UsageError(f"restore target {path} is the live directory or inside it; choose another path")
+        path = Path(to).expanduser().resolve()
+        live = self.config.path.resolve()
+        if path == live or live in path.parents or path in live.parents:
+            raise UsageError(f"restore target {path} is the live directory, inside it or above it; choose another path")
         if path.exists() and not path.is_dir():
             raise UsageError(f"restore target {path} exists and is not a directory")
         return Target(description=f"directory {path}", path=path)

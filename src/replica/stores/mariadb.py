@@ -27,6 +27,7 @@ the data being verified.
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import secrets
 import shutil
@@ -63,6 +64,8 @@ from replica.stores.mariadb_snapshot import (
     read_layout,
 )
 from replica.stores.tables import MAX_LISTED_PROBLEMS, compare_tables
+
+logger = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_SECONDS = 10
 _WAIT_SECONDS = 60
@@ -218,7 +221,11 @@ class MariadbStore(Store):
         try:
             yield Target(description=self._describe_database(name), database=name)
         finally:
-            self._drop_database(name)
+            try:
+                self._drop_database(name)
+            except StoreError as error:
+                # Never let cleanup replace the outcome of the work itself; say loudly what is left behind.
+                logger.warning("scratch database '%s' was NOT dropped: %s", name, error)
 
     def scratch_target(self, scratch: Path, label: str) -> contextlib.AbstractContextManager[Target]:
         return self._database_target(_database_name("replica_verify", label))

@@ -46,6 +46,7 @@ class SingleFileStore(Store):
 
     restored_file_name: ClassVar[str]
     file_description: ClassVar[str]
+    companion_suffixes: ClassVar[tuple[str, ...]] = ()
 
     @contextlib.contextmanager
     def _file_target(self, parent: Path, name: str) -> Iterator[Target]:
@@ -75,5 +76,8 @@ class SingleFileStore(Store):
         assert staged.path is not None and final.path is not None
         final.path.parent.mkdir(parents=True, exist_ok=True)
         aside = move_aside(final.path, replaced_suffix)
+        for companion in self.companion_suffixes:
+            # An old -wal/-shm/-journal left beside the restored file would be replayed into it.
+            move_aside(final.path.with_name(final.path.name + companion), replaced_suffix)
         staged.path.rename(final.path)
         return str(aside) if aside else None

@@ -8,6 +8,7 @@ while it reads every table in that transaction. A verified restore is therefore 
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import secrets
 from collections.abc import Iterator
@@ -35,7 +36,10 @@ from replica.stores.base import (
 )
 from replica.stores.tables import compare_tables
 
+logger = logging.getLogger(__name__)
+
 CONNECT_TIMEOUT_SECONDS = 10
+PROTECTED_DATABASES = frozenset({"postgres", "template0", "template1"})
 MAINTENANCE_DATABASE = "postgres"
 DATABASE_NAME_LIMIT = 63
 CANARIES_KEPT = 100
@@ -171,17 +175,29 @@ class PostgresqlStore(Store):
 
     # Targets ---------------------------------------------------------------------------------------------------
 
-    def _database_exists(self, name: str) -> bool:
+    @contextlib.contextmanager
+    def _maintenance(self, action: str) -> Iterator[psycopg.Connection[Any]]:
+        """Yield an autocommit connection to the maintenance database; errors become one-line StoreErrors."""
         with self._connect(MAINTENANCE_DATABASE, autocommit=True) as connection:
+            try:
+                yield connection
+            except psycopg.Error as error:
+                reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                raise StoreError(
+                    f"postgresql on {self.config.host}:{self.config.port}: cannot {action}: {reason}"
+                ) from None
+
+    def _database_exists(self, name: str) -> bool:
+        with self._maintenance(f"look up database '{name}'") as connection:
             row = connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
             return row is not None
 
     def _create_database(self, name: str) -> None:
-        with self._connect(MAINTENANCE_DATABASE, autocommit=True) as connection:
+        with self._maintenance(f"create database '{name}'") as connection:
             connection.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
 
     def _drop_database(self, name: str) -> None:
-        with self._connect(MAINTENANCE_DATABASE, autocommit=True) as connection:
+        with self._maintenance(f"drop database '{name}'") as connection:
             connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
     @contextlib.contextmanager
@@ -193,7 +209,11 @@ class PostgresqlStore(Store):
                 database=name,
             )
         finally:
-            self._drop_database(name)
+            try:
+                self._drop_database(name)
+            except StoreError as error:
+                # Never let cleanup replace the outcome of the work itself; say loudly what is left behind.
+                logger.warning("scratch database '%s' was NOT dropped: %s", name, error)
 
     def scratch_target(self, scratch: Path, label: str) -> contextlib.AbstractContextManager[Target]:
         return self._database_target(_database_name("replica_verify", label))
@@ -203,6 +223,8 @@ class PostgresqlStore(Store):
             raise UsageError(f"restore target '{to}' is not a valid database name")
         if to == self.config.database:
             raise UsageError(f"restore target '{to}' is the live database; choose another name")
+        if to in PROTECTED_DATABASES:
+            raise UsageError(f"restore target '{to}' is a system database; choose another name")
         return Target(description=f"postgresql database '{to}' on {self.config.host}:{self.config.port}", database=to)
 
     def target_has_data(self, target: Target) -> bool:
@@ -291,7 +313,7 @@ class PostgresqlStore(Store):
     def promote(self, staged: Target, final: Target, replaced_suffix: str) -> str | None:
         assert staged.database is not None and final.database is not None
         aside = None
-        with self._connect(MAINTENANCE_DATABASE, autocommit=True) as connection:
+        with self._maintenance(f"put database '{final.database}' in place") as connection:
             if self._database_exists(final.database):
                 aside = _database_name(final.database, replaced_suffix.strip(".-_"))
                 connection.execute(

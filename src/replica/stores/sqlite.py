@@ -34,7 +34,6 @@ from replica.stores.tables import compare_tables
 DIGEST_MODULUS = 1 << 64
 CANARIES_KEPT = 100
 CANARY_LOCK_TIMEOUT_SECONDS = 30
-BACKUP_PAGES_PER_STEP = 4096
 
 
 def read_only_uri(path: Path) -> str:
@@ -93,6 +92,7 @@ class SqliteStore(SingleFileStore):
 
     kind = "sqlite"
     restored_file_name = "restored.sqlite3"
+    companion_suffixes = ("-wal", "-shm", "-journal")
     file_description = "sqlite file"
 
     def __init__(self, config: SqliteStoreConfig) -> None:
@@ -113,7 +113,9 @@ class SqliteStore(SingleFileStore):
                 try:
                     destination = sqlite3.connect(copy_path)
                     try:
-                        source.backup(destination, pages=BACKUP_PAGES_PER_STEP)
+                        # One step under one read lock: a stepped backup restarts on every write by another
+                        # connection and can spin for ever on a busy database.
+                        source.backup(destination, pages=-1)
                     finally:
                         destination.close()
                 finally:
@@ -129,8 +131,8 @@ class SqliteStore(SingleFileStore):
             )
 
     def named_target(self, to: str) -> Target:
-        path = Path(to).expanduser().absolute()
-        if path == self.config.path:
+        path = Path(to).expanduser().resolve()
+        if path == self.config.path.resolve():
             raise UsageError(f"restore target {path} is the live database; choose another path")
         if path.is_dir():
             raise UsageError(f"restore target {path} is a directory; name a database file")
