@@ -222,4 +222,7 @@ def test_named_target_refuses_the_live_database(source_database: str) -> None:
     other = store.named_target("billing_copy")
     assert other.database == "billing_copy"
     assert not store.target_has_data(other)
-    assert store.target_has_data(store.named_target("postgres"))
+    assert store.target_has_data(Target(description="existing", database=source_database))
+    for system in ("postgres", "template0", "template1"):
+        with pytest.raises(UsageError, match="system database"):
+            store.named_target(system)

@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_SECONDS = 10
 PROTECTED_DATABASES = frozenset({"postgres", "template0", "template1"})
+LOCK_WAIT_MILLISECONDS = 5 * 60 * 1000
 MAINTENANCE_DATABASE = "postgres"
 DATABASE_NAME_LIMIT = 63
 CANARIES_KEPT = 100
@@ -142,6 +143,10 @@ class PostgresqlStore(Store):
         connection = self._connect(self.config.database)
         try:
             connection.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            # Deadlines for the fingerprint's reads: a table held by an ACCESS EXCLUSIVE lock (a long ALTER TABLE)
+            # must fail the backup in minutes, not hang it; pg_dump gets the same lock deadline below.
+            connection.execute(f"SET LOCAL lock_timeout = {LOCK_WAIT_MILLISECONDS}")
+            connection.execute(f"SET LOCAL statement_timeout = {int(self._timeout() * 1000)}")
             row = connection.execute("SELECT pg_export_snapshot()").fetchone()
             assert row is not None
             snapshot_name = str(row[0])
@@ -151,6 +156,7 @@ class PostgresqlStore(Store):
                     "--format=custom",
                     f"--snapshot={snapshot_name}",
                     "--no-sync",
+                    f"--lock-wait-timeout={LOCK_WAIT_MILLISECONDS}",
                 ),
                 environment=self._environment(),
                 timeout_seconds=self._timeout(),
