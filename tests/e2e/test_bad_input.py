@@ -160,12 +160,9 @@ def test_unreachable_postgresql_fails_cleanly(
 @pytest.fixture
 def failing_pg_dump(tmp_path: Path) -> Path:
     """A pg_dump that writes half a dump and dies, as when the server goes away mid-dump."""
-    folder = tmp_path / "bin"
-    folder.mkdir()
-    script = folder / "pg_dump"
-    script.write_text("#!/bin/sh\nhead -c 20000 /dev/urandom\necho 'pg_dump: error: connection lost' >&2\nexit 1\n")
-    script.chmod(0o755)
-    return folder
+    return fake_tool(
+        tmp_path / "bin", "pg_dump", "head -c 20000 /dev/urandom\necho 'pg_dump: error: connection lost' >&2\nexit 1\n"
+    )
 
 
 def test_failed_dump_never_becomes_a_recovery_point(
@@ -234,12 +231,9 @@ def test_silent_endpoint_fails_in_seconds_instead_of_hanging(
 @pytest.fixture
 def endless_pg_dump(tmp_path: Path) -> Path:
     """A pg_dump that trickles output for a long time, so replica can be stopped mid-backup."""
-    folder = tmp_path / "slow-bin"
-    folder.mkdir()
-    script = folder / "pg_dump"
-    script.write_text("#!/bin/sh\nfor i in $(seq 600); do head -c 1000 /dev/urandom; sleep 0.1; done\n")
-    script.chmod(0o755)
-    return folder
+    return fake_tool(
+        tmp_path / "slow-bin", "pg_dump", "for i in $(seq 600); do head -c 1000 /dev/urandom; sleep 0.1; done\n"
+    )
 
 
 def test_sigterm_mid_backup_records_an_interrupted_run_and_leaves_no_process(

@@ -27,9 +27,7 @@ the data being verified.
 from __future__ import annotations
 
 import contextlib
-import logging
 import re
-import secrets
 import shutil
 from collections.abc import Iterator
 from datetime import UTC, timedelta
@@ -53,6 +51,7 @@ from replica.stores.base import (
     Store,
     Target,
 )
+from replica.stores.databases import database_name, temporary_database
 from replica.stores.mariadb_objects import create_like, holds_objects, move_objects
 from replica.stores.mariadb_snapshot import (
     STABLE_TEXT_SETTINGS,
@@ -64,8 +63,6 @@ from replica.stores.mariadb_snapshot import (
     read_layout,
 )
 from replica.stores.tables import MAX_LISTED_PROBLEMS, compare_tables
-
-logger = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_SECONDS = 10
 _WAIT_SECONDS = 60
@@ -214,21 +211,16 @@ class MariadbStore(Store):
             cursor.execute(f"SET SESSION lock_wait_timeout = {WRITE_LOCK_WAIT_SECONDS}")
             cursor.execute(f"DROP DATABASE IF EXISTS {quote(name)}")
 
-    @contextlib.contextmanager
-    def _database_target(self, name: str) -> Iterator[Target]:
+    def _create_database(self, name: str) -> None:
         with self._server_cursor(name, "cannot create the database") as cursor:
             cursor.execute(f"CREATE DATABASE {quote(name)} CHARACTER SET utf8mb4")
-        try:
-            yield Target(description=self._describe_database(name), database=name)
-        finally:
-            try:
-                self._drop_database(name)
-            except StoreError as error:
-                # Never let cleanup replace the outcome of the work itself; say loudly what is left behind.
-                logger.warning("scratch database '%s' was NOT dropped: %s", name, error)
+
+    def _database_target(self, name: str) -> contextlib.AbstractContextManager[Target]:
+        target = Target(description=self._describe_database(name), database=name)
+        return temporary_database(target, lambda: self._create_database(name), lambda: self._drop_database(name))
 
     def scratch_target(self, scratch: Path, label: str) -> contextlib.AbstractContextManager[Target]:
-        return self._database_target(_database_name("replica_verify", label))
+        return self._database_target(database_name("replica_verify", label, DATABASE_NAME_LIMIT))
 
     def named_target(self, to: str) -> Target:
         if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_$-]{0,63}", to):
@@ -246,7 +238,7 @@ class MariadbStore(Store):
 
     def staging_target(self, final: Target, label: str) -> contextlib.AbstractContextManager[Target]:
         assert final.database is not None
-        return self._database_target(_database_name(f"{final.database}_restore", label))
+        return self._database_target(database_name(f"{final.database}_restore", label, DATABASE_NAME_LIMIT))
 
     def restore_method(self, target: Target, stored_name: str) -> RestoreMethod:
         assert target.database is not None
@@ -341,7 +333,7 @@ class MariadbStore(Store):
         with self._server_cursor(final.database, "cannot put the restored data in place") as cursor:
             if self._database_exists(cursor, final.database):
                 if holds_objects(cursor, final.database):
-                    aside = _database_name(final.database, replaced_suffix.strip(".-_"))
+                    aside = database_name(final.database, replaced_suffix.strip(".-_"), DATABASE_NAME_LIMIT)
                     create_like(cursor, aside, final.database)
                     move_objects(cursor, final.database, aside)
             else:
@@ -378,11 +370,3 @@ def _check_table(cursor: Any, database: str, table: str) -> list[str]:
     if passed and not errors:
         return []
     return [f"CHECK TABLE {table}: {(errors or [text for _, text in results] or ['no result'])[-1]}"]
-
-
-def _database_name(prefix: str, label: str) -> str:
-    """Return `prefix_label_xxxxxx`, cut to MariaDB's 64-character limit, unique thanks to a random tail."""
-    tail = secrets.token_hex(3)
-    clean_label = re.sub(r"[^a-z0-9_]", "_", label.lower())
-    head = f"{prefix}_{clean_label}"[: DATABASE_NAME_LIMIT - len(tail) - 1]
-    return f"{head}_{tail}"

@@ -8,9 +8,7 @@ while it reads every table in that transaction. A verified restore is therefore 
 from __future__ import annotations
 
 import contextlib
-import logging
 import re
-import secrets
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -34,9 +32,8 @@ from replica.stores.base import (
     Store,
     Target,
 )
+from replica.stores.databases import database_name, temporary_database
 from replica.stores.tables import compare_tables
-
-logger = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_SECONDS = 10
 PROTECTED_DATABASES = frozenset({"postgres", "template0", "template1"})
@@ -206,23 +203,14 @@ class PostgresqlStore(Store):
         with self._maintenance(f"drop database '{name}'") as connection:
             connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
-    @contextlib.contextmanager
-    def _database_target(self, name: str) -> Iterator[Target]:
-        self._create_database(name)
-        try:
-            yield Target(
-                description=f"postgresql database '{name}' on {self.config.host}:{self.config.port}",
-                database=name,
-            )
-        finally:
-            try:
-                self._drop_database(name)
-            except StoreError as error:
-                # Never let cleanup replace the outcome of the work itself; say loudly what is left behind.
-                logger.warning("scratch database '%s' was NOT dropped: %s", name, error)
+    def _database_target(self, name: str) -> contextlib.AbstractContextManager[Target]:
+        target = Target(
+            description=f"postgresql database '{name}' on {self.config.host}:{self.config.port}", database=name
+        )
+        return temporary_database(target, lambda: self._create_database(name), lambda: self._drop_database(name))
 
     def scratch_target(self, scratch: Path, label: str) -> contextlib.AbstractContextManager[Target]:
-        return self._database_target(_database_name("replica_verify", label))
+        return self._database_target(database_name("replica_verify", label, DATABASE_NAME_LIMIT))
 
     def named_target(self, to: str) -> Target:
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$-]{0,62}", to):
@@ -239,7 +227,7 @@ class PostgresqlStore(Store):
 
     def staging_target(self, final: Target, label: str) -> contextlib.AbstractContextManager[Target]:
         assert final.database is not None
-        return self._database_target(_database_name(f"{final.database}_restore", label))
+        return self._database_target(database_name(f"{final.database}_restore", label, DATABASE_NAME_LIMIT))
 
     def restore_method(self, target: Target, stored_name: str) -> RestoreMethod:
         assert target.database is not None
@@ -321,7 +309,7 @@ class PostgresqlStore(Store):
         aside = None
         with self._maintenance(f"put database '{final.database}' in place") as connection:
             if self._database_exists(final.database):
-                aside = _database_name(final.database, replaced_suffix.strip(".-_"))
+                aside = database_name(final.database, replaced_suffix.strip(".-_"), DATABASE_NAME_LIMIT)
                 connection.execute(
                     sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
                         sql.Identifier(final.database), sql.Identifier(aside)
@@ -333,11 +321,3 @@ class PostgresqlStore(Store):
                 )
             )
         return f"database '{aside}'" if aside else None
-
-
-def _database_name(prefix: str, label: str) -> str:
-    """Return `prefix_label_xxxx`, cut to PostgreSQL's 63-byte limit, unique thanks to a random tail."""
-    tail = secrets.token_hex(3)
-    clean_label = re.sub(r"[^a-z0-9_]", "_", label.lower())
-    head = f"{prefix}_{clean_label}"[: DATABASE_NAME_LIMIT - len(tail) - 1]
-    return f"{head}_{tail}"
