@@ -35,6 +35,7 @@ class Context:
 
     settings: Settings
     progress: Progress = field(default=_silent)
+    _storages: dict[str | None, S3Storage] = field(default_factory=dict, repr=False)
 
     @cached_property
     def configuration(self) -> Configuration:
@@ -84,18 +85,22 @@ class Context:
         return destination.endpoint_url or self.settings.s3_endpoint_url
 
     def storage(self, destination: DestinationConfig) -> S3Storage:
-        """Return the S3 client for a destination's endpoint."""
+        """Return the S3 client for a destination's endpoint (one per endpoint and command: a boto3 client costs
+        tens of milliseconds to build, and a backup needs one per probe and per sidecar)."""
         from replica.storage.s3 import S3Storage  # deferred: boto3 costs ~0.3 s that `status` does not need
 
-        key_id = self.settings.s3_access_key_id
-        secret = self.settings.s3_secret_access_key
-        return S3Storage(
-            endpoint_url=self.endpoint_url(destination),
-            region=self.settings.s3_region,
-            access_key_id=key_id.get_secret_value() if key_id else None,
-            secret_access_key=secret.get_secret_value() if secret else None,
-            timeout_seconds=self.settings.s3_probe_timeout_seconds,
-        )
+        endpoint = self.endpoint_url(destination)
+        if endpoint not in self._storages:
+            key_id = self.settings.s3_access_key_id
+            secret = self.settings.s3_secret_access_key
+            self._storages[endpoint] = S3Storage(
+                endpoint_url=endpoint,
+                region=self.settings.s3_region,
+                access_key_id=key_id.get_secret_value() if key_id else None,
+                secret_access_key=secret.get_secret_value() if secret else None,
+                timeout_seconds=self.settings.s3_probe_timeout_seconds,
+            )
+        return self._storages[endpoint]
 
     def repository(self, job: JobConfig, destination: DestinationConfig) -> Repository:
         """Return the restic repository of a destination. Raises ConfigError when no password is configured."""
