@@ -24,6 +24,18 @@ class UsageError(ReplicaError):
     """The command line asks for something that cannot be done (unknown job, destination, snapshot)."""
 
 
+class Interrupted(ReplicaError):
+    """Work was stopped on purpose (SIGTERM to the daemon, its grace period over); the run ends `interrupted`."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        super().__init__(f"interrupted: {what}")
+
+
+class JobBusy(ReplicaError):
+    """Another run holds the job (one run per job at a time); the message names it."""
+
+
 class CatalogError(ReplicaError):
     """The catalog database cannot be used (unknown schema version, unreachable)."""
 

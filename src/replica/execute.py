@@ -17,6 +17,7 @@ import os
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,13 +26,74 @@ from typing import IO, Any
 
 import sh
 
-from replica.errors import ProcessFailed
+from replica.errors import Interrupted, ProcessFailed
 
 logger = logging.getLogger(__name__)
 
 STDERR_TAIL_LINES = 25
 INTERRUPT_GRACE_SECONDS = 10.0
 BASE_ENVIRONMENT_NAMES = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "XDG_CACHE_HOME")
+
+
+# The daemon's stop switch. Once set, no new process starts and a process that ends unsuccessfully is reported
+# as Interrupted (the run ends `interrupted`, not `failed`: the store is not to blame). The registry of live
+# children lets the daemon interrupt them from its main thread while worker threads wait on them.
+_stopping = threading.Event()
+_live_pids: set[int] = set()
+_live_lock = threading.Lock()
+
+
+def stop_processes(grace_seconds: float) -> int:
+    """Refuse new processes, SIGINT every running child, SIGKILL those still alive after `grace_seconds`.
+
+    Returns how many children had to be killed. restic releases its repository lock on SIGINT, not on SIGKILL,
+    so the grace should cover a lock release (well under a second).
+    """
+    _stopping.set()
+    _signal_live(signal.SIGINT)
+    deadline = time.monotonic() + grace_seconds
+    while time.monotonic() < deadline and _live_count():
+        time.sleep(0.05)
+    return _signal_live(signal.SIGKILL)
+
+
+def refuse_new_processes() -> None:
+    """Make every later attempt to start a process raise Interrupted (running ones continue)."""
+    _stopping.set()
+
+
+def allow_processes() -> None:
+    """Undo `stop_processes` / `refuse_new_processes` (for a process that goes on after a drain, and for tests)."""
+    _stopping.clear()
+
+
+def _live_count() -> int:
+    with _live_lock:
+        return len(_live_pids)
+
+
+def _signal_live(signal_number: int) -> int:
+    with _live_lock:
+        pids = list(_live_pids)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal_number)
+    return len(pids)
+
+
+def _register(pid: int) -> None:
+    with _live_lock:
+        _live_pids.add(pid)
+
+
+def _unregister(pid: int) -> None:
+    with _live_lock:
+        _live_pids.discard(pid)
+
+
+def _refuse_when_stopping(command: Command) -> None:
+    if _stopping.is_set():
+        raise Interrupted(f"{command.program} not started: replica is stopping")
 
 
 @dataclass(frozen=True)
@@ -102,6 +164,7 @@ def run(command: Command, *, stdout_path: Path | None = None) -> Completed:
     Raises ProcessFailed when the program cannot be found.
     """
     logger.debug("running: %s", describe(command))
+    _refuse_when_stopping(command)
     try:
         program = sh.Command(command.argv[0])
     except sh.CommandNotFound:
@@ -119,6 +182,7 @@ def run(command: Command, *, stdout_path: Path | None = None) -> Completed:
         if command.cwd is not None:
             keywords["_cwd"] = str(command.cwd)
         running = program(*command.argv[1:], **keywords)
+        _register(running.pid)
         try:
             exit_code, timed_out = _wait_with_deadline(running, command.timeout_seconds)
         except BaseException:
@@ -126,9 +190,13 @@ def run(command: Command, *, stdout_path: Path | None = None) -> Completed:
             # SIGINT, not on SIGTERM).
             _interrupt(running)
             raise
+        finally:
+            _unregister(running.pid)
         stdout = "" if stdout_path else _read_all(stdout_file)
         completed = Completed(command, exit_code, stdout, _tail(stderr_file), time.monotonic() - started, timed_out)
     logger.debug("%s exited %s after %.2fs", command.program, exit_code, completed.duration_seconds)
+    if _stopping.is_set() and not completed.succeeded:
+        raise Interrupted(f"{command.program} stopped while replica was stopping")
     return completed
 
 
@@ -168,6 +236,7 @@ def run_pipeline(producer: Command, consumer: Command, *, timeout_seconds: float
     Raises ProcessFailed when either program cannot be started.
     """
     logger.debug("running: %s | %s", describe(producer), describe(consumer))
+    _refuse_when_stopping(producer)
     started = time.monotonic()
     with (
         tempfile.TemporaryFile() as producer_err,
@@ -185,6 +254,8 @@ def run_pipeline(producer: Command, consumer: Command, *, timeout_seconds: float
         # Only the consumer may hold the read end, so the producer gets SIGPIPE if the consumer dies.
         assert producer_process.stdout is not None
         producer_process.stdout.close()
+        for process in (producer_process, consumer_process):
+            _register(process.pid)
         deadline = started + timeout_seconds
         # Only a process still running at the deadline timed out: a restic that already exited 0 while the dump
         # hangs must not be blamed for it.
@@ -200,6 +271,9 @@ def run_pipeline(producer: Command, consumer: Command, *, timeout_seconds: float
         except BaseException:
             _stop([consumer_process, producer_process])
             raise
+        finally:
+            for process in (producer_process, consumer_process):
+                _unregister(process.pid)
         duration = time.monotonic() - started
         producer_timed_out = producer_process.pid in stopped_at_deadline
         consumer_timed_out = consumer_process.pid in stopped_at_deadline
@@ -227,6 +301,8 @@ def run_pipeline(producer: Command, consumer: Command, *, timeout_seconds: float
         consumer_result.exit_code,
         duration,
     )
+    if _stopping.is_set() and not (producer_result.succeeded and consumer_result.succeeded):
+        raise Interrupted(f"{producer.program} | {consumer.program} stopped while replica was stopping")
     return PipelineCompleted(producer_result, consumer_result)
 
 

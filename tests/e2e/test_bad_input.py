@@ -259,7 +259,7 @@ def test_sigterm_mid_backup_records_an_interrupted_run_and_leaves_no_process(
     _, stderr = process.communicate(timeout=60)
     # THEN it stops, records the run as interrupted (never left running), and leaves no child behind
     assert process.returncode == 130, stderr
-    assert last_run(deployment, "stopped") == ("backup", "failed", "backup", "interrupted")
+    assert last_run(deployment, "stopped") == ("backup", "interrupted", "backup", "interrupted")
     leftovers = subprocess.run(["pgrep", "-f", str(endless_pg_dump)], capture_output=True, text=True, check=False)
     assert leftovers.stdout == ""
     assert catalog_rows(deployment, "SELECT count(*) FROM snapshots WHERE job = 'stopped'") == [(0,)]

@@ -7,10 +7,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from replica.actions.context import Context, sidecar_key
+from replica.actions.locking import holding_job
 from replica.actions.runs import recorded_run
 from replica.catalog.records import utc_now
 from replica.config.models import DestinationConfig, JobConfig
-from replica.errors import PartialSourceRead, ReplicaError, StoreError
+from replica.errors import Interrupted, PartialSourceRead, ReplicaError, StoreError
 from replica.restic.backup import backup_stream, backup_tree
 from replica.restic.command import Repository
 from replica.restic.copy import copy_snapshot
@@ -49,6 +50,7 @@ class BackupOutcome:
         return all(copy.error is None for copy in self.copies)
 
 
+@holding_job("backup")
 def run_backup(context: Context, job_name: str) -> BackupOutcome:
     """Back up a job to its primary destination and copy to the others; return what happened.
 
@@ -263,6 +265,8 @@ def _copy(
                 fingerprint=fingerprint,
             )
             run.details.update(original_snapshot_id=snapshot_id)
+    except Interrupted:
+        raise  # stopped on purpose: the remaining destinations must not start
     except ReplicaError as error:
         context.progress(f"copy to '{destination.name}' failed: {error}")
         return CopyOutcome(destination.name, run_id, None, str(error), (utc_now() - started).total_seconds())

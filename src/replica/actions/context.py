@@ -56,6 +56,14 @@ class Context:
             metadata_timeout_seconds=self.settings.restic_metadata_timeout_seconds,
         )
 
+    def reloaded(self) -> Context:
+        """Return a context that reads the job and policy files afresh and shares this one's catalog, restic and
+        S3 clients (what a daemon reload needs: running work keeps the configuration it started with)."""
+        fresh = Context(self.settings, self.progress, self._storages)
+        fresh.__dict__["catalog"] = self.catalog
+        fresh.__dict__["restic"] = self.restic
+        return fresh
+
     @property
     def host(self) -> str:
         """Return this machine's name, recorded as the snapshot host."""

@@ -11,12 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from replica.actions.context import Context
+from replica.actions.locking import holding_job
 from replica.actions.report import write_data_loss_report
 from replica.actions.runs import recorded_run
 from replica.actions.verify import VerifyOutcome, run_verify
 from replica.catalog.models import Snapshot
 from replica.catalog.records import CheckOutcome
-from replica.errors import ReplicaError, UsageError
+from replica.errors import Interrupted, ReplicaError, UsageError
 
 
 @dataclass
@@ -50,6 +51,7 @@ def _recovery_point(rows: list[Snapshot], snapshot_id: str | None, job: str) -> 
     return originals.pop()
 
 
+@holding_job("verify")
 def run_verify_all(context: Context, job_name: str, snapshot_id: str | None = None) -> EquivalenceOutcome:
     """Verify one recovery point (newest when None) in every destination and return the outcomes."""
     job, _ = context.job(job_name)
@@ -71,6 +73,8 @@ def run_verify_all(context: Context, job_name: str, snapshot_id: str | None = No
             continue
         try:
             outcome.verified.append(run_verify(context, job.name, destination.name, copy.snapshot_id))
+        except Interrupted:
+            raise  # stopped on purpose: the remaining destinations must not start
         except ReplicaError as error:
             outcome.failures[destination.name] = str(error)
     return outcome

@@ -1,10 +1,13 @@
-"""Writing a data-loss report after a failed verification: gather facts, render, store files and catalog row."""
+"""Writing reports: the data-loss report of a failed verification (gather facts, render), and the files and
+catalog row of any report (the watchdog's risk reports too)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from replica.actions.context import Context
 from replica.actions.recovery_points import (
@@ -76,14 +79,24 @@ def write_data_loss_report(
         rpo_objective_seconds=policy.rpo.total_seconds(),
         created_at=now,
     )
-    body = build_report(facts)
+    return save_report(context, job.name, run_id, build_report(facts), now)
+
+
+def save_report(
+    context: Context, job_name: str, run_id: int, body: dict[str, Any], created_at: datetime
+) -> tuple[int, Path]:
+    """Record a report built by `replica.report` in the catalog, then write it as Markdown and JSON under the
+    reports folder of the job; return the report id and the Markdown path. Raises OSError when a file cannot be
+    written (the catalog row stays, without paths)."""
+    catalog = context.catalog
     report_id = catalog.add_report(
-        job=job.name, run_id=run_id, title=body["title"], markdown_path="", json_path="", body=body
+        job=job_name, run_id=run_id, title=body["title"], markdown_path="", json_path="", body=body
     )
     body["report_id"] = report_id
-    folder = context.settings.reports_path / job.name
+    folder = context.settings.reports_path / job_name
     folder.mkdir(parents=True, exist_ok=True)
-    stem = f"{now.strftime('%Y%m%dT%H%M%SZ')}-report-{report_id}"
+    # The id comes from the catalog row, so the file names are known only now; `kind` tells risk reports apart.
+    stem = f"{created_at.strftime('%Y%m%dT%H%M%SZ')}-{body.get('kind', 'report')}-{report_id}"
     markdown_path, json_path = folder / f"{stem}.md", folder / f"{stem}.json"
     markdown_path.write_text(render_markdown(body), encoding="utf-8")
     json_path.write_text(json.dumps(body, indent=2, sort_keys=True) + "\n", encoding="utf-8")

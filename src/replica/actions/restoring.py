@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from replica.actions.context import Context
 from replica.catalog.records import CheckOutcome
-from replica.errors import ProcessFailed, ReplicaError, StorageError, WrongPassword
+from replica.errors import Interrupted, ProcessFailed, ReplicaError, StorageError, WrongPassword
 from replica.execute import run_pipeline
 from replica.restic.command import Repository, classify_failure
 from replica.restic.restore import dump_command, dump_to_file, restore_tree
@@ -61,4 +61,5 @@ def restore_snapshot(
 
 
 def _says_nothing_about_data(error: Exception) -> bool:
-    return isinstance(error, (WrongPassword, StorageError))
+    # An interrupted restore was stopped by us (daemon shutdown): it proves nothing about the data either.
+    return isinstance(error, (WrongPassword, StorageError, Interrupted))

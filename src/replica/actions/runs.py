@@ -7,7 +7,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from replica.catalog.records import Catalog
+from replica.actions.locking import name_run_in_lock
+from replica.catalog.records import INTERRUPTED, Catalog
+from replica.errors import Interrupted
 
 
 @dataclass
@@ -34,18 +36,28 @@ class RunRecorder:
 def recorded_run(catalog: Catalog, job: str, kind: str, **start: Any) -> Iterator[RunRecorder]:
     """Insert a `running` run, yield its recorder, then finish it.
 
-    On an exception the run is marked failed with the phase it was in and the first line of the error, and the
-    exception continues. Without one, the run succeeds unless the body called `fail`.
+    On an exception the run is marked failed with the phase it was in and the first line of the error (or
+    `interrupted` when it was stopped on purpose), and the exception continues. Without one, the run succeeds
+    unless the body called `fail`.
     """
     run_id = catalog.start_run(job, kind, phase=start.pop("phase", "start"), **start)
+    name_run_in_lock(job, run_id)
     recorder = RunRecorder(catalog, run_id)
     try:
         yield recorder
     except BaseException as error:
         message = str(error) or type(error).__name__
+        stopped = isinstance(error, KeyboardInterrupt | Interrupted)
         if isinstance(error, KeyboardInterrupt):
             message = "interrupted"
-        catalog.finish_run(run_id, succeeded=False, error=message, snapshot_id=recorder.snapshot_id, **recorder.details)
+        catalog.finish_run(
+            run_id,
+            succeeded=False,
+            error=message,
+            snapshot_id=recorder.snapshot_id,
+            status=INTERRUPTED if stopped else None,
+            **recorder.details,
+        )
         raise
     succeeded = recorder.succeeded is not False
     catalog.finish_run(

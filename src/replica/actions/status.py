@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import socket
 from datetime import datetime
 from typing import Any
 
 from replica.actions.context import Context
+from replica.actions.locking import process_alive
 from replica.actions.recovery_points import (
     latest_verifications,
     newest_point_per_destination,
@@ -22,15 +22,7 @@ STATUS_FORMAT = 1
 
 def is_abandoned(run: Run) -> bool:
     """Return True for a run still marked `running` whose process on this host is gone."""
-    if run.status != RUNNING or run.host != socket.gethostname():
-        return False
-    try:
-        os.kill(run.pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+    return run.status == RUNNING and run.host == socket.gethostname() and not process_alive(run.pid)
 
 
 def run_state(run: Run) -> str:

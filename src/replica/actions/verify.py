@@ -7,13 +7,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from replica.actions.context import Context, sidecar_key
+from replica.actions.locking import holding_job
 from replica.actions.report import write_data_loss_report
 from replica.actions.restoring import SnapshotRef, restore_snapshot
 from replica.actions.runs import RunRecorder, recorded_run
 from replica.catalog.models import Snapshot
 from replica.catalog.records import CheckOutcome, utc_now
 from replica.config.models import CHECK_NAMES, DestinationConfig, JobConfig, PolicyConfig
-from replica.errors import ReplicaError, UsageError
+from replica.errors import Interrupted, ReplicaError, UsageError
 from replica.policy.canary import evaluate_canary
 from replica.restic.check import check_repository
 from replica.stores.base import Canary, Fingerprint, Store, Target
@@ -89,6 +90,7 @@ def _expected_from_row(row: Snapshot) -> ExpectedData:
     return ExpectedData(row.snapshot_id, row.stored_name, row.fingerprint)
 
 
+@holding_job("verify")
 def run_verify(
     context: Context, job_name: str, destination_name: str | None = None, snapshot_id: str | None = None
 ) -> VerifyOutcome:
@@ -160,7 +162,8 @@ def run_verify(
                 failed = [c.name for c in outcome.checks if c.critical and not c.passed]
                 run.fail(f"critical checks failed: {', '.join(failed)}")
     except ReplicaError as error:
-        if outcome is not None:
+        # A verification we stopped ourselves (daemon shutdown) says nothing about the data: no report.
+        if outcome is not None and not isinstance(error, Interrupted):
             outcome.checks.append(CheckOutcome("verification", False, True, f"verification could not run: {error}"))
             context.catalog.add_checks(outcome.run_id, outcome.checks)
             _report(context, job, policy, outcome)

@@ -11,6 +11,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -50,12 +51,14 @@ class Run(Base):
     """One unit of work: inserted as `running` before it starts, ended `succeeded` or `failed`."""
 
     __tablename__ = "runs"
+    __table_args__ = (Index("ix_runs_job_kind_id", "job", "kind", "id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     job: Mapped[str] = mapped_column(String(64), index=True)
     kind: Mapped[str] = mapped_column(String(16))  # init | backup | copy | verify | restore
     destination: Mapped[str | None] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(16), index=True)  # running | succeeded | failed
+    # running | succeeded | failed | interrupted | abandoned | skipped (see catalog.records for each meaning)
+    status: Mapped[str] = mapped_column(String(16), index=True)
     phase: Mapped[str] = mapped_column(String(64))
     error: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime]
@@ -87,6 +90,9 @@ class Snapshot(Base):
     fingerprint: Mapped[dict[str, Any]] = mapped_column(default=dict)
     usable: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime]
+    # Set when retention removed the snapshot from its repository; the row stays as evidence.
+    pruned_at: Mapped[datetime | None] = mapped_column(default=None)
+    prune_run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"), default=None)
 
 
 class CheckResult(Base):
@@ -116,3 +122,39 @@ class Report(Base):
     markdown_path: Mapped[str] = mapped_column(Text)
     json_path: Mapped[str] = mapped_column(Text)
     body: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class JobLock(Base):
+    """The one run a job may have at a time, across threads, processes and hosts sharing the catalog.
+
+    A row exists while a run holds the job. A holder that died is detected (same host: its pid is gone; another
+    host: its heartbeat is stale) and its lock taken over, never waited on forever.
+    """
+
+    __tablename__ = "job_locks"
+
+    job: Mapped[str] = mapped_column(String(64), primary_key=True)
+    token: Mapped[str] = mapped_column(String(64))  # random per acquisition: release and takeover compare it
+    kind: Mapped[str] = mapped_column(String(16))
+    run_id: Mapped[int | None] = mapped_column(Integer)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    acquired_at: Mapped[datetime]
+    heartbeat_at: Mapped[datetime]
+
+
+class Breach(Base):
+    """An objective of a job found exceeded by the watchdog: opened once, cleared once, never deleted."""
+
+    __tablename__ = "breaches"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job: Mapped[str] = mapped_column(String(64), index=True)
+    objective: Mapped[str] = mapped_column(String(16))  # rpo | rto
+    opened_at: Mapped[datetime]
+    cleared_at: Mapped[datetime | None] = mapped_column(default=None)
+    measured_seconds: Mapped[float | None] = mapped_column(Float)
+    objective_seconds: Mapped[float] = mapped_column(Float)
+    detail: Mapped[str] = mapped_column(Text)
+    report_id: Mapped[int | None] = mapped_column(ForeignKey("reports.id"), default=None)
+    cleared_detail: Mapped[str | None] = mapped_column(Text, default=None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import getpass
 import os
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -13,9 +13,18 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from replica.catalog.breaches import Breaches
 from replica.catalog.models import CheckResult, Report, Run, Snapshot
 
 RUNNING, SUCCEEDED, FAILED = "running", "succeeded", "failed"
+# Stopped on purpose (SIGTERM, Ctrl-C): the work was cut short, the store is not to blame.
+INTERRUPTED = "interrupted"
+# Found `running` after its process died (kill -9, power loss); set by the sweep of the daemon and run-due.
+ABANDONED = "abandoned"
+# Never started: another run held the job. Kept so that a coalesced trigger leaves a trace with its reason.
+SKIPPED = "skipped"
+# Runs that really ran to an outcome; schedules count from these (an interrupted run is due again at once).
+COMPLETED_STATUSES = (SUCCEEDED, FAILED)
 ERROR_COLUMN_CHARACTERS = 500
 
 
@@ -24,8 +33,25 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def first_line(error: str) -> str:
+    """Return the first non-blank line of an error message, cut to what the error column holds."""
+    line = next((line.strip() for line in error.splitlines() if line.strip()), error)
+    return line[:ERROR_COLUMN_CHARACTERS]
+
+
+_actor_override: str | None = None
+
+
+def act_as(actor: str | None) -> None:
+    """Record every later run of this process as done by `actor` (the daemon records `daemon@host`)."""
+    global _actor_override  # noqa: PLW0603 - one process, one actor: the daemon sets it once at start
+    _actor_override = actor
+
+
 def current_actor() -> str:
-    """Return `user@host` of this process, for the record of who ran what."""
+    """Return who runs this process's work: `user@host`, or what `act_as` set."""
+    if _actor_override is not None:
+        return _actor_override
     try:
         user = getpass.getuser()
     except (KeyError, OSError):
@@ -49,6 +75,16 @@ class Catalog:
 
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions
+
+    @property
+    def sessions(self) -> sessionmaker[Session]:
+        """Return the session factory, for the catalog's other tables (locks, breaches)."""
+        return self._sessions
+
+    @property
+    def breaches(self) -> Breaches:
+        """Return the objective breaches recorded by the watchdog."""
+        return Breaches(self._sessions)
 
     def start_run(
         self,
@@ -96,20 +132,86 @@ class Catalog:
         succeeded: bool,
         error: str | None = None,
         snapshot_id: str | None = None,
+        status: str | None = None,
         **details: Any,
     ) -> None:
-        """End a run as `succeeded` or `failed`, keeping the phase it failed in and the first line of the error."""
+        """End a run as `succeeded` or `failed` (or the given `status`, such as `interrupted`), keeping the phase
+        it ended in and the first line of the error."""
         with self._sessions.begin() as session:
             run = session.get_one(Run, run_id)
-            run.status = SUCCEEDED if succeeded else FAILED
+            run.status = status or (SUCCEEDED if succeeded else FAILED)
             run.finished_at = utc_now()
             if error:
-                first_line = next((line.strip() for line in error.splitlines() if line.strip()), error)
-                run.error = first_line[:ERROR_COLUMN_CHARACTERS]
+                run.error = first_line(error)
             if snapshot_id:
                 run.snapshot_id = snapshot_id
             if details:
                 run.details = {**run.details, **details}
+
+    def record_skipped(self, job: str, kind: str, reason: str) -> int:
+        """Record a run that did not start because another run held the job; return its id."""
+        now = utc_now()
+        with self._sessions.begin() as session:
+            run = Run(
+                job=job,
+                kind=kind,
+                status=SKIPPED,
+                phase="not started",
+                error=first_line(reason),
+                started_at=now,
+                finished_at=now,
+                host=socket.gethostname(),
+                pid=os.getpid(),
+                actor=current_actor(),
+                details={},
+            )
+            session.add(run)
+            session.flush()
+            return run.id
+
+    def mark_abandoned(self, *, host: str, is_alive: Callable[[int], bool]) -> list[Run]:
+        """End every `running` run of `host` whose process is gone as `abandoned`; return those runs."""
+        with self._sessions.begin() as session:
+            candidates = session.scalars(select(Run).where(Run.status == RUNNING, Run.host == host)).all()
+            dead = [run for run in candidates if not is_alive(run.pid)]
+            for run in dead:
+                run.status = ABANDONED
+                run.finished_at = utc_now()
+                run.error = f"process {run.pid} on {host} died while the run was in phase '{run.phase}'"
+            return list(dead)
+
+    def interrupt_running(self, *, host: str, pid: int, reason: str) -> list[Run]:
+        """End every run still `running` in process `pid` on `host` as `interrupted`; return those runs.
+
+        The daemon's last act on shutdown: whatever its threads could not record themselves is never left
+        `running`.
+        """
+        with self._sessions.begin() as session:
+            runs = session.scalars(select(Run).where(Run.status == RUNNING, Run.host == host, Run.pid == pid)).all()
+            for run in runs:
+                run.status = INTERRUPTED
+                run.finished_at = utc_now()
+                run.error = first_line(reason)
+            return list(runs)
+
+    def last_started(self, job: str, kind: str, statuses: Sequence[str]) -> datetime | None:
+        """Return when the newest run of a job and kind with one of `statuses` started, or None."""
+        query = (
+            select(Run.started_at)
+            .where(Run.job == job, Run.kind == kind, Run.status.in_(statuses))
+            .order_by(Run.id.desc())
+            .limit(1)
+        )
+        with self._sessions() as session:
+            return session.scalars(query).first()
+
+    def mark_pruned(self, snapshot_row_ids: Sequence[int], prune_run_id: int) -> None:
+        """Record that retention removed these snapshots from their repository (rows stay as evidence)."""
+        now = utc_now()
+        with self._sessions.begin() as session:
+            for row_id in snapshot_row_ids:
+                snapshot = session.get_one(Snapshot, row_id)
+                snapshot.pruned_at, snapshot.prune_run_id = now, prune_run_id
 
     def add_snapshot(
         self,
@@ -200,11 +302,15 @@ class Catalog:
         with self._sessions() as session:
             return session.get(Run, run_id)
 
-    def snapshots(self, job: str, destination: str | None = None) -> Sequence[Snapshot]:
-        """Return a job's recorded snapshots, newest recovery point first."""
+    def snapshots(
+        self, job: str, destination: str | None = None, *, include_pruned: bool = False
+    ) -> Sequence[Snapshot]:
+        """Return a job's recorded snapshots, newest recovery point first; pruned ones only when asked."""
         query = select(Snapshot).where(Snapshot.job == job).order_by(Snapshot.taken_at.desc(), Snapshot.id.desc())
         if destination:
             query = query.where(Snapshot.destination == destination)
+        if not include_pruned:
+            query = query.where(Snapshot.pruned_at.is_(None))
         with self._sessions() as session:
             return session.scalars(query).all()
 

@@ -11,6 +11,7 @@ from replica.actions.backup import run_backup
 from replica.actions.context import Context
 from replica.actions.equivalence import run_verify_all
 from replica.actions.init import run_init
+from replica.actions.prune import run_prune
 from replica.actions.restore import plan_restore, run_restore
 from replica.actions.status import collect_status, run_state
 from replica.actions.verify import VerifyOutcome, run_verify
@@ -110,6 +111,47 @@ def restore(context: Context, arguments: argparse.Namespace) -> int:
     if outcome.replaced:
         print(f"  the previous data was kept as {outcome.replaced}")
     return OK
+
+
+def prune(context: Context, arguments: argparse.Namespace) -> int:
+    """Apply retention (or show it with --dry-run); exit 1 when a destination could not be pruned."""
+    outcome = run_prune(context, arguments.job, dry_run=arguments.dry_run, destination_name=arguments.destination)
+    documents: list[dict[str, Any]] = [
+        {
+            "destination": destination.destination,
+            "run_id": destination.run_id,
+            "error": destination.error,
+            "snapshots": [
+                {
+                    "snapshot_id": snapshot.snapshot_id,
+                    "taken_at": snapshot.taken_at.isoformat(),
+                    "action": "keep" if snapshot in destination.decision.keep else "remove",
+                    "reasons": destination.decision.reasons[snapshot.snapshot_id],
+                }
+                for snapshot in sorted(
+                    [*destination.decision.keep, *destination.decision.remove],
+                    key=lambda snapshot: snapshot.taken_at,
+                    reverse=True,
+                )
+            ],
+        }
+        for destination in outcome.destinations
+    ]
+    if arguments.json:
+        _print_json({"job": outcome.job, "dry_run": outcome.dry_run, "destinations": documents})
+        return OK if outcome.succeeded else FAILED
+    if outcome.dry_run:
+        print("dry run, nothing changed:")
+    for document in documents:
+        print(
+            f"destination '{document['destination']}'" + (f": FAILED: {document['error']}" if document["error"] else "")
+        )
+        rows = [
+            [s["snapshot_id"], s["taken_at"][:19], s["action"].upper(), "; ".join(s["reasons"])]
+            for s in document["snapshots"]
+        ]
+        print(table(["SNAPSHOT", "TAKEN AT", "ACTION", "REASONS"], rows))
+    return OK if outcome.succeeded else FAILED
 
 
 def status(context: Context, arguments: argparse.Namespace) -> int:

@@ -25,7 +25,9 @@ EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (errors.WrongPassword, CREDENTIALS_REFUSED),
     (errors.StorageAccessDenied, CREDENTIALS_REFUSED),
     (errors.RepositoryLocked, REPOSITORY_LOCKED),
+    (errors.JobBusy, REPOSITORY_LOCKED),
     (KeyboardInterrupt, INTERRUPTED),
+    (errors.Interrupted, INTERRUPTED),
     (errors.ReplicaError, FAILED),
 )
 

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 from replica import __version__
 from replica.actions.context import Context
-from replica.cli import commands
+from replica.cli import commands, scheduling
 from replica.cli.exit_codes import INTERRUPTED, USAGE, exit_code_for
 from replica.errors import ConfigError, ReplicaError
 from replica.settings import load_settings
@@ -23,6 +23,16 @@ def _timestamp(text: str) -> datetime:
     except ValueError:
         raise argparse.ArgumentTypeError(f"'{text}' is not an ISO 8601 time such as 2026-11-26T14:00:00Z") from None
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a positive whole number")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,6 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="replace a target that holds data (its data is renamed aside, never deleted)",
     )
+    prune = command("prune", commands.prune, "apply the policy's retention in every destination of a job")
+    prune.add_argument("job")
+    prune.add_argument("--destination", help="only this destination")
+    prune.add_argument("--dry-run", action="store_true", help="show every decision and its reasons; change nothing")
+    prune.add_argument("--json", action="store_true")
     status = command("status", commands.status, "RPO/RTO and state of every job")
     status.add_argument("--json", action="store_true", help="print the documented JSON document")
     snapshots = command("snapshots", commands.snapshots, "recorded snapshots of a job")
@@ -78,6 +93,32 @@ def build_parser() -> argparse.ArgumentParser:
     reports.add_argument("report_id", nargs="?", type=int)
     reports.add_argument("--job")
     reports.add_argument("--json", action="store_true")
+    schedule = command("schedule", scheduling.schedule, "every job's next run of backup, verify and prune")
+    schedule.add_argument("--json", action="store_true")
+    command(
+        "run-due",
+        scheduling.run_due_command,
+        "run whatever is due now according to the catalog, then exit (for cron; safe to overlap)",
+    )
+    daemon = command("daemon", scheduling.daemon, "run every job's schedules until SIGTERM")
+    daemon.add_argument("--workers", type=_positive_int, default=4, help="runs at a time across jobs (default 4)")
+    daemon.add_argument(
+        "--grace", type=float, default=30.0, help="seconds running work gets to finish on SIGTERM (default 30)"
+    )
+    daemon.add_argument(
+        "--watchdog-interval",
+        type=float,
+        default=60.0,
+        help="seconds between objective checks and metric refreshes (default 60)",
+    )
+    daemon.add_argument(
+        "--reload-check", type=float, default=5.0, help="seconds between looks for changed job files (default 5)"
+    )
+    daemon.add_argument("--metrics-port", type=int, help="serve /metrics and /healthz on this port")
+    daemon.add_argument("--metrics-host", default="127.0.0.1", help="address of the metrics server")
+    daemon.add_argument(
+        "--reload", action="store_true", help="tell the running daemon to re-read jobs and policies, then exit"
+    )
     config = command("config", commands.config_validate, "check configuration files")
     config.add_argument("action", choices=["validate"])
     demo = command(

@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from replica.config.durations import Duration
+from replica.schedule.specs import validate_schedule_text
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 CheckName = Literal["repository", "restore", "integrity", "fingerprint", "canary"]
@@ -142,12 +143,27 @@ class DestinationConfig(SecretReference):
         return value.rstrip("/") if value else value
 
 
-class ScheduleConfig(StrictModel):
-    """When the daemon runs each kind of work (used by the scheduler)."""
+ScheduleText = Annotated[str, AfterValidator(validate_schedule_text)]
 
-    backup: str | None = Field(default=None, description="Cron expression for backups.", examples=["0 * * * *"])
-    verify: str | None = Field(default=None, description="Cron expression for verifications.", examples=["30 3 * * *"])
-    prune: str | None = Field(default=None, description="Cron expression for retention.", examples=["0 5 * * 0"])
+
+class ScheduleConfig(StrictModel):
+    """When the daemon and `run-due` run each kind of work, independently. A job's entries override its policy's.
+
+    Each is `every DURATION` (`every 15m`), a five-field cron line in UTC (`30 3 * * *`), a shorthand (`@daily`) or
+    `off` (never, even if the policy schedules it). Unset means the policy's entry (and none at all: never).
+    """
+
+    backup: ScheduleText | None = Field(default=None, description="When to back up.", examples=["every 1h"])
+    verify: ScheduleText | None = Field(
+        default=None, description="When to test-restore and verify.", examples=["30 3 * * *"]
+    )
+    prune: ScheduleText | None = Field(default=None, description="When to apply retention.", examples=["@weekly"])
+    jitter: Duration | None = Field(
+        default=None,
+        description="Spread start times by up to this much (stable per job and kind), so that many jobs on one "
+        "timetable do not start in the same second.",
+        examples=["5m"],
+    )
 
 
 class JobConfig(StrictModel):
@@ -170,7 +186,15 @@ class JobConfig(StrictModel):
     clients: tuple[str, ...] = Field(
         default=(), description="Who is affected if its data is lost.", examples=[["ACME Retail", "Globex"]]
     )
-    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig, description="When the daemon runs this job.")
+    schedule: ScheduleConfig = Field(
+        default_factory=ScheduleConfig, description="When the daemon runs this job (overrides the policy's)."
+    )
+    ping_url: str | None = Field(
+        default=None,
+        description="Dead-man URL (Healthchecks.io style) pinged on start (URL/start), success (URL) and failure "
+        "(URL/fail) of every scheduled run; treat it as a secret.",
+        examples=["https://hc-ping.com/5f1c0f6e-8d1e-4f4e-9a53-2b8c7c2f1e11"],
+    )
     canary: bool = Field(
         default=False,
         description="Write a canary (timestamp and run id) into the store right before each dump; verify then "
@@ -186,6 +210,13 @@ class JobConfig(StrictModel):
         if len(value) < 2:
             raise ValueError("at least two are needed (a primary and a copy)")
         return value
+
+    @field_validator("ping_url")
+    @classmethod
+    def _ping_url_is_http(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"https?://[^/\s]+(/\S*)?", value):
+            raise ValueError("must be an http(s) URL")
+        return value.rstrip("/") if value else value
 
     @model_validator(mode="after")
     def _unique_destinations(self) -> JobConfig:
@@ -265,4 +296,7 @@ class PolicyConfig(StrictModel):
         examples=[0.8],
     )
     retention: RetentionConfig = Field(default_factory=RetentionConfig, description="Snapshots to keep.")
+    schedule: ScheduleConfig = Field(
+        default_factory=ScheduleConfig, description="Default timetable of the jobs using this policy."
+    )
     verification: VerificationConfig = Field(default_factory=VerificationConfig, description="Verification rules.")

@@ -12,6 +12,8 @@ from typing import Any
 from replica.config.durations import format_duration
 
 REPORT_FORMAT = 1
+# The `kind` of a watchdog's risk report body; a data-loss report's body has none (written before kinds existed).
+RISK_REPORT_KIND = "risk"
 
 
 @dataclass(frozen=True)
@@ -81,28 +83,34 @@ def build_report(facts: ReportFacts) -> dict[str, Any]:
         "verify_run_id": facts.verify_run_id,
         "failed_checks": [{"name": c.name, "critical": c.critical, "detail": c.detail} for c in facts.failed_checks],
         "newest_verified_recovery_points": {
-            name: _point(point) for name, point in sorted(facts.newest_verified.items())
+            name: point_document(point) for name, point in sorted(facts.newest_verified.items())
         },
         "data_at_risk": {
             "window_start": window_start.isoformat() if window_start else None,
             "window_end": facts.created_at.isoformat(),
             "window_seconds": (facts.created_at - window_start).total_seconds() if window_start else None,
             "bytes_at_risk": facts.bytes_at_risk,
-            "summary": _risk_summary(facts, window_start),
+            "summary": risk_summary(facts.job, facts.store, facts.created_at, window_start),
         },
         "affected": {"owners": facts.owners, "clients": facts.clients},
         "resolutions": _resolutions(facts),
-        "expected_recovery": {
-            "seconds": facts.expected_recovery_seconds,
-            "rto_objective_seconds": facts.rto_objective_seconds,
-            "basis": "worst of the last five measured restore-to-verified times"
-            if facts.expected_recovery_seconds is not None
-            else "no restore of this job has been measured yet",
-        },
+        "expected_recovery": expected_recovery_document(facts.expected_recovery_seconds, facts.rto_objective_seconds),
     }
 
 
-def _point(point: RecoveryPoint) -> dict[str, Any]:
+def expected_recovery_document(seconds: float | None, rto_objective_seconds: float) -> dict[str, Any]:
+    """Return the report's expected recovery time, against the RTO objective and with what it is based on."""
+    return {
+        "seconds": seconds,
+        "rto_objective_seconds": rto_objective_seconds,
+        "basis": "worst of the last five measured restore-to-verified times"
+        if seconds is not None
+        else "no restore of this job has been measured yet",
+    }
+
+
+def point_document(point: RecoveryPoint) -> dict[str, Any]:
+    """Return a recovery point as the JSON-ready object reports list per destination."""
     return {
         "destination": point.destination,
         "snapshot_id": point.snapshot_id,
@@ -113,15 +121,15 @@ def _point(point: RecoveryPoint) -> dict[str, Any]:
     }
 
 
-def _risk_summary(facts: ReportFacts, window_start: datetime | None) -> str:
+def risk_summary(job: str, store: str, created_at: datetime, window_start: datetime | None) -> str:
+    """Return the sentence saying which changes exist in no verified recovery point (all, when none is verified)."""
     if window_start is None:
         return (
-            f"No verified recovery point exists for job '{facts.job}': all of its data is at risk "
-            "until a backup is verified."
+            f"No verified recovery point exists for job '{job}': all of its data is at risk until a backup is verified."
         )
     return (
-        f"Changes to {facts.store} made after {window_start.isoformat()} exist in no verified recovery point "
-        f"({format_duration(facts.created_at - window_start)} of data)."
+        f"Changes to {store} made after {window_start.isoformat()} exist in no verified recovery point "
+        f"({format_duration(created_at - window_start)} of data)."
     )
 
 
@@ -175,9 +183,13 @@ def _resolutions(facts: ReportFacts) -> list[dict[str, Any]]:
 
 
 def render_markdown(report: dict[str, Any]) -> str:
-    """Return the report as Markdown for people."""
+    """Return the report as Markdown for people: a data-loss report, or a risk report of the watchdog (its body
+    says `kind: risk`), so that `replica reports show` renders either."""
+    if report.get("kind") == RISK_REPORT_KIND:
+        from replica.report.risk import render_risk_markdown  # deferred: risk.py builds on this module
+
+        return render_risk_markdown(report)
     risk = report["data_at_risk"]
-    recovery = report["expected_recovery"]
     lines = [
         f"# {report['title']}",
         "",
@@ -218,15 +230,19 @@ def render_markdown(report: dict[str, Any]) -> str:
     for number, resolution in enumerate(report["resolutions"], start=1):
         lines.append(f"{number}. {resolution['description']}")
         lines += [f"   - `{command}`" for command in resolution["commands"]]
-    lines += [
-        "",
+    lines += ["", *expected_recovery_lines(report["expected_recovery"])]
+    return "\n".join(lines)
+
+
+def expected_recovery_lines(recovery: dict[str, Any]) -> list[str]:
+    """Return the Markdown section of an expected recovery document."""
+    return [
         "## Expected recovery time",
         "",
         f"{format_duration(recovery['seconds']) if recovery['seconds'] is not None else 'unknown'} "
         f"({recovery['basis']}); objective {format_duration(recovery['rto_objective_seconds'])}.",
         "",
     ]
-    return "\n".join(lines)
 
 
 def _bytes(value: int | None) -> str:

@@ -1,0 +1,54 @@
+"""What is due: every valid job's scheduled kinds of work against the catalog's record of when each last ran."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from replica.actions.context import Context
+from replica.catalog.records import COMPLETED_STATUSES
+from replica.schedule.plan import job_schedules
+from replica.schedule.specs import Schedule, next_run
+
+
+@dataclass(frozen=True)
+class ScheduledWork:
+    """One kind of work of one job: its schedule, when it last started and when it runs next."""
+
+    job: str
+    kind: str
+    schedule: Schedule
+    last_started: datetime | None
+    next_run: datetime
+
+    @property
+    def key(self) -> str:
+        """Return `job:kind`, the work's identity in the scheduler and in jitter."""
+        return work_key(self.job, self.kind)
+
+
+def work_key(job: str, kind: str) -> str:
+    """Return the identity of a job's kind of work (`job:kind`)."""
+    return f"{job}:{kind}"
+
+
+def scheduled_work(context: Context, now: datetime, jobs: list[str] | None = None) -> list[ScheduledWork]:
+    """Return the scheduled work of every valid job (or of `jobs`), in job order then backup, verify, prune.
+
+    A kind counts from the start of its last run that reached an outcome (succeeded or failed): an interrupted
+    or abandoned run is due again at once, a skipped one changes nothing.
+    """
+    configuration = context.configuration
+    names = sorted(configuration.jobs) if jobs is None else jobs
+    work = []
+    for name in names:
+        job, policy = context.job(name)
+        for kind, schedule in job_schedules(job, policy).items():
+            work.append(work_for(context, name, kind, schedule, now))
+    return work
+
+
+def work_for(context: Context, job: str, kind: str, schedule: Schedule, now: datetime) -> ScheduledWork:
+    """Return one job's kind of work with its next run decided from the catalog."""
+    last = context.catalog.last_started(job, kind, COMPLETED_STATUSES)
+    return ScheduledWork(job, kind, schedule, last, next_run(schedule, last, now, work_key(job, kind)))

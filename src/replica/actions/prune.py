@@ -1,0 +1,123 @@
+"""`replica prune`: apply a job's retention in each destination, never touching what the hard rules protect."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from replica.actions.context import Context
+from replica.actions.locking import hold_job
+from replica.actions.recovery_points import verified_points
+from replica.actions.runs import recorded_run
+from replica.catalog.models import Snapshot
+from replica.catalog.records import utc_now
+from replica.config.models import DestinationConfig, JobConfig, PolicyConfig
+from replica.errors import Interrupted, ReplicaError
+from replica.policy.retention import RetentionCandidate, RetentionDecision, apply_retention
+from replica.restic.prune import forget_and_prune
+
+
+@dataclass
+class DestinationPrune:
+    """Retention in one destination: the decision, and the run that carried it out (none for a dry run)."""
+
+    destination: str
+    decision: RetentionDecision
+    run_id: int | None = None
+    error: str | None = None
+
+
+@dataclass
+class PruneOutcome:
+    """Retention of a job in every destination it was applied to."""
+
+    job: str
+    dry_run: bool
+    destinations: list[DestinationPrune] = field(default_factory=list)
+
+    @property
+    def succeeded(self) -> bool:
+        """Return True when every destination's retention was carried out."""
+        return all(destination.error is None for destination in self.destinations)
+
+    def summary(self) -> str:
+        """Return one line: removed and kept counts per destination, or the error."""
+        return "; ".join(
+            f"{d.destination}: "
+            + (f"FAILED: {d.error}" if d.error else f"removed {len(d.decision.remove)}, kept {len(d.decision.keep)}")
+            for d in self.destinations
+        )
+
+
+def decide_retention(context: Context, job: JobConfig, policy: PolicyConfig, destination: str) -> RetentionDecision:
+    """Return the retention decision for one destination from the catalog (no restic call)."""
+    rows = context.catalog.snapshots(job.name, destination)
+    verified = {
+        point.snapshot.snapshot_id
+        for point in verified_points(context.catalog, job.name)
+        if point.snapshot.destination == destination
+    }
+    return apply_retention(
+        [RetentionCandidate(row.snapshot_id, row.taken_at) for row in rows],
+        policy.retention,
+        verified_ids=verified,
+        now=utc_now(),
+        rpo=policy.rpo,
+    )
+
+
+def run_prune(context: Context, job_name: str, *, dry_run: bool, destination_name: str | None = None) -> PruneOutcome:
+    """Apply retention in every destination of a job (or the named one) and return what was kept and removed.
+
+    A dry run decides and records nothing. Otherwise the job's lock is held, each destination's prune is a run of
+    its own, and a destination that fails (unreachable, locked) does not stop the others: its error is in the
+    outcome. Raises JobBusy when another run holds the job, ConfigError/UsageError for a bad job or destination.
+    """
+    job, policy = context.job(job_name)
+    destinations = [context.destination(job, destination_name)] if destination_name else list(job.destinations)
+    outcome = PruneOutcome(job.name, dry_run)
+    if dry_run:
+        for destination in destinations:
+            outcome.destinations.append(
+                DestinationPrune(destination.name, decide_retention(context, job, policy, destination.name))
+            )
+        return outcome
+    with hold_job(context, job.name, "prune"):
+        for destination in destinations:
+            outcome.destinations.append(_prune_destination(context, job, policy, destination))
+    return outcome
+
+
+def _prune_destination(
+    context: Context, job: JobConfig, policy: PolicyConfig, destination: DestinationConfig
+) -> DestinationPrune:
+    with recorded_run(context.catalog, job.name, "prune", destination=destination.name, phase="decide") as run:
+        # Decided under the lock, after the run is recorded: no backup or verify of this job can change the
+        # facts between the decision and the forget.
+        decision = decide_retention(context, job, policy, destination.name)
+        result = DestinationPrune(destination.name, decision, run.run_id)
+        removed_ids = [snapshot.snapshot_id for snapshot in decision.remove]
+        run.details.update(kept=len(decision.keep), removed=len(removed_ids), removed_ids=removed_ids)
+        if not removed_ids:
+            return result
+        try:
+            run.phase("probe")
+            context.probe(destination)
+            run.phase("forget")
+            context.progress(f"removing {len(removed_ids)} snapshot(s) from '{destination.name}'")
+            still_listed = forget_and_prune(context.restic, context.repository(job, destination), removed_ids)
+        except Interrupted:
+            raise  # stopped on purpose: the remaining destinations must not start
+        except ReplicaError as error:
+            run.fail(str(error))
+            result.error = str(error)
+            return result
+        # Only what restic really removed is marked: a snapshot still listed stays a candidate for the next prune.
+        gone = set(removed_ids) - set(still_listed)
+        rows: list[Snapshot] = [
+            row for row in context.catalog.snapshots(job.name, destination.name) if row.snapshot_id in gone
+        ]
+        context.catalog.mark_pruned([row.id for row in rows], run.run_id)
+        if still_listed:
+            result.error = f"restic did not remove {', '.join(still_listed)} (still listed after forget)"
+            run.fail(result.error)
+        return result

@@ -1,0 +1,100 @@
+"""Running one kind of scheduled work of one job, as the daemon and `run-due` do: under the job's lock, with
+dead-man pings, and with an outcome for every case (ran, failed, skipped, interrupted, not due any more)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from replica.actions.backup import run_backup
+from replica.actions.context import Context
+from replica.actions.equivalence import run_verify_all
+from replica.actions.locking import hold_job
+from replica.actions.prune import run_prune
+from replica.errors import Interrupted, JobBusy, ReplicaError
+from replica.notify.ping import send_ping
+
+logger = logging.getLogger(__name__)
+
+SUCCEEDED, FAILED, SKIPPED, INTERRUPTED, NOT_DUE = "succeeded", "failed", "skipped", "interrupted", "not due"
+
+
+@dataclass(frozen=True)
+class WorkOutcome:
+    """What one scheduled run came to, with the figures the daemon's metrics need."""
+
+    job: str
+    kind: str
+    outcome: str  # succeeded | failed | skipped | interrupted | not due
+    detail: str
+    duration_seconds: float
+    bytes_added: int | None = None
+
+
+def _backup(context: Context, job: str) -> tuple[bool, str, int | None]:
+    outcome = run_backup(context, job)
+    failed_copies = [copy.destination for copy in outcome.copies if copy.error is not None]
+    detail = f"snapshot {outcome.snapshot_id}" + (
+        f"; copies failed: {', '.join(failed_copies)}" if failed_copies else ""
+    )
+    return outcome.succeeded, detail, outcome.bytes_added
+
+
+def _verify(context: Context, job: str) -> tuple[bool, str, int | None]:
+    # Scheduled verification covers every destination: a copy nobody restores is a copy nobody can trust.
+    outcome = run_verify_all(context, job)
+    failed = sorted({*outcome.failures, *(o.destination for o in outcome.verified if not o.passed)})
+    detail = f"recovery point {outcome.original_id}" + (f"; failed in {', '.join(failed)}" if failed else "")
+    return outcome.passed, detail, None
+
+
+def _prune(context: Context, job: str) -> tuple[bool, str, int | None]:
+    outcome = run_prune(context, job, dry_run=False)
+    return outcome.succeeded, outcome.summary(), None
+
+
+WORK: dict[str, Callable[[Context, str], tuple[bool, str, int | None]]] = {
+    "backup": _backup,
+    "verify": _verify,
+    "prune": _prune,
+}
+
+
+def run_work(context: Context, job: str, kind: str, *, still_due: Callable[[], bool] | None = None) -> WorkOutcome:
+    """Run `kind` for `job` holding the job's lock and return the outcome; never raises for the work's failures.
+
+    A job held by another run gives `skipped` (recorded in the catalog with the holder named). `still_due` is
+    asked again once the lock is held, so that two schedulers racing for the same due work run it once.
+    Raises KeyboardInterrupt when this process itself is interrupted.
+    """
+    started = time.monotonic()
+    job_config, _ = context.job(job)
+    try:
+        with hold_job(context, job, kind):
+            if still_due is not None and not still_due():
+                return WorkOutcome(job, kind, NOT_DUE, "already run by another process", time.monotonic() - started)
+            _ping(job_config.ping_url, "start", f"{kind} of {job} started")
+            passed, detail, bytes_added = WORK[kind](context, job)
+    except JobBusy as busy:
+        context.catalog.record_skipped(job, kind, str(busy))
+        logger.info("%s of '%s' skipped: %s", kind, job, busy)
+        return WorkOutcome(job, kind, SKIPPED, str(busy), time.monotonic() - started)
+    except Interrupted as error:
+        logger.warning("%s of '%s' interrupted: %s", kind, job, error)
+        return WorkOutcome(job, kind, INTERRUPTED, str(error), time.monotonic() - started)
+    except ReplicaError as error:
+        logger.error("%s of '%s' failed: %s", kind, job, error)
+        _ping(job_config.ping_url, "failure", f"{kind} of {job} failed: {error}")
+        return WorkOutcome(job, kind, FAILED, str(error), time.monotonic() - started)
+    outcome = SUCCEEDED if passed else FAILED
+    log = logger.info if passed else logger.error
+    log("%s of '%s' %s: %s", kind, job, outcome, detail)
+    _ping(job_config.ping_url, "success" if passed else "failure", f"{kind} of {job} {outcome}: {detail}")
+    return WorkOutcome(job, kind, outcome, detail, time.monotonic() - started, bytes_added)
+
+
+def _ping(url: str | None, event: str, message: str) -> None:
+    if url:
+        send_ping(url, event, message=message)

@@ -1,0 +1,329 @@
+"""The daemon: APScheduler runs every job's backup, verify and prune timetables in one process.
+
+- One run per job at a time (the catalog's job lock; a trigger that finds its job busy is recorded `skipped`),
+  in a bounded pool of worker threads so that one slow store cannot starve the others.
+- On start and on every reload, each kind of work is placed from the catalog: work whose fire time passed while
+  the daemon was down runs once at once, not once per missed time (APScheduler's coalescing covers the rest).
+- A watchdog tick sweeps dead runs, judges every job's objectives and refreshes the metrics.
+- SIGHUP or a changed job/policy file re-reads the configuration; running work keeps the configuration it
+  started with. A broken job file disables that job only.
+- SIGTERM/SIGINT: stop taking work, give running work the grace period, then interrupt its processes (SIGINT,
+  then SIGKILL) and make sure no run of this process is left `running`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from apscheduler.events import (
+    EVENT_JOB_ERROR,
+    EVENT_JOB_EXECUTED,
+    EVENT_JOB_MAX_INSTANCES,
+    JobExecutionEvent,
+    JobSubmissionEvent,
+)
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from replica import execute
+from replica.actions.context import Context
+from replica.actions.due import scheduled_work, work_for, work_key
+from replica.actions.run_due import sweep_abandoned
+from replica.actions.scheduled import INTERRUPTED, SKIPPED, WorkOutcome, run_work
+from replica.actions.status import collect_status
+from replica.actions.watchdog import watch_objectives
+from replica.catalog.records import act_as, utc_now
+from replica.daemon.files import ConfigurationWatcher, PidFile, pid_file_path
+from replica.daemon.metrics import DaemonMetrics, MetricsServer
+from replica.schedule.specs import Schedule, cron_trigger
+
+logger = logging.getLogger(__name__)
+
+KILL_GRACE_SECONDS = 5.0
+UNWIND_SECONDS = 15.0
+MAIN_LOOP_SECONDS = 0.2
+SCHEDULER_EXECUTOR, WATCHDOG_EXECUTOR = "default", "watchdog"
+LAG_HISTORY = 100_000
+
+Work = Callable[[Context, str, str], WorkOutcome]
+
+
+def _run_work(context: Context, job: str, kind: str) -> WorkOutcome:
+    return run_work(context, job, kind)
+
+
+@dataclass(frozen=True)
+class DaemonOptions:
+    """How the daemon runs: pool size, grace period, watchdog and reload cadence, metrics address."""
+
+    workers: int = 4
+    grace_seconds: float = 30.0
+    watchdog_interval_seconds: float = 60.0
+    reload_check_seconds: float = 5.0
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = None
+
+
+def _trigger(schedule: Schedule) -> Any:
+    """Return the APScheduler trigger of a schedule (jitter: a random delay up to the schedule's jitter)."""
+    jitter = int(schedule.jitter.total_seconds()) if schedule.jitter else None
+    if schedule.interval is not None:
+        return IntervalTrigger(seconds=schedule.interval.total_seconds(), timezone=UTC, jitter=jitter)
+    assert schedule.cron is not None
+    trigger = cron_trigger(schedule.cron)
+    trigger.jitter = jitter
+    return trigger
+
+
+class Daemon:
+    """One daemon process. `run()` blocks until SIGTERM/SIGINT (or `stop()`) and returns the exit code."""
+
+    def __init__(self, context: Context, options: DaemonOptions, work: Work = _run_work) -> None:
+        self._context = context
+        self._options = options
+        self._work = work
+        self._metrics = DaemonMetrics()
+        self._scheduler = BackgroundScheduler(
+            timezone=UTC,
+            executors={
+                SCHEDULER_EXECUTOR: ThreadPoolExecutor(options.workers),
+                WATCHDOG_EXECUTOR: ThreadPoolExecutor(1),
+            },
+            # Coalesce: a trigger missed many times while the pool was full runs once. No misfire limit: late
+            # work still runs (a backup an hour late is better than none).
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+        )
+        self._scheduler.add_listener(self._on_trigger_while_running, EVENT_JOB_MAX_INSTANCES)
+        self._scheduler.add_listener(self._on_work_done, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR)
+        # Start time of the run in progress of each kind of work (at most one: max_instances=1), and the lag
+        # between due time and start of recent runs (for the benchmark and the lag histogram).
+        self._started_at: dict[str, datetime] = {}
+        self.recent_lags: deque[float] = deque(maxlen=LAG_HISTORY)
+        self._placed: dict[str, Schedule] = {}
+        self._stopping = threading.Event()
+        self._reload_requested = threading.Event()
+        self._active = 0
+        self._active_lock = threading.Lock()
+        self._last_tick = time.monotonic()
+        self._watcher = ConfigurationWatcher(context.settings.jobs_dir, context.settings.policies_dir)
+        self._server: MetricsServer | None = None
+
+    @property
+    def metrics(self) -> DaemonMetrics:
+        """Return the daemon's metrics (for tests and benchmarks)."""
+        return self._metrics
+
+    def request_reload(self) -> None:
+        """Ask for the configuration to be re-read (what SIGHUP does)."""
+        self._reload_requested.set()
+
+    def stop(self) -> None:
+        """Ask the daemon to stop (what SIGTERM does)."""
+        self._stopping.set()
+
+    def run(self) -> int:
+        """Run until asked to stop; return 0 after a clean stop."""
+        act_as(f"daemon@{socket.gethostname()}")
+        pid_file = PidFile(pid_file_path(self._context.settings.state_dir))
+        pid_file.claim()
+        self._install_signal_handlers()
+        try:
+            for run in sweep_abandoned(self._context):
+                logger.warning(
+                    "run %s (%s of '%s') was left running by a dead process: abandoned", run.id, run.kind, run.job
+                )
+            self._place_work(self._context)
+            self._scheduler.add_job(
+                self._tick,
+                IntervalTrigger(seconds=self._options.watchdog_interval_seconds, timezone=UTC),
+                id="watchdog",
+                executor=WATCHDOG_EXECUTOR,
+                next_run_time=utc_now(),
+            )
+            self._start_metrics_server()
+            self._scheduler.start()
+            logger.info(
+                "daemon started: %d kinds of work scheduled, %d workers", len(self._placed), self._options.workers
+            )
+            while not self._stopping.wait(MAIN_LOOP_SECONDS):
+                if self._reload_requested.is_set() or self._watcher.changed():
+                    self._reload_requested.clear()
+                    self._reload()
+            self._shut_down()
+        finally:
+            if self._server is not None:
+                self._server.stop()
+            pid_file.release()
+        return 0
+
+    # Scheduling ----------------------------------------------------------------------------------------------
+
+    def _place_work(self, context: Context) -> None:
+        """Make the scheduler's jobs match the configuration: add, move or remove, keeping unchanged ones."""
+        configuration = context.configuration
+        for name, problems in sorted(configuration.broken_jobs.items()):
+            logger.error("job '%s' disabled, its file is broken: %s", name, "; ".join(problems))
+        now = utc_now()
+        desired = {work.key: work for work in scheduled_work(context, now)}
+        for key in set(self._placed) - set(desired):
+            self._scheduler.remove_job(key)
+            del self._placed[key]
+        first_due_of_job: set[str] = set()
+        for key, work in desired.items():
+            if self._placed.get(key) == work.schedule:
+                continue
+            next_run_time = work.next_run
+            if next_run_time <= now:
+                # Of a job's due kinds only the first (backup, verify, prune) starts now: the others follow
+                # when it ends (see _bring_forward), so a verify does not race the backup it should verify.
+                if work.job in first_due_of_job:
+                    next_run_time = now + timedelta(days=3650)
+                first_due_of_job.add(work.job)
+            self._scheduler.add_job(
+                self._run,
+                _trigger(work.schedule),
+                args=(work.job, work.kind),
+                id=key,
+                name=key,
+                executor=SCHEDULER_EXECUTOR,
+                next_run_time=next_run_time,
+                replace_existing=True,
+            )
+            self._placed[key] = work.schedule
+        self._context = context
+
+    def _reload(self) -> None:
+        logger.info("re-reading jobs and policies")
+        try:
+            self._place_work(self._context.reloaded())
+        except Exception:  # a reload must never take the daemon down; the old timetable stays
+            logger.exception("reload failed; keeping the previous configuration")
+
+    def _bring_forward(self, job: str, just_ran: str) -> None:
+        """Start now the first other kind of `job` that the catalog says is due (it may have been skipped while
+        `just_ran` held the job)."""
+        now = utc_now()
+        for kind in ("backup", "verify", "prune"):
+            key = work_key(job, kind)
+            if kind == just_ran or key not in self._placed:
+                continue
+            if work_for(self._context, job, kind, self._placed[key], now).next_run <= now:
+                scheduled = self._scheduler.get_job(key)
+                if scheduled is not None and scheduled.next_run_time and scheduled.next_run_time > now:
+                    scheduled.modify(next_run_time=now)
+                return
+
+    def _run(self, job: str, kind: str) -> None:
+        self._started_at[work_key(job, kind)] = utc_now()
+        if self._stopping.is_set():
+            return
+        context = self._context
+        with self._active_lock:
+            self._active += 1
+            self._metrics.set_running(self._active)
+        try:
+            outcome = self._work(context, job, kind)
+            self._metrics.observe_run(job, kind, outcome.outcome, outcome.duration_seconds, outcome.bytes_added)
+        except Exception:
+            logger.exception("%s of '%s' failed unexpectedly", kind, job)
+            self._metrics.observe_run(job, kind, "failed", 0.0)
+            return
+        finally:
+            with self._active_lock:
+                self._active -= 1
+                self._metrics.set_running(self._active)
+        if outcome.outcome not in (INTERRUPTED, SKIPPED) and not self._stopping.is_set():
+            self._bring_forward(job, kind)
+
+    def _on_work_done(self, event: JobExecutionEvent) -> None:
+        started = self._started_at.pop(str(event.job_id), None)
+        if started is not None and event.scheduled_run_time is not None:
+            lag = max((started - event.scheduled_run_time).total_seconds(), 0.0)
+            self.recent_lags.append(lag)
+            self._metrics.observe_schedule_lag(lag)
+
+    def _on_trigger_while_running(self, event: JobSubmissionEvent) -> None:
+        job, _, kind = str(event.job_id).partition(":")
+        if kind and not self._stopping.is_set():
+            reason = f"job '{job}' is busy: the previous {kind} is still running (trigger coalesced)"
+            self._context.catalog.record_skipped(job, kind, reason)
+            self._metrics.observe_run(job, kind, SKIPPED, 0.0)
+
+    # Watchdog ------------------------------------------------------------------------------------------------
+
+    def _tick(self) -> None:
+        context = self._context
+        try:
+            sweep_abandoned(context)
+            document = collect_status(context)
+            statuses = {job["job"]: job for job in document["jobs"]}
+            now = datetime.fromisoformat(document["generated_at"])
+            for event in watch_objectives(context, now, statuses):
+                self._metrics.observe_breach(event.job, event.objective, event.kind == "opened")
+            self._metrics.update_status(document)
+        except Exception:  # the next tick tries again; the daemon keeps running its schedules
+            logger.exception("watchdog tick failed")
+        self._last_tick = time.monotonic()
+        self._metrics.tick()
+
+    def healthy(self) -> bool:
+        """Return True while the scheduler runs and the watchdog ticked recently."""
+        overdue = time.monotonic() - self._last_tick > 3 * self._options.watchdog_interval_seconds + 30
+        return self._scheduler.running and not self._stopping.is_set() and not overdue
+
+    def _start_metrics_server(self) -> None:
+        if self._options.metrics_port is None:
+            return
+        self._server = MetricsServer(
+            self._metrics, self._options.metrics_host, self._options.metrics_port, self.healthy
+        )
+        self._server.start()
+        logger.info("metrics on http://%s:%d/metrics", self._options.metrics_host, self._server.port)
+
+    # Stopping ------------------------------------------------------------------------------------------------
+
+    def _install_signal_handlers(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # embedded (tests, benchmarks): the caller stops the daemon with stop()
+        signal.signal(signal.SIGTERM, lambda *_: self.stop())
+        signal.signal(signal.SIGINT, lambda *_: self.stop())
+        signal.signal(signal.SIGHUP, lambda *_: self.request_reload())
+
+    def _shut_down(self) -> None:
+        logger.info("stopping: no new work; %d run(s) in progress get %.0fs", self._active, self._options.grace_seconds)
+        self._scheduler.shutdown(wait=False)
+        if not self._wait_for_runs(self._options.grace_seconds):
+            killed = execute.stop_processes(KILL_GRACE_SECONDS)
+            logger.warning("grace period over: interrupted the running processes (%d killed)", killed)
+            self._wait_for_runs(UNWIND_SECONDS)
+        left = self._context.catalog.interrupt_running(
+            host=socket.gethostname(), pid=os.getpid(), reason="interrupted: the daemon stopped"
+        )
+        for run in left:
+            logger.warning("run %s (%s of '%s') marked interrupted", run.id, run.kind, run.job)
+        if self._active:
+            # A thread stuck outside any process (a hung database call) must not keep the daemon alive forever;
+            # its run is already recorded as interrupted.
+            logger.error("%d run(s) did not unwind; exiting anyway", self._active)
+            os._exit(1)
+
+    def _wait_for_runs(self, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            with self._active_lock:
+                if self._active == 0:
+                    return True
+            time.sleep(0.05)
+        with self._active_lock:
+            return self._active == 0

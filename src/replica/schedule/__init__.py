@@ -1,0 +1,1 @@
+"""When work is due: schedule expressions, and the due decision shared by the daemon and `run-due`."""

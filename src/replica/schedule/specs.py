@@ -1,0 +1,168 @@
+"""Schedule expressions as users write them: `every 15m`, `@daily`, or a five-field cron line (UTC).
+
+Parsing needs no scheduler; only a cron line is checked by APScheduler's cron parser (imported lazily: it costs
+~60 ms, which commands that never look at schedules should not pay).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from replica.config.durations import format_duration, parse_duration
+
+WORK_KINDS = ("backup", "verify", "prune")
+OFF = "off"
+# Shorthands every cron user knows, spelled out so that `schedule` shows the real line.
+CRON_SHORTHANDS = {
+    "@hourly": "0 * * * *",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@weekly": "0 0 * * 0",
+    "@monthly": "0 0 1 * *",
+}
+MINIMUM_INTERVAL = timedelta(seconds=1)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """One kind of work's timetable: a fixed interval or a cron line in UTC, with an optional random delay."""
+
+    text: str
+    interval: timedelta | None = None
+    cron: str | None = None
+    jitter: timedelta | None = None
+
+    def next_after(self, moment: datetime) -> datetime:
+        """Return the first time strictly after `moment` this schedule fires (jitter not included)."""
+        if self.interval is not None:
+            return moment + self.interval
+        assert self.cron is not None
+        fire: datetime | None = cron_trigger(self.cron).get_next_fire_time(None, moment + timedelta(microseconds=1))
+        assert fire is not None  # a valid five-field cron line always fires again
+        return fire
+
+    def describe(self) -> str:
+        """Return the schedule as people read it (`every 15m`, `cron 0 3 * * *`), with jitter if any."""
+        what = f"every {format_duration(self.interval)}" if self.interval is not None else f"cron {self.cron}"
+        return f"{what} (jitter {format_duration(self.jitter)})" if self.jitter else what
+
+
+def validate_schedule_text(text: str) -> str:
+    """Return `text` when it is `off`, `every DURATION`, a cron shorthand or a five-field cron line.
+
+    Raises ValueError saying what is wrong, for the config loader to report with the file and field.
+    """
+    parse_schedule(text, None)
+    return text
+
+
+def parse_schedule(text: str, jitter: timedelta | None) -> Schedule | None:
+    """Return the Schedule written as `text`, or None for `off`. Raises ValueError for anything else."""
+    cleaned = " ".join(text.split())
+    if cleaned.lower() == OFF:
+        return None
+    if cleaned.lower().startswith("every "):
+        interval = parse_duration(cleaned[len("every ") :])
+        if interval < MINIMUM_INTERVAL:
+            raise ValueError(f"interval must be at least {MINIMUM_INTERVAL.total_seconds():.0f}s")
+        return Schedule(cleaned, interval=interval, jitter=jitter)
+    cron = CRON_SHORTHANDS.get(cleaned.lower(), cleaned)
+    if cron.startswith("@"):
+        raise ValueError(f"unknown shorthand '{cleaned}' (known: {', '.join(CRON_SHORTHANDS)})")
+    if len(cron.split()) != 5:
+        raise ValueError(
+            f"'{cleaned}' is neither 'every DURATION' (e.g. 'every 15m'), 'off', a shorthand such as '@daily', "
+            "nor a five-field cron line such as '30 3 * * *'"
+        )
+    try:
+        cron_trigger(cron)
+    except ValueError as error:
+        raise ValueError(f"invalid cron line '{cron}': {error}") from None
+    return Schedule(cleaned, cron=cron, jitter=jitter)
+
+
+DAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+
+
+def cron_trigger(line: str) -> Any:
+    """Return APScheduler's cron trigger (UTC) for a five-field crontab line. Raises ValueError when invalid.
+
+    APScheduler 3 reads day-of-week numbers from Monday = 0, crontab from Sunday = 0 (and 7); `from_crontab`
+    does not translate, so `0 5 * * 0` would fire on Mondays. The day-of-week field is translated to names here.
+    """
+    from apscheduler.triggers.cron import CronTrigger
+
+    minute, hour, day, month, day_of_week = line.split()
+    if day != "*" and day_of_week != "*":
+        # crontab fires when either matches, APScheduler only when both do: refuse rather than differ.
+        raise ValueError("restrict the day of the month or the day of the week, not both")
+    return CronTrigger(
+        minute=minute,
+        hour=hour,
+        day=day,
+        month=month,
+        day_of_week=_crontab_days(day_of_week),
+        timezone=UTC,
+    )
+
+
+def _crontab_days(field: str) -> str:
+    """Return a crontab day-of-week field as APScheduler day names (`1-5` → `mon,tue,wed,thu,fri`)."""
+    if field == "*":
+        return "*"
+    days: set[int] = set()
+    for part in field.lower().split(","):
+        span, _, step_text = part.partition("/")
+        step = int(step_text) if step_text.isdigit() and int(step_text) > 0 else None
+        if step_text and step is None:
+            raise ValueError(f"bad step in day of week '{part}'")
+        if span == "*":
+            first, last = 0, 6
+        else:
+            start, _, end = span.partition("-")
+            first = _day_number(start)
+            last = _day_number(end) if end else (6 if step else first)
+        if last < first:
+            raise ValueError(f"day-of-week range '{span}' runs backwards")
+        days.update(number % 7 for number in range(first, last + 1, step or 1))
+    return ",".join(DAY_NAMES[number] for number in sorted(days))
+
+
+def _day_number(text: str) -> int:
+    if text.isdigit() and 0 <= int(text) <= 7:
+        return int(text)
+    if text[:3] in DAY_NAMES:
+        return DAY_NAMES.index(text[:3])
+    raise ValueError(f"'{text}' is not a day of the week (0-7 or sun-sat)")
+
+
+def jitter_offset(schedule: Schedule, key: str) -> timedelta:
+    """Return the delay, within the schedule's jitter, that `key` (job and kind) always gets.
+
+    Stable rather than random, so that `run-due` called every minute from cron agrees with itself from one call
+    to the next, and many jobs on one cron line still spread out.
+    """
+    if not schedule.jitter:
+        return timedelta(0)
+    digest = hashlib.sha256(key.encode()).digest()
+    fraction = int.from_bytes(digest[:8], "big") / 2**64
+    return timedelta(seconds=int(schedule.jitter.total_seconds() * fraction))
+
+
+def next_run(schedule: Schedule, last_started: datetime | None, now: datetime, key: str) -> datetime:
+    """Return when the work runs next: `now` when it never ran or a fire time (plus jitter) passed since it last
+    started, else that next fire time plus jitter.
+
+    However many fire times were missed (the daemon was down), the answer is one run, not one per missed time.
+    """
+    if last_started is None:
+        return now
+    return max(now, schedule.next_after(last_started) + jitter_offset(schedule, key))
+
+
+def is_due(schedule: Schedule, last_started: datetime | None, now: datetime, key: str) -> bool:
+    """Return True when the work should start now (see `next_run`)."""
+    return next_run(schedule, last_started, now, key) <= now

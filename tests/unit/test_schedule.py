@@ -1,0 +1,158 @@
+"""Schedule expressions, a job's effective timetable and the due decision (no scheduler, no catalog)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from pydantic import ValidationError
+
+from replica.config.models import JobConfig, PolicyConfig, ScheduleConfig
+from replica.schedule.plan import job_schedules
+from replica.schedule.specs import is_due, jitter_offset, next_run, parse_schedule
+
+NOW = datetime(2026, 11, 27, 10, 17, 30, tzinfo=UTC)
+
+
+def test_every_duration_is_an_interval() -> None:
+    schedule = parse_schedule("every 1h30m", None)
+    assert schedule is not None
+    assert schedule.interval == timedelta(hours=1, minutes=30)
+    assert schedule.next_after(NOW) == NOW + timedelta(hours=1, minutes=30)
+    assert schedule.describe() == "every 1h30m"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("0 * * * *", datetime(2026, 11, 27, 11, 0, tzinfo=UTC)),
+        ("30 3 * * *", datetime(2026, 11, 28, 3, 30, tzinfo=UTC)),
+        ("@daily", datetime(2026, 11, 28, 0, 0, tzinfo=UTC)),
+        # crontab's day of week: 0 is Sunday (2026-11-29 is a Sunday)
+        ("0 5 * * 0", datetime(2026, 11, 29, 5, 0, tzinfo=UTC)),
+    ],
+)
+def test_cron_lines_fire_at_their_next_time_in_utc(text: str, expected: datetime) -> None:
+    schedule = parse_schedule(text, None)
+    assert schedule is not None
+    assert schedule.next_after(NOW) == expected
+
+
+def test_a_cron_fire_time_equal_to_the_last_start_is_not_fired_again() -> None:
+    schedule = parse_schedule("0 * * * *", None)
+    assert schedule is not None
+    on_the_hour = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
+    assert schedule.next_after(on_the_hour) == datetime(2026, 11, 27, 11, 0, tzinfo=UTC)
+
+
+def test_off_means_never() -> None:
+    assert parse_schedule("off", None) is None
+    assert parse_schedule(" OFF ", None) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("hourly", "neither 'every DURATION'"),
+        ("61 * * * *", "invalid cron line '61 \\* \\* \\* \\*'"),
+        ("* * *", "five-field cron line"),
+        ("@yearly", "unknown shorthand"),
+        ("every 0s", "must be positive"),
+        ("every soon", "expected a duration"),
+    ],
+)
+def test_bad_expressions_say_what_is_wrong(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_schedule(text, None)
+
+
+def test_a_bad_schedule_in_a_job_names_the_field() -> None:
+    with pytest.raises(ValidationError) as info:
+        ScheduleConfig(backup="every 1h", verify="25 * * *")
+    assert info.value.errors()[0]["loc"] == ("verify",)
+
+
+def test_work_that_never_ran_is_due_at_once() -> None:
+    schedule = parse_schedule("@daily", None)
+    assert schedule is not None
+    assert is_due(schedule, None, NOW, "billing:backup")
+    assert next_run(schedule, None, NOW, "billing:backup") == NOW
+
+
+def test_missed_fire_times_make_one_run_not_many() -> None:
+    schedule = parse_schedule("every 10m", None)
+    assert schedule is not None
+    # The daemon was down for a day: 144 fire times passed, the work is due once, now.
+    last = NOW - timedelta(days=1)
+    assert next_run(schedule, last, NOW, "billing:backup") == NOW
+    # Once it ran, it is not due again until the next fire time.
+    assert not is_due(schedule, NOW, NOW + timedelta(minutes=9), "billing:backup")
+    assert is_due(schedule, NOW, NOW + timedelta(minutes=10), "billing:backup")
+
+
+def test_jitter_is_stable_per_work_and_within_bounds() -> None:
+    schedule = parse_schedule("every 1h", timedelta(minutes=10))
+    assert schedule is not None
+    offsets = {jitter_offset(schedule, f"job{number}:backup") for number in range(50)}
+    assert all(timedelta(0) <= offset < timedelta(minutes=10) for offset in offsets)
+    assert len(offsets) > 10, "jobs on one timetable spread out"
+    assert jitter_offset(schedule, "job1:backup") == jitter_offset(schedule, "job1:backup")
+    offset = jitter_offset(schedule, "job1:backup")
+    assert next_run(schedule, NOW, NOW, "job1:backup") == NOW + timedelta(hours=1) + offset
+
+
+def _job(schedule: dict[str, str]) -> JobConfig:
+    return JobConfig.model_validate(
+        {
+            "name": "billing",
+            "store": {"kind": "directory", "path": "/srv/billing"},
+            "destinations": [{"name": "primary", "bucket": "backups-a"}, {"name": "copy", "bucket": "backups-b"}],
+            "policy": "standard",
+            "schedule": schedule,
+        }
+    )
+
+
+def _policy(schedule: dict[str, str]) -> PolicyConfig:
+    return PolicyConfig.model_validate({"name": "standard", "rpo": "1h", "rto": "15m", "schedule": schedule})
+
+
+def test_a_job_overrides_its_policy_per_kind_and_off_disables_a_kind() -> None:
+    policy = _policy({"backup": "every 1h", "verify": "@daily", "prune": "@weekly", "jitter": "5m"})
+    job = _job({"backup": "every 15m", "prune": "off"})
+
+    schedules = job_schedules(job, policy)
+
+    assert set(schedules) == {"backup", "verify"}
+    assert schedules["backup"].interval == timedelta(minutes=15)
+    assert schedules["verify"].cron == "0 0 * * *"
+    assert schedules["backup"].jitter == timedelta(minutes=5), "jitter comes from the policy when the job has none"
+
+
+def test_a_job_without_any_schedule_has_no_scheduled_work() -> None:
+    assert job_schedules(_job({}), _policy({})) == {}
+
+
+@pytest.mark.parametrize(
+    ("field", "expected_weekdays"),
+    [
+        ("1-5", {0, 1, 2, 3, 4}),  # Python weekday(): Monday = 0
+        ("0", {6}),
+        ("7", {6}),
+        ("sat,sun", {5, 6}),
+        ("*/2", {6, 1, 3, 5}),  # crontab: Sunday, Tuesday, Thursday, Saturday
+    ],
+)
+def test_day_of_week_is_read_the_crontab_way(field: str, expected_weekdays: set[int]) -> None:
+    schedule = parse_schedule(f"0 5 * * {field}", None)
+    assert schedule is not None
+    moment, weekdays = NOW, set()
+    for _ in range(14):
+        moment = schedule.next_after(moment)
+        weekdays.add(moment.weekday())
+    assert weekdays == expected_weekdays
+
+
+def test_a_cron_line_restricting_both_day_fields_is_refused() -> None:
+    with pytest.raises(ValueError, match="not both"):
+        parse_schedule("0 5 1 * 1", None)
