@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import http.server
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -254,13 +256,46 @@ def test_sigterm_during_a_verify_ends_within_the_grace_period_and_cleans_the_scr
     assert not any(scratch.iterdir())
 
 
+class PingRecorder(http.server.ThreadingHTTPServer):
+    """A local dead-man service that records the path of every ping."""
+
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+        recorder = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                recorder.paths.append(self.path)
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *arguments: Any) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/ping/check-uuid"
+
+
 def test_two_run_due_started_at_once_never_run_a_job_twice(deployment: Deployment, tmp_path: Path) -> None:
-    # GIVEN two jobs whose backups are due
-    for name in ("due-a", "due-b"):
-        deployment.write_job(
-            name, directory_store(tmp_path, name), deployment.two_destinations(name), schedule={"backup": "every 1h"}
-        )
-        assert_ok(deployment.replica("init", name))
+    # GIVEN a job whose backup is due, with a dead-man ping
+    pings = PingRecorder()
+    deployment.write_job(
+        "due",
+        directory_store(tmp_path, "due"),
+        deployment.two_destinations("due"),
+        schedule={"backup": "every 1h"},
+        ping_url=pings.url,
+    )
+    assert_ok(deployment.replica("init", "due"))
+    before = deployment.replica_json("schedule")["work"]
+    assert [(w["job"], w["kind"], w["schedule"], w["due"], w["last_started"]) for w in before] == [
+        ("due", "backup", "every 1h", True, None)
+    ]
     # WHEN two run-due processes start at the same moment
     processes = [
         subprocess.Popen(
@@ -274,15 +309,22 @@ def test_two_run_due_started_at_once_never_run_a_job_twice(deployment: Deploymen
         for _ in range(2)
     ]
     outputs = [process.communicate(timeout=120) for process in processes]
-    # THEN each job is backed up exactly once
+    # THEN the job is backed up exactly once; the other call found it busy (a skipped run) or already done
     assert [process.returncode for process in processes] == [0, 0], outputs
-    for name in ("due-a", "due-b"):
-        assert count_runs(deployment, name, "backup", "succeeded") == 1, outputs
-        assert count_runs(deployment, name, "backup", "failed") == 0
+    assert count_runs(deployment, "due", "backup", "succeeded") == 1, outputs
+    assert {status for _, status, _ in runs_of(deployment, "due", "backup")} <= {"succeeded", "skipped"}
+    # AND the dead-man service heard the start and the success of that one backup
+    assert pings.paths == ["/ping/check-uuid/start", "/ping/check-uuid"]
     # AND a later call finds nothing due
     later = deployment.replica("run-due")
     assert_ok(later)
-    assert "backup of 'due-a'" not in later.stdout
+    assert "backup of 'due'" not in later.stdout
+    assert count_runs(deployment, "due", "backup", "succeeded") == 1
+    (after,) = deployment.replica_json("schedule")["work"]
+    assert not after["due"]
+    next_run = datetime.fromisoformat(after["next_run"]) - datetime.fromisoformat(after["last_started"])
+    assert next_run.total_seconds() == 3600
+    pings.shutdown()
 
 
 def test_a_job_past_its_rpo_raises_one_alert_and_one_report_and_the_breach_clears_when_backups_resume(

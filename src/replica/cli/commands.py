@@ -147,8 +147,13 @@ def prune(context: Context, arguments: argparse.Namespace) -> int:
             f"destination '{document['destination']}'" + (f": FAILED: {document['error']}" if document["error"] else "")
         )
         rows = [
-            [s["snapshot_id"], s["taken_at"][:19], s["action"].upper(), "; ".join(s["reasons"])]
-            for s in document["snapshots"]
+            [
+                snapshot["snapshot_id"],
+                snapshot["taken_at"][:19],
+                snapshot["action"].upper(),
+                "; ".join(snapshot["reasons"]),
+            ]
+            for snapshot in document["snapshots"]
         ]
         print(table(["SNAPSHOT", "TAKEN AT", "ACTION", "REASONS"], rows))
     return OK if outcome.succeeded else FAILED
