@@ -19,6 +19,7 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import yaml
@@ -65,6 +66,9 @@ def main() -> int:
     parser.add_argument("--interval", type=int, default=30, help="seconds between backups of each job")
     parser.add_argument("--jitter", type=int, default=0, help="jitter seconds (0: every job fires at once)")
     parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument(
+        "--watchdog-interval", type=float, default=60, help="seconds between watchdog ticks (status of every job)"
+    )
     arguments = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="replica-bench-") as folder:
@@ -80,24 +84,35 @@ def main() -> int:
             runs.append(time.monotonic())
             return WorkOutcome(job, kind, "succeeded", "no-op", 0.0)
 
-        options = DaemonOptions(workers=arguments.workers, watchdog_interval_seconds=60, reload_check_seconds=5)
+        options = DaemonOptions(
+            workers=arguments.workers,
+            watchdog_interval_seconds=arguments.watchdog_interval,
+            reload_check_seconds=5,
+        )
         daemon = Daemon(context, options, work=no_op)
         thread = threading.Thread(target=daemon.run, name="daemon")
         placing = time.monotonic()
+        placed_at = datetime.now(UTC)
         thread.start()
         while len(runs) < arguments.jobs and time.monotonic() - placing < arguments.seconds:
             time.sleep(0.05)
         first_round = time.monotonic() - placing
-        first_round_lags = list(daemon.recent_lags)
         time.sleep(max(arguments.seconds - first_round, 0))
         daemon.stop()
         thread.join(120)
-        steady = list(daemon.recent_lags)[len(first_round_lags) :]
+        # Runs due before the daemon had placed every job belong to the first round (all due at start).
+        boundary = placed_at + timedelta(seconds=first_round)
+        first_round_lags = [lag for due, lag in daemon.recent_lags if due <= boundary]
+        steady = [lag for due, lag in daemon.recent_lags if due > boundary]
 
     peak_rss_megabytes = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     rows = [
         ("jobs", f"{arguments.jobs}"),
-        ("schedule", f"every {arguments.interval}s, jitter {arguments.jitter}s, {arguments.workers} workers"),
+        (
+            "schedule",
+            f"every {arguments.interval}s, jitter {arguments.jitter}s, {arguments.workers} workers, "
+            f"watchdog every {arguments.watchdog_interval:.0f}s",
+        ),
         ("job files written in", f"{written:.1f} s"),
         ("first round (all due at start): all started after", f"{first_round:.1f} s"),
         ("first round lag p50 / p99", _pair(first_round_lags)),

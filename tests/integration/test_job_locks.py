@@ -148,3 +148,4 @@ def test_skipped_and_interrupted_runs_do_not_count_as_completed(catalog: Catalog
     assert catalog.run(cut).status == INTERRUPTED  # type: ignore[union-attr]
     assert catalog.runs(job="billing")[1].status == SKIPPED
     assert catalog.last_started("billing", "backup", ("succeeded", "failed")) == completed_at
+    assert catalog.last_started_by_work(("succeeded", "failed")) == {("billing", "backup"): completed_at}

@@ -40,11 +40,13 @@ def scheduled_work(context: Context, now: datetime, jobs: list[str] | None = Non
     """
     configuration = context.configuration
     names = sorted(configuration.jobs) if jobs is None else jobs
+    last_started = context.catalog.last_started_by_work(COMPLETED_STATUSES)
     work = []
     for name in names:
         job, policy = context.job(name)
         for kind, schedule in job_schedules(job, policy).items():
-            work.append(work_for(context, name, kind, schedule, now))
+            last = last_started.get((name, kind))
+            work.append(ScheduledWork(name, kind, schedule, last, next_run(schedule, last, now, work_key(name, kind))))
     return work
 
 

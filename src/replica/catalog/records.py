@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from replica.catalog.breaches import Breaches
@@ -204,6 +204,17 @@ class Catalog:
         )
         with self._sessions() as session:
             return session.scalars(query).first()
+
+    def last_started_by_work(self, statuses: Sequence[str]) -> dict[tuple[str, str], datetime]:
+        """Return, per (job, kind), when its newest run with one of `statuses` started: one query for all jobs
+        (the daemon places thousands of jobs at start and on every reload)."""
+        query = (
+            select(Run.job, Run.kind, func.max(Run.started_at))
+            .where(Run.status.in_(statuses))
+            .group_by(Run.job, Run.kind)
+        )
+        with self._sessions() as session:
+            return {(job, kind): started for job, kind, started in session.execute(query).all()}
 
     def mark_pruned(self, snapshot_row_ids: Sequence[int], prune_run_id: int) -> None:
         """Record that retention removed these snapshots from their repository (rows stay as evidence)."""

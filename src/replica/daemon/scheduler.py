@@ -109,7 +109,7 @@ class Daemon:
         # Start time of the run in progress of each kind of work (at most one: max_instances=1), and the lag
         # between due time and start of recent runs (for the benchmark and the lag histogram).
         self._started_at: dict[str, datetime] = {}
-        self.recent_lags: deque[float] = deque(maxlen=LAG_HISTORY)
+        self.recent_lags: deque[tuple[datetime, float]] = deque(maxlen=LAG_HISTORY)
         self._placed: dict[str, Schedule] = {}
         self._stopping = threading.Event()
         self._reload_requested = threading.Event()
@@ -156,8 +156,14 @@ class Daemon:
             logger.info(
                 "daemon started: %d kinds of work scheduled, %d workers", len(self._placed), self._options.workers
             )
+            next_file_check = time.monotonic() + self._options.reload_check_seconds
             while not self._stopping.wait(MAIN_LOOP_SECONDS):
-                if self._reload_requested.is_set() or self._watcher.changed():
+                # Looking at the files costs a stat per job file: every reload_check_seconds, not every loop.
+                if time.monotonic() >= next_file_check:
+                    next_file_check = time.monotonic() + self._options.reload_check_seconds
+                    if self._watcher.changed():
+                        self._reload_requested.set()
+                if self._reload_requested.is_set():
                     self._reload_requested.clear()
                     self._reload()
             self._shut_down()
@@ -250,7 +256,7 @@ class Daemon:
         started = self._started_at.pop(str(event.job_id), None)
         if started is not None and event.scheduled_run_time is not None:
             lag = max((started - event.scheduled_run_time).total_seconds(), 0.0)
-            self.recent_lags.append(lag)
+            self.recent_lags.append((event.scheduled_run_time, lag))
             self._metrics.observe_schedule_lag(lag)
 
     def _on_trigger_while_running(self, event: JobSubmissionEvent) -> None:
