@@ -164,6 +164,13 @@ def test_the_daemon_backs_up_verifies_and_prunes_on_its_own_and_metrics_match_st
     # WHEN the job's schedules are switched off (the daemon notices the changed file) and the work settles
     deployment.write_job(*arguments, policy="daemon-fast", schedule={"backup": "off", "verify": "off", "prune": "off"})
     wait_for(lambda: "re-reading jobs and policies" in daemon.output(), 30, "the reload")
+    # AND a second daemon on the same state directory is refused, while --reload reaches the running one
+    second = deployment.replica("daemon")
+    assert second.returncode == 2 and "a daemon already runs" in second.stderr
+    reload = deployment.replica("daemon", "--reload")
+    assert_ok(reload)
+    assert f"pid {daemon.process.pid}" in reload.stdout
+    wait_for(lambda: daemon.output().count("re-reading jobs and policies") == 2, 10, "the SIGHUP reload")
     wait_for(
         lambda: not catalog_rows(deployment, "SELECT id FROM runs WHERE job = 'daemon-fast' AND status = 'running'"),
         60,
@@ -186,17 +193,19 @@ def test_the_daemon_backs_up_verifies_and_prunes_on_its_own_and_metrics_match_st
     assert daemon.terminate() == 0
     assert not catalog_rows(deployment, "SELECT id FROM runs WHERE status = 'running'")
     assert not (deployment.state_dir / "daemon.pid").exists()
+    no_daemon = deployment.replica("daemon", "--reload")
+    assert no_daemon.returncode == 2 and "no daemon runs" in no_daemon.stderr
 
 
 def test_a_daemon_killed_mid_backup_leaves_an_abandoned_run_and_its_successor_runs_the_work_once(
     deployment: Deployment, tmp_path: Path, daemons: list[DaemonProcess]
 ) -> None:
-    # GIVEN an hourly backup that has never run, and a daemon that is in the middle of it
+    # GIVEN an hourly backup that has never run, a verify every 2 s, and a daemon in the middle of the backup
     deployment.write_job(
         "killed",
         directory_store(tmp_path, "killed"),
         deployment.two_destinations("killed"),
-        schedule={"backup": "every 1h"},
+        schedule={"backup": "every 1h", "verify": "every 2s"},
     )
     assert_ok(deployment.replica("init", "killed"))
     slow = slow_restic(tmp_path / "slow-bin", "backup", 60)
@@ -205,17 +214,29 @@ def test_a_daemon_killed_mid_backup_leaves_an_abandoned_run_and_its_successor_ru
     )
     daemons.append(first)
     wait_for((slow.parent / "pids").exists, 60, "the backup to start")
+    # THEN the verify triggers meanwhile are skipped with the holder named, and so is a backup started by hand
+    skipped = "SELECT error FROM runs WHERE job = 'killed' AND kind = 'verify' AND status = 'skipped'"
+    reasons = wait_for(lambda: catalog_rows(deployment, skipped), 30, "a skipped verify", first.output)
+    assert reasons[0][0].startswith("job 'killed' is busy: backup run "), reasons
+    by_hand = deployment.replica("backup", "killed")
+    assert by_hand.returncode == 6
+    assert "replica: error: job 'killed' is busy: backup run" in by_hand.stderr
     # WHEN the daemon is killed with SIGKILL (and its orphaned restic with it, as a reboot would)
     first.kill()
     for pid in (slow.parent / "pids").read_text().split():
         os.kill(int(pid), signal.SIGKILL)
+    # (the refused backup by hand is an error of the command, not a run)
     assert [status for _, status, _ in runs_of(deployment, "killed", "backup")] == ["running"]
     # AND a new daemon starts
     second = DaemonProcess(deployment, tmp_path / "second.log")
     daemons.append(second)
-    # THEN the dead run is marked abandoned and the missed backup runs once
-    wait_for(lambda: count_runs(deployment, "killed", "backup", "succeeded") == 1, 60, "the missed backup")
-    time.sleep(3)
+    # THEN the dead run is marked abandoned, the missed backup runs once, and the verify follows it
+    wait_for(
+        lambda: count_runs(deployment, "killed", "verify", "succeeded") >= 1,
+        60,
+        "the missed backup and a verify",
+        second.output,
+    )
     assert [status for _, status, _ in runs_of(deployment, "killed", "backup")] == ["abandoned", "succeeded"]
     assert second.terminate() == 0
     assert not catalog_rows(deployment, "SELECT id FROM runs WHERE job = 'killed' AND status = 'running'")

@@ -55,6 +55,7 @@ UNWIND_SECONDS = 15.0
 MAIN_LOOP_SECONDS = 0.2
 SCHEDULER_EXECUTOR, WATCHDOG_EXECUTOR = "default", "watchdog"
 LAG_HISTORY = 100_000
+FOLLOWER_DELAY = timedelta(seconds=5)
 
 Work = Callable[[Context, str, str], WorkOutcome]
 
@@ -185,17 +186,18 @@ class Daemon:
         for key in set(self._placed) - set(desired):
             self._scheduler.remove_job(key)
             del self._placed[key]
-        first_due_of_job: set[str] = set()
+        due_kinds_of_job: dict[str, int] = {}
         for key, work in desired.items():
             if self._placed.get(key) == work.schedule:
                 continue
             next_run_time = work.next_run
             if next_run_time <= now:
-                # Of a job's due kinds only the first (backup, verify, prune) starts now: the others follow
-                # when it ends (see _bring_forward), so a verify does not race the backup it should verify.
-                if work.job in first_due_of_job:
-                    next_run_time = now + timedelta(days=3650)
-                first_due_of_job.add(work.job)
+                # A job's due kinds start in order (backup, verify, prune), a few seconds apart, so that the
+                # verify does not take the job before the backup it should verify; one that still finds the job
+                # busy is skipped and runs when the other ends (see _bring_forward).
+                order = due_kinds_of_job.get(work.job, 0)
+                due_kinds_of_job[work.job] = order + 1
+                next_run_time = now + FOLLOWER_DELAY * order
             self._scheduler.add_job(
                 self._run,
                 _trigger(work.schedule),
