@@ -178,6 +178,10 @@ def run(command: Command, *, stdout_path: Path | None = None) -> Completed:
             "_err": stderr_file,
             "_env": build_environment(command.environment),
             "_ok_code": list(range(256)),
+            # A session of its own: a Ctrl-C or a SIGTERM sent to replica's process group (a terminal, systemd)
+            # must not reach restic directly. replica stops its children itself: SIGINT, so restic releases its
+            # lock, and only once the grace period is over, so the run is recorded as interrupted.
+            "_new_session": True,
         }
         if command.cwd is not None:
             keywords["_cwd"] = str(command.cwd)
@@ -315,6 +319,7 @@ def _popen(command: Command, *, stdin: Any, stdout: Any, stderr: Any) -> subproc
             stderr=stderr,
             env=build_environment(command.environment),
             cwd=command.cwd,
+            start_new_session=True,  # see run(): signals to replica's group must not reach the child directly
         )
     except FileNotFoundError:
         raise ProcessFailed(command.program, None, f"{command.argv[0]}: command not found") from None

@@ -92,3 +92,7 @@ def test_prune_removes_exactly_the_decided_snapshots_and_keeps_the_newest_verifi
         assert (recorded["kept"], recorded["removed"], recorded["removed_ids"]) == (2, 1, [snapshot_id])
     # AND the snapshots kept still restore and pass verification after the prune rewrote the repository
     assert_ok(deployment.replica("verify", JOB, "--snapshot", newest))
+    # AND a removed one is refused with the reason, not verified against its leftover sidecar (a false report)
+    refused = deployment.replica("verify", JOB, "--snapshot", oldest)
+    assert refused.returncode == 2
+    assert f"snapshot '{oldest}' was removed from 'primary' by retention (prune run" in refused.stderr

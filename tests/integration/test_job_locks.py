@@ -148,4 +148,75 @@ def test_skipped_and_interrupted_runs_do_not_count_as_completed(catalog: Catalog
     assert catalog.run(cut).status == INTERRUPTED  # type: ignore[union-attr]
     assert catalog.runs(job="billing")[1].status == SKIPPED
     assert catalog.last_started("billing", "backup", ("succeeded", "failed")) == completed_at
-    assert catalog.last_started_by_work(("succeeded", "failed")) == {("billing", "backup"): completed_at}
+    # The interrupted backup is newer than the completed one: the backup is due again at once.
+    assert catalog.last_completed_by_work() == {("billing", "backup"): None}
+
+
+def test_work_counts_from_its_last_completed_run_and_an_interrupted_copy_makes_its_backup_due(
+    catalog: Catalog,
+) -> None:
+    backup = catalog.start_run("billing", "backup", phase="dump")
+    catalog.finish_run(backup, succeeded=True)
+    backup_started = catalog.run(backup).started_at  # type: ignore[union-attr]
+    verify = catalog.start_run("billing", "verify", phase="check")
+    catalog.finish_run(verify, succeeded=False)
+    catalog.record_skipped("billing", "verify", "busy")
+    assert catalog.last_completed_by_work() == {
+        ("billing", "backup"): backup_started,
+        ("billing", "verify"): catalog.run(verify).started_at,  # type: ignore[union-attr]
+    }
+    copy = catalog.start_run("billing", "copy", phase="copy", parent_run_id=backup)
+    catalog.finish_run(copy, succeeded=False, status=INTERRUPTED, error="interrupted")
+    assert catalog.last_completed_by_work("billing")[("billing", "backup")] is None
+
+
+def test_a_lock_naming_our_pid_that_we_do_not_hold_is_an_earlier_process_and_is_taken_over(
+    catalog: Catalog,
+) -> None:
+    # GIVEN a lock row left by an earlier process that had our pid (a container restarted as pid 1)
+    now = utc_now()
+    with catalog.sessions.begin() as session:
+        session.add(
+            JobLock(
+                job="billing",
+                token="0" * 32,
+                kind="backup",
+                host="h1",
+                pid=os.getpid(),
+                acquired_at=now,
+                heartbeat_at=now,
+            )
+        )
+    locks = JobLocks(catalog.sessions)
+    # WHEN this process takes the job
+    token = locks.acquire("billing", "verify", host="h1", pid=os.getpid(), is_alive=lambda pid: True)
+    # THEN it is not mistaken for our own live lock
+    assert locks.holder("billing").token == token  # type: ignore[union-attr]
+    # AND a lock we do hold stays ours
+    with pytest.raises(JobBusy):
+        locks.acquire("billing", "prune", host="h1", pid=os.getpid(), is_alive=lambda pid: True)
+
+
+def test_a_running_row_naming_our_pid_but_not_started_by_us_is_abandoned(catalog: Catalog) -> None:
+    ours = catalog.start_run("billing", "backup", phase="dump")
+    host = catalog.run(ours).host  # type: ignore[union-attr]
+    with catalog.sessions.begin() as session:
+        left = Run(
+            job="billing",
+            kind="verify",
+            status=RUNNING,
+            phase="restore",
+            started_at=utc_now(),
+            host=host,
+            pid=os.getpid(),
+            actor="daemon@old",
+            details={},
+        )
+        session.add(left)
+        session.flush()
+        left_id = left.id
+
+    swept = catalog.mark_abandoned(host=host, is_alive=lambda pid: True)
+
+    assert [run.id for run in swept] == [left_id]
+    assert catalog.run(ours).status == RUNNING  # type: ignore[union-attr]

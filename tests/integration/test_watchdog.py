@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
+from sqlalchemy.exc import IntegrityError
 
 from replica.actions.context import Context
 from replica.actions.watchdog import CLEARED, OPENED, watch_objectives
+from replica.catalog.models import Breach
 from replica.catalog.records import Catalog, utc_now
 from replica.report.dataloss import render_markdown
 from replica.settings import Settings
@@ -224,3 +226,26 @@ def test_only_one_of_two_racing_openings_and_clearings_wins(context: Context) ->
     assert [b.detail for b in breaches.breaches("uploads")] == ["rto", "first"]
     reopened = breaches.open_breach(**opening, detail="after the clear")
     assert reopened not in (None, first)
+
+
+def test_the_catalog_itself_refuses_a_second_open_breach_of_one_objective(context: Context) -> None:
+    # The guard for databases where two INSERT ... WHERE NOT EXISTS can both pass (PostgreSQL, READ COMMITTED).
+    now = utc_now()
+
+    def open_row(cleared: bool) -> None:
+        with context.catalog.sessions.begin() as session:
+            session.add(
+                Breach(
+                    job="shop",
+                    objective="rpo",
+                    opened_at=now,
+                    cleared_at=now if cleared else None,
+                    objective_seconds=3600,
+                    detail="d",
+                )
+            )
+
+    open_row(cleared=True)
+    open_row(cleared=False)  # a cleared breach does not count
+    with pytest.raises(IntegrityError):
+        open_row(cleared=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from replica.storage.s3 import S3Storage
 
 Progress = Callable[[str], None]
+_STORAGES_LOCK = threading.Lock()
 
 
 def _silent(message: str) -> None:
@@ -95,9 +97,13 @@ class Context:
     def storage(self, destination: DestinationConfig) -> S3Storage:
         """Return the S3 client for a destination's endpoint (one per endpoint and command: a boto3 client costs
         tens of milliseconds to build, and a backup needs one per probe and per sidecar)."""
+        endpoint = self.endpoint_url(destination)
+        with _STORAGES_LOCK:  # the daemon's workers share one context
+            return self._storage_for(endpoint)
+
+    def _storage_for(self, endpoint: str | None) -> S3Storage:
         from replica.storage.s3 import S3Storage  # deferred: boto3 costs ~0.3 s that `status` does not need
 
-        endpoint = self.endpoint_url(destination)
         if endpoint not in self._storages:
             key_id = self.settings.s3_access_key_id
             secret = self.settings.s3_secret_access_key

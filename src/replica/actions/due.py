@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from replica.actions.context import Context
-from replica.catalog.records import COMPLETED_STATUSES
 from replica.schedule.plan import job_schedules
 from replica.schedule.specs import Schedule, next_run
 
@@ -35,12 +34,13 @@ def work_key(job: str, kind: str) -> str:
 def scheduled_work(context: Context, now: datetime, jobs: list[str] | None = None) -> list[ScheduledWork]:
     """Return the scheduled work of every valid job (or of `jobs`), in job order then backup, verify, prune.
 
-    A kind counts from the start of its last run that reached an outcome (succeeded or failed): an interrupted
-    or abandoned run is due again at once, a skipped one changes nothing.
+    A kind counts from the start of its last run that reached an outcome (succeeded or failed): work whose later
+    run was interrupted or abandoned (a backup also when one of its copies was) is due again at once, and a
+    skipped run changes nothing.
     """
     configuration = context.configuration
     names = sorted(configuration.jobs) if jobs is None else jobs
-    last_started = context.catalog.last_started_by_work(COMPLETED_STATUSES)
+    last_started = context.catalog.last_completed_by_work()
     work = []
     for name in names:
         job, policy = context.job(name)
@@ -52,5 +52,5 @@ def scheduled_work(context: Context, now: datetime, jobs: list[str] | None = Non
 
 def work_for(context: Context, job: str, kind: str, schedule: Schedule, now: datetime) -> ScheduledWork:
     """Return one job's kind of work with its next run decided from the catalog."""
-    last = context.catalog.last_started(job, kind, COMPLETED_STATUSES)
+    last = context.catalog.last_completed_by_work(job).get((job, kind))
     return ScheduledWork(job, kind, schedule, last, next_run(schedule, last, now, work_key(job, kind)))

@@ -14,6 +14,7 @@ from replica.config.models import DestinationConfig, JobConfig, PolicyConfig
 from replica.errors import Interrupted, ReplicaError
 from replica.policy.retention import RetentionCandidate, RetentionDecision, apply_retention
 from replica.restic.prune import forget_and_prune
+from replica.restic.snapshots import list_snapshots
 
 
 @dataclass
@@ -110,14 +111,34 @@ def _prune_destination(
         except ReplicaError as error:
             run.fail(str(error))
             result.error = str(error)
+            # forget may have removed some before failing (in prune, or halfway): mark what is really gone, so
+            # that no later restore or verify picks a snapshot that no longer exists.
+            _mark_gone(context, job, destination, removed_ids, run.run_id)
             return result
         # Only what restic really removed is marked: a snapshot still listed stays a candidate for the next prune.
-        gone = set(removed_ids) - set(still_listed)
-        rows: list[Snapshot] = [
-            row for row in context.catalog.snapshots(job.name, destination.name) if row.snapshot_id in gone
-        ]
-        context.catalog.mark_pruned([row.id for row in rows], run.run_id)
+        _mark_pruned(context, job, destination, set(removed_ids) - set(still_listed), run.run_id)
         if still_listed:
             result.error = f"restic did not remove {', '.join(still_listed)} (still listed after forget)"
             run.fail(result.error)
         return result
+
+
+def _mark_pruned(context: Context, job: JobConfig, destination: DestinationConfig, gone: set[str], run_id: int) -> None:
+    rows: list[Snapshot] = [
+        row for row in context.catalog.snapshots(job.name, destination.name) if row.snapshot_id in gone
+    ]
+    context.catalog.mark_pruned([row.id for row in rows], run_id)
+
+
+def _mark_gone(
+    context: Context, job: JobConfig, destination: DestinationConfig, removed_ids: list[str], run_id: int
+) -> None:
+    """After a failed forget, mark the snapshots the repository no longer lists; if it cannot be listed either,
+    mark nothing (the next prune forgets them again: restic skips ids already gone)."""
+    try:
+        listed = list_snapshots(context.restic, context.repository(job, destination))
+    except ReplicaError:
+        return
+    _mark_pruned(
+        context, job, destination, {i for i in removed_ids if not any(s.id.startswith(i) for s in listed)}, run_id
+    )

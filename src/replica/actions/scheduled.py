@@ -7,12 +7,14 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from replica.actions.backup import run_backup
 from replica.actions.context import Context
 from replica.actions.equivalence import run_verify_all
 from replica.actions.locking import hold_job
 from replica.actions.prune import run_prune
+from replica.catalog.records import STARTED_STATUSES, utc_now
 from replica.errors import Interrupted, JobBusy, ReplicaError
 from replica.notify.ping import send_ping
 
@@ -70,12 +72,14 @@ def run_work(context: Context, job: str, kind: str, *, still_due: Callable[[], b
     Raises KeyboardInterrupt when this process itself is interrupted.
     """
     started = time.monotonic()
-    job_config, _ = context.job(job)
+    started_at = utc_now()
+    ping_url: str | None = None
     try:
+        ping_url = context.job(job)[0].ping_url
         with hold_job(context, job, kind):
             if still_due is not None and not still_due():
                 return WorkOutcome(job, kind, NOT_DUE, "already run by another process", time.monotonic() - started)
-            _ping(job_config.ping_url, "start", f"{kind} of {job} started")
+            _ping(ping_url, "start", f"{kind} of {job} started")
             passed, detail, bytes_added = WORK[kind](context, job)
     except JobBusy as busy:
         context.catalog.record_skipped(job, kind, str(busy))
@@ -84,15 +88,35 @@ def run_work(context: Context, job: str, kind: str, *, still_due: Callable[[], b
     except Interrupted as error:
         logger.warning("%s of '%s' interrupted: %s", kind, job, error)
         return WorkOutcome(job, kind, INTERRUPTED, str(error), time.monotonic() - started)
-    except ReplicaError as error:
-        logger.error("%s of '%s' failed: %s", kind, job, error)
-        _ping(job_config.ping_url, "failure", f"{kind} of {job} failed: {error}")
+    except Exception as error:
+        # Any failure, expected or not, is this work's alone: the next job and the watchdog still run.
+        if isinstance(error, ReplicaError):
+            logger.error("%s of '%s' failed: %s", kind, job, error)
+        else:
+            logger.exception("%s of '%s' failed unexpectedly", kind, job)
+        _record_if_unrecorded(context, job, kind, started_at, error)
+        _ping(ping_url, "failure", f"{kind} of {job} failed: {error}")
         return WorkOutcome(job, kind, FAILED, str(error), time.monotonic() - started)
     outcome = SUCCEEDED if passed else FAILED
     log = logger.info if passed else logger.error
     log("%s of '%s' %s: %s", kind, job, outcome, detail)
-    _ping(job_config.ping_url, "success" if passed else "failure", f"{kind} of {job} {outcome}: {detail}")
+    _ping(ping_url, "success" if passed else "failure", f"{kind} of {job} {outcome}: {detail}")
     return WorkOutcome(job, kind, outcome, detail, time.monotonic() - started, bytes_added)
+
+
+def _record_if_unrecorded(context: Context, job: str, kind: str, started_at: datetime, error: Exception) -> None:
+    """Record a failed run when the work failed before its action recorded one (no snapshot to verify, no
+    repository password): the failure is then visible in `runs` and `status`, the watchdog sees the job was
+    attempted, and the work is not due again until its next fire time instead of at every call."""
+    try:
+        last = context.catalog.last_started(job, kind, STARTED_STATUSES)
+        if last is not None and last >= started_at:
+            return  # the action recorded its run, and its failure with it
+        message = str(error) if isinstance(error, ReplicaError) else f"{type(error).__name__}: {error}"
+        run_id = context.catalog.start_run(job, kind, phase="start")
+        context.catalog.finish_run(run_id, succeeded=False, error=message)
+    except Exception:  # the catalog itself may be the problem; the failure is logged already
+        logger.exception("could not record the failed %s of '%s'", kind, job)
 
 
 def _ping(url: str | None, event: str, message: str) -> None:

@@ -77,6 +77,20 @@ def resolve_expected(
             f"snapshot '{snapshot_id}' is in destination {', '.join(elsewhere)}, not '{destination.name}'; "
             f"add --destination {elsewhere[0]}"
         )
+    pruned = next(
+        (
+            (s.prune_run_id, s.pruned_at)
+            for s in context.catalog.snapshots(job.name, destination.name, include_pruned=True)
+            if s.pruned_at is not None and s.snapshot_id.startswith(snapshot_id)
+        ),
+        None,
+    )
+    if pruned is not None:
+        # Its sidecar may outlive it; verifying a snapshot retention removed would report a false data loss.
+        raise UsageError(
+            f"snapshot '{snapshot_id}' was removed from '{destination.name}' by retention "
+            f"(prune run {pruned[0]}, {pruned[1].isoformat(timespec='seconds')})"
+        )
     sidecar = context.storage(destination).get_json(destination.bucket, sidecar_key(destination, snapshot_id))
     if sidecar is None or sidecar.get("job") != job.name:
         raise UsageError(

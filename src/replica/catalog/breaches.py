@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy import exists, func, insert, literal, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from replica.catalog.models import Breach, Run
@@ -52,17 +53,21 @@ class Breaches:
             literal(detail, Breach.detail.type),
         ).where(~already_open)
         columns = ["job", "objective", "opened_at", "measured_seconds", "objective_seconds", "detail"]
-        with self._sessions.begin() as session:
-            # One INSERT ... SELECT ... WHERE NOT EXISTS: no other writer comes between the check and the insert.
-            inserted = session.execute(insert(Breach).from_select(columns, values))
-            if getattr(inserted, "rowcount", 0) != 1:
-                return None
-            return session.scalars(
-                select(Breach.id)
-                .where(Breach.job == job, Breach.objective == objective, Breach.cleared_at.is_(None))
-                .order_by(Breach.id.desc())
-                .limit(1)
-            ).one()
+        try:
+            with self._sessions.begin() as session:
+                # INSERT ... SELECT ... WHERE NOT EXISTS, and a partial unique index on open breaches for the
+                # writers (PostgreSQL, READ COMMITTED) that both pass the check: exactly one insert succeeds.
+                inserted = session.execute(insert(Breach).from_select(columns, values))
+                if getattr(inserted, "rowcount", 0) != 1:
+                    return None
+                return session.scalars(
+                    select(Breach.id)
+                    .where(Breach.job == job, Breach.objective == objective, Breach.cleared_at.is_(None))
+                    .order_by(Breach.id.desc())
+                    .limit(1)
+                ).one()
+        except IntegrityError:
+            return None
 
     def clear(self, breach_id: int, detail: str, *, cleared_at: datetime | None = None) -> bool:
         """Record that an open breach cleared, with why; return False when it was cleared already (by another

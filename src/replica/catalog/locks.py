@@ -10,7 +10,9 @@ both take it.
 from __future__ import annotations
 
 import logging
+import os
 import secrets
+import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -28,6 +30,16 @@ logger = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 60.0
 STALE_AFTER = timedelta(minutes=10)
 ACQUIRE_ATTEMPTS = 5
+
+# Tokens of the locks this process holds. A row naming our own pid but a token we do not hold was left by an
+# earlier process that had the same pid (a container restarted as pid 1, pid reuse): it is dead, not us.
+_held_tokens: set[str] = set()
+_held_tokens_lock = threading.Lock()
+
+
+def _hold(token: str) -> None:
+    with _held_tokens_lock:
+        _held_tokens.add(token)
 
 
 def _holder_text(row: JobLock) -> str:
@@ -56,6 +68,7 @@ class JobLocks:
                     session.add(
                         JobLock(job=job, token=token, kind=kind, host=host, pid=pid, acquired_at=now, heartbeat_at=now)
                     )
+                _hold(token)
                 return token
             except IntegrityError:
                 pass
@@ -66,12 +79,16 @@ class JobLocks:
             if self._alive(row, host, is_alive, now):
                 raise JobBusy(f"job '{job}' is busy: {_holder_text(row)}")
             if self._take_over(row, token, kind, host, pid, now):
+                _hold(token)
                 logger.warning("job '%s': took over the lock of a dead holder (%s)", job, _holder_text(row))
                 return token
         raise JobBusy(f"job '{job}' is busy: its lock changed hands {ACQUIRE_ATTEMPTS} times while being taken")
 
     def _alive(self, row: JobLock, host: str, is_alive: Callable[[int], bool], now: datetime) -> bool:
         if row.host == host:
+            if row.pid == os.getpid():
+                with _held_tokens_lock:
+                    return row.token in _held_tokens
             return is_alive(row.pid)
         return now - row.heartbeat_at < self._stale_after
 
@@ -98,7 +115,14 @@ class JobLocks:
             return bool(getattr(result, "rowcount", 0) == 1)
 
     def release(self, job: str, token: str) -> None:
-        """Release the lock if it is still ours (a lock taken over from us is left to its new holder)."""
+        """Release the lock if it is still ours (a lock taken over from us is left to its new holder).
+
+        The token is forgotten first: should the catalog refuse the delete, the row left behind is one this process
+        no longer claims, and the next run of the job takes it over instead of finding the job busy for good.
+        Raises SQLAlchemyError when the catalog cannot be written.
+        """
+        with _held_tokens_lock:
+            _held_tokens.discard(token)
         with self._sessions.begin() as session:
             session.execute(delete(JobLock).where(JobLock.job == job, JobLock.token == token))
 

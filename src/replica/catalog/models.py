@@ -17,6 +17,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -147,6 +148,16 @@ class Breach(Base):
     """An objective of a job found exceeded by the watchdog: opened once, cleared once, never deleted."""
 
     __tablename__ = "breaches"
+    __table_args__ = (
+        Index(
+            "ux_breaches_open",
+            "job",
+            "objective",
+            unique=True,
+            sqlite_where=text("cleared_at IS NULL"),
+            postgresql_where=text("cleared_at IS NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     job: Mapped[str] = mapped_column(String(64), index=True)

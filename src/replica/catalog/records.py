@@ -25,6 +25,10 @@ ABANDONED = "abandoned"
 SKIPPED = "skipped"
 # Runs that really ran to an outcome; schedules count from these (an interrupted run is due again at once).
 COMPLETED_STATUSES = (SUCCEEDED, FAILED)
+# Runs stopped before their outcome: the work is due again.
+CUT_SHORT_STATUSES = (INTERRUPTED, ABANDONED)
+# Runs that started (every status but skipped).
+STARTED_STATUSES = (RUNNING, SUCCEEDED, FAILED, INTERRUPTED, ABANDONED)
 ERROR_COLUMN_CHARACTERS = 500
 
 
@@ -40,6 +44,9 @@ def first_line(error: str) -> str:
 
 
 _actor_override: str | None = None
+# Runs started by this process and not yet ended. A `running` row naming our own pid but not listed here was left
+# by an earlier process with the same pid (a container restarted as pid 1): abandoned, not ours.
+_runs_of_this_process: set[int] = set()
 
 
 def act_as(actor: str | None) -> None:
@@ -115,6 +122,7 @@ class Catalog:
             )
             session.add(run)
             session.flush()
+            _runs_of_this_process.add(run.id)
             return run.id
 
     def set_phase(self, run_id: int, phase: str, **details: Any) -> None:
@@ -139,6 +147,7 @@ class Catalog:
         it ended in and the first line of the error."""
         with self._sessions.begin() as session:
             run = session.get_one(Run, run_id)
+            _runs_of_this_process.discard(run_id)
             run.status = status or (SUCCEEDED if succeeded else FAILED)
             run.finished_at = utc_now()
             if error:
@@ -173,7 +182,11 @@ class Catalog:
         """End every `running` run of `host` whose process is gone as `abandoned`; return those runs."""
         with self._sessions.begin() as session:
             candidates = session.scalars(select(Run).where(Run.status == RUNNING, Run.host == host)).all()
-            dead = [run for run in candidates if not is_alive(run.pid)]
+            dead = [
+                run
+                for run in candidates
+                if not is_alive(run.pid) or (run.pid == os.getpid() and run.id not in _runs_of_this_process)
+            ]
             for run in dead:
                 run.status = ABANDONED
                 run.finished_at = utc_now()
@@ -205,16 +218,37 @@ class Catalog:
         with self._sessions() as session:
             return session.scalars(query).first()
 
-    def last_started_by_work(self, statuses: Sequence[str]) -> dict[tuple[str, str], datetime]:
-        """Return, per (job, kind), when its newest run with one of `statuses` started: one query for all jobs
-        (the daemon places thousands of jobs at start and on every reload)."""
+    def last_completed_by_work(self, job: str | None = None) -> dict[tuple[str, str], datetime | None]:
+        """Return, per (job, kind), when its newest run that reached an outcome (succeeded or failed) started, or
+        None when a later run of that kind was cut short (interrupted, abandoned): such work is due again at once.
+
+        A copy belongs to its backup: an interrupted copy makes the backup due again, so that every destination
+        gets the recovery point. One query for all jobs (the daemon places thousands at start and on reloads).
+        """
         query = (
-            select(Run.job, Run.kind, func.max(Run.started_at))
-            .where(Run.status.in_(statuses))
-            .group_by(Run.job, Run.kind)
+            select(Run.job, Run.kind, Run.status, func.max(Run.started_at))
+            .where(Run.status.in_((*COMPLETED_STATUSES, *CUT_SHORT_STATUSES)))
+            .group_by(Run.job, Run.kind, Run.status)
         )
+        if job is not None:
+            query = query.where(Run.job == job)
+        completed: dict[tuple[str, str], datetime] = {}
+        cut_short: dict[tuple[str, str], datetime] = {}
         with self._sessions() as session:
-            return {(job, kind): started for job, kind, started in session.execute(query).all()}
+            rows = session.execute(query).all()
+        for job_name, kind, status, started in rows:
+            if status in CUT_SHORT_STATUSES:
+                key = (job_name, "backup" if kind == "copy" else kind)
+                cut_short[key] = max(started, cut_short.get(key, started))
+            elif kind != "copy":
+                key = (job_name, kind)
+                completed[key] = max(started, completed.get(key, started))
+        return {
+            key: None
+            if key in cut_short and (key not in completed or cut_short[key] > completed[key])
+            else completed[key]
+            for key in {*completed, *cut_short}
+        }
 
     def mark_pruned(self, snapshot_row_ids: Sequence[int], prune_run_id: int) -> None:
         """Record that retention removed these snapshots from their repository (rows stay as evidence)."""

@@ -4,11 +4,11 @@ watch on the job and policy folders that triggers a reload when a file changes."
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import signal
 from pathlib import Path
 
-from replica.actions.locking import process_alive
 from replica.errors import UsageError
 
 PID_FILE_NAME = "daemon.pid"
@@ -20,32 +20,63 @@ def pid_file_path(state_dir: Path) -> Path:
 
 
 class PidFile:
-    """The pid of the running daemon, claimed at start and removed at stop."""
+    """The pid of the running daemon, under an exclusive `flock` held for the daemon's whole life.
+
+    The lock, not the pid, says whether a daemon runs: the kernel drops it when the daemon dies however it dies,
+    so a stale file never blocks a start, and `--reload` never signals an unrelated process that reused the pid.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._descriptor: int | None = None
 
     def read(self) -> int | None:
-        """Return the pid of a live daemon recorded here, or None (no file, unreadable, or its process died)."""
+        """Return the pid of the daemon holding this file's lock, or None when no daemon holds it."""
         try:
-            pid = int(self.path.read_text(encoding="utf-8").strip())
-        except (OSError, ValueError):
+            descriptor = os.open(self.path, os.O_RDONLY)
+        except OSError:
             return None
-        return pid if process_alive(pid) else None
+        try:
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return _pid_in(self.path)  # held: a daemon runs
+            fcntl.flock(descriptor, fcntl.LOCK_UN)
+            return None
+        finally:
+            os.close(descriptor)
 
     def claim(self) -> None:
-        """Write our pid. Raises UsageError when a live daemon already uses this state directory."""
-        other = self.read()
-        if other is not None and other != os.getpid():
-            raise UsageError(f"a daemon already runs with this state directory (pid {other}, {self.path})")
+        """Take the lock and write our pid. Raises UsageError when a daemon already holds it."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(f"{os.getpid()}\n", encoding="utf-8")
+        descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(descriptor)
+            other = _pid_in(self.path)
+            raise UsageError(
+                f"a daemon already runs with this state directory (pid {other or '?'}, {self.path})"
+            ) from None
+        os.ftruncate(descriptor, 0)
+        os.write(descriptor, f"{os.getpid()}\n".encode())
+        self._descriptor = descriptor
 
     def release(self) -> None:
-        """Remove the file if it still holds our pid."""
-        with contextlib.suppress(OSError, ValueError):
-            if int(self.path.read_text(encoding="utf-8").strip()) == os.getpid():
-                self.path.unlink()
+        """Remove the file and drop the lock (the kernel drops it anyway if the daemon dies first)."""
+        if self._descriptor is None:
+            return
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+        os.close(self._descriptor)
+        self._descriptor = None
+
+
+def _pid_in(path: Path) -> int | None:
+    try:
+        return int(path.read_text(encoding="utf-8").strip())
+    except (OSError, ValueError):
+        return None
 
 
 def signal_reload(state_dir: Path) -> int:
@@ -53,7 +84,7 @@ def signal_reload(state_dir: Path) -> int:
     path = pid_file_path(state_dir)
     pid = PidFile(path).read()
     if pid is None:
-        raise UsageError(f"no daemon runs with this state directory (no live pid in {path})")
+        raise UsageError(f"no daemon runs with this state directory (no daemon holds {path})")
     os.kill(pid, signal.SIGHUP)
     return pid
 

@@ -34,6 +34,7 @@ from apscheduler.events import (
 )
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from replica import execute
@@ -46,7 +47,7 @@ from replica.actions.watchdog import watch_objectives
 from replica.catalog.records import act_as, utc_now
 from replica.daemon.files import ConfigurationWatcher, PidFile, pid_file_path
 from replica.daemon.metrics import DaemonMetrics, MetricsServer
-from replica.schedule.specs import Schedule, cron_trigger
+from replica.schedule.specs import Schedule, cron_trigger, jitter_offset
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ MAIN_LOOP_SECONDS = 0.2
 SCHEDULER_EXECUTOR, WATCHDOG_EXECUTOR = "default", "watchdog"
 LAG_HISTORY = 100_000
 FOLLOWER_DELAY = timedelta(seconds=5)
+BRING_FORWARD_SECONDS = 60.0
 
 Work = Callable[[Context, str, str], WorkOutcome]
 
@@ -76,15 +78,29 @@ class DaemonOptions:
     metrics_port: int | None = None
 
 
-def _trigger(schedule: Schedule) -> Any:
-    """Return the APScheduler trigger of a schedule (jitter: a random delay up to the schedule's jitter)."""
-    jitter = int(schedule.jitter.total_seconds()) if schedule.jitter else None
+class _OffsetTrigger(BaseTrigger):  # type: ignore[misc]
+    """Fires `offset` after each fire time of `base`: the stable per-job jitter that `run-due` and `schedule` use
+    too (APScheduler's own jitter is random and, on intervals, accumulates from one fire time to the next)."""
+
+    def __init__(self, base: Any, offset: timedelta) -> None:
+        self.base = base
+        self.offset = offset
+
+    def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime | None:
+        previous = previous_fire_time - self.offset if previous_fire_time is not None else None
+        fire: datetime | None = self.base.get_next_fire_time(previous, now - self.offset)
+        return fire + self.offset if fire is not None else None
+
+
+def _trigger(schedule: Schedule, key: str) -> Any:
+    """Return the APScheduler trigger of a schedule, shifted by the work's stable jitter offset."""
     if schedule.interval is not None:
-        return IntervalTrigger(seconds=schedule.interval.total_seconds(), timezone=UTC, jitter=jitter)
-    assert schedule.cron is not None
-    trigger = cron_trigger(schedule.cron)
-    trigger.jitter = jitter
-    return trigger
+        base: Any = IntervalTrigger(seconds=schedule.interval.total_seconds(), timezone=UTC)
+    else:
+        assert schedule.cron is not None
+        base = cron_trigger(schedule.cron)
+    offset = jitter_offset(schedule, key)
+    return _OffsetTrigger(base, offset) if offset else base
 
 
 class Daemon:
@@ -110,6 +126,7 @@ class Daemon:
         # Start time of the run in progress of each kind of work (at most one: max_instances=1), and the lag
         # between due time and start of recent runs (for the benchmark and the lag histogram).
         self._started_at: dict[str, datetime] = {}
+        self._brought_forward_at: dict[str, datetime] = {}
         self.recent_lags: deque[tuple[datetime, float]] = deque(maxlen=LAG_HISTORY)
         self._placed: dict[str, Schedule] = {}
         self._stopping = threading.Event()
@@ -130,7 +147,7 @@ class Daemon:
         self._reload_requested.set()
 
     def stop(self) -> None:
-        """Ask the daemon to stop (what SIGTERM does)."""
+        """Ask the daemon to stop (what SIGTERM does). Safe in a signal handler: it only sets an event."""
         self._stopping.set()
 
     def run(self) -> int:
@@ -183,6 +200,8 @@ class Daemon:
             logger.error("job '%s' disabled, its file is broken: %s", name, "; ".join(problems))
         now = utc_now()
         desired = {work.key: work for work in scheduled_work(context, now)}
+        # Before any job is added: a new job may fire at once and must find the configuration that defines it.
+        self._context = context
         for key in set(self._placed) - set(desired):
             self._scheduler.remove_job(key)
             del self._placed[key]
@@ -200,7 +219,7 @@ class Daemon:
                 next_run_time = now + FOLLOWER_DELAY * order
             self._scheduler.add_job(
                 self._run,
-                _trigger(work.schedule),
+                _trigger(work.schedule, key),
                 args=(work.job, work.kind),
                 id=key,
                 name=key,
@@ -209,7 +228,6 @@ class Daemon:
                 replace_existing=True,
             )
             self._placed[key] = work.schedule
-        self._context = context
 
     def _reload(self) -> None:
         logger.info("re-reading jobs and policies")
@@ -220,26 +238,37 @@ class Daemon:
 
     def _bring_forward(self, job: str, just_ran: str) -> None:
         """Start now the first other kind of `job` that the catalog says is due (it may have been skipped while
-        `just_ran` held the job)."""
+        `just_ran` held the job).
+
+        A kind is brought forward at most once per BRING_FORWARD_SECONDS: work that fails before it is recorded
+        (a missing repository password) stays due, and two such kinds must not bring each other forward in a
+        loop.
+        """
         now = utc_now()
         for kind in ("backup", "verify", "prune"):
             key = work_key(job, kind)
             if kind == just_ran or key not in self._placed:
                 continue
-            if work_for(self._context, job, kind, self._placed[key], now).next_run <= now:
-                scheduled = self._scheduler.get_job(key)
-                if scheduled is not None and scheduled.next_run_time and scheduled.next_run_time > now:
-                    scheduled.modify(next_run_time=now)
+            if work_for(self._context, job, kind, self._placed[key], now).next_run > now:
+                continue
+            last = self._brought_forward_at.get(key)
+            if last is not None and (now - last).total_seconds() < BRING_FORWARD_SECONDS:
                 return
+            scheduled = self._scheduler.get_job(key)
+            if scheduled is not None and scheduled.next_run_time and scheduled.next_run_time > now:
+                self._brought_forward_at[key] = now
+                scheduled.modify(next_run_time=now)
+            return
 
     def _run(self, job: str, kind: str) -> None:
         self._started_at[work_key(job, kind)] = utc_now()
-        if self._stopping.is_set():
-            return
-        context = self._context
         with self._active_lock:
+            # Checked and counted under one lock: shutdown's wait must see every run that got past this point.
+            if self._stopping.is_set():
+                return
             self._active += 1
             self._metrics.set_running(self._active)
+        context = self._context
         try:
             outcome = self._work(context, job, kind)
             self._metrics.observe_run(job, kind, outcome.outcome, outcome.duration_seconds, outcome.bytes_added)

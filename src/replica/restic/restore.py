@@ -1,4 +1,9 @@
-"""`restic restore` of a tree and `restic dump` of a single stored file."""
+"""`restic restore` of a tree and `restic dump` of a single stored file.
+
+Both take restic's shared lock (no `--no-lock`): a prune, which needs the exclusive lock, then cannot remove or
+repack what a restore is reading (a restore by hand is not serialised with the job's scheduled work), and a restore
+started during a prune fails at once as "repository is locked" instead of halfway.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ def restore_tree(restic: Restic, repository: Repository, snapshot_id: str, targe
         run(
             restic.command(
                 repository,
-                ["restore", "--no-lock", snapshot_id, "--target", str(target), "--verify"],
+                ["restore", snapshot_id, "--target", str(target), "--verify"],
                 long_running=True,
             )
         ),
@@ -28,7 +33,7 @@ def restore_tree(restic: Restic, repository: Repository, snapshot_id: str, targe
 
 def dump_command(restic: Restic, repository: Repository, snapshot_id: str, stored_name: str) -> Command:
     """Return the Command writing one stored file of a snapshot to stdout (for a pipe or a file)."""
-    return restic.command(repository, ["dump", "--no-lock", snapshot_id, stored_name], long_running=True)
+    return restic.command(repository, ["dump", snapshot_id, stored_name], long_running=True)
 
 
 def dump_to_file(restic: Restic, repository: Repository, snapshot_id: str, stored_name: str, output: Path) -> None:

@@ -42,7 +42,9 @@ class S3Storage:
         self.endpoint_url = endpoint_url
         self.location = endpoint_url or f"AWS S3 ({region})"
 
-        self._client: S3Client = boto3.client(
+        # A session of its own: boto3's default session is not safe to build clients from in several threads
+        # (the daemon's workers); the client itself is.
+        self._client: S3Client = boto3.session.Session().client(
             "s3",
             endpoint_url=endpoint_url,
             region_name=region,

@@ -42,6 +42,15 @@ def upgrade() -> None:
         sa.Column("report_id", sa.Integer, sa.ForeignKey("reports.id")),
         sa.Column("cleared_detail", sa.Text),
     )
+    # At most one open breach per job and objective, whatever the isolation level of the catalog's database.
+    op.create_index(
+        "ux_breaches_open",
+        "breaches",
+        ["job", "objective"],
+        unique=True,
+        sqlite_where=sa.text("cleared_at IS NULL"),
+        postgresql_where=sa.text("cleared_at IS NULL"),
+    )
     # batch mode: SQLite cannot add a foreign key column in place.
     with op.batch_alter_table("snapshots") as batch:
         batch.add_column(sa.Column("pruned_at", UtcDateTime()))
@@ -55,5 +64,6 @@ def downgrade() -> None:
     with op.batch_alter_table("snapshots") as batch:
         batch.drop_column("prune_run_id")
         batch.drop_column("pruned_at")
+    op.drop_index("ux_breaches_open", "breaches")
     op.drop_table("breaches")
     op.drop_table("job_locks")
