@@ -8,6 +8,7 @@ from pydantic import SecretStr
 from replica import errors
 from replica.execute import Command, Completed
 from replica.restic.command import Repository, Restic, classify_failure
+from replica.restic.restore import dump_command
 
 PASSWORD = "correct-horse-battery"
 REPOSITORY = Repository(
@@ -125,3 +126,11 @@ def test_command_deadline_depends_on_long_running() -> None:
 
     assert restic.command(REPOSITORY, ["backup"], long_running=True).timeout_seconds == 7200
     assert restic.command(REPOSITORY, ["snapshots"]).timeout_seconds == 60
+
+
+def test_a_restore_by_hand_takes_the_shared_lock_and_a_verification_does_not() -> None:
+    restic = Restic(binary="/usr/bin/restic")
+    by_hand = dump_command(restic, REPOSITORY, "abc12345", "dump.pgfc", shared_lock=True)
+    verification = dump_command(restic, REPOSITORY, "abc12345", "dump.pgfc", shared_lock=False)
+    assert by_hand.argv == ("/usr/bin/restic", "--json", "dump", "abc12345", "dump.pgfc")
+    assert verification.argv == ("/usr/bin/restic", "--json", "dump", "--no-lock", "abc12345", "dump.pgfc")

@@ -120,7 +120,12 @@ def run_restore(context: Context, plan: RestorePlan, expected: ExpectedData) -> 
         run.phase("restore")
         with store.staging_target(plan.target, label) as staged:
             restored = restore_snapshot(
-                context, store, repository, SnapshotRef(plan.snapshot_id, expected.stored_name), staged
+                context,
+                store,
+                repository,
+                SnapshotRef(plan.snapshot_id, expected.stored_name),
+                staged,
+                shared_lock=True,  # not under the job's lock: restic's shared lock keeps a prune out
             )
             checks = [restored]
             context.progress(f"      {restored.detail}")

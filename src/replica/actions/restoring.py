@@ -23,9 +23,18 @@ class SnapshotRef:
 
 
 def restore_snapshot(
-    context: Context, store: Store, repository: Repository, snapshot: SnapshotRef, target: Target
+    context: Context,
+    store: Store,
+    repository: Repository,
+    snapshot: SnapshotRef,
+    target: Target,
+    *,
+    shared_lock: bool,
 ) -> CheckOutcome:
     """Bring a snapshot's data into `target` and return the `restore` check (never raises for restore failures).
+
+    `shared_lock` takes restic's shared lock so that a prune cannot remove what is being read: a restore by hand
+    needs it; a verification holds the job's lock, which already keeps the job's prune out, and saves the cost.
 
     A failed restore leaves the target to be discarded: restic 0.14 can leave full-size files of wrong content.
     Raises only for failures that say nothing about the data (wrong password, unreachable storage).
@@ -35,13 +44,24 @@ def restore_snapshot(
     try:
         if method.kind == "tree":
             assert method.unpack_directory is not None
-            restore_tree(context.restic, repository, snapshot.snapshot_id, method.unpack_directory)
+            restore_tree(
+                context.restic, repository, snapshot.snapshot_id, method.unpack_directory, shared_lock=shared_lock
+            )
         elif method.kind == "file":
             assert method.output_path is not None
-            dump_to_file(context.restic, repository, snapshot.snapshot_id, snapshot.stored_name, method.output_path)
+            dump_to_file(
+                context.restic,
+                repository,
+                snapshot.snapshot_id,
+                snapshot.stored_name,
+                method.output_path,
+                shared_lock=shared_lock,
+            )
         else:
             assert method.consumer is not None
-            producer = dump_command(context.restic, repository, snapshot.snapshot_id, snapshot.stored_name)
+            producer = dump_command(
+                context.restic, repository, snapshot.snapshot_id, snapshot.stored_name, shared_lock=shared_lock
+            )
             outcome = run_pipeline(producer, method.consumer, timeout_seconds=producer.timeout_seconds)
             if not outcome.producer.succeeded:
                 raise classify_failure(outcome.producer, repository.name)

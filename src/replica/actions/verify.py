@@ -153,6 +153,7 @@ def run_verify(
                     repository,
                     SnapshotRef(expected.snapshot_id, expected.stored_name),
                     target,
+                    shared_lock=False,  # the job's lock keeps its prune out
                 )
                 outcome.checks.append(_critical(policy, restored))
                 if restored.passed:

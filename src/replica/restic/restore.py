@@ -1,8 +1,8 @@
 """`restic restore` of a tree and `restic dump` of a single stored file.
 
-Both take restic's shared lock (no `--no-lock`): a prune, which needs the exclusive lock, then cannot remove or
-repack what a restore is reading (a restore by hand is not serialised with the job's scheduled work), and a restore
-started during a prune fails at once as "repository is locked" instead of halfway.
+With `shared_lock` both take restic's shared lock (no `--no-lock`): a prune, which needs the exclusive lock, then
+cannot remove or repack what a restore is reading (a restore by hand is not serialised with the job's scheduled
+work), and a restore started during a prune fails at once as "repository is locked" instead of halfway.
 """
 
 from __future__ import annotations
@@ -13,7 +13,11 @@ from replica.execute import Command, run
 from replica.restic.command import Repository, Restic, raise_for_restic
 
 
-def restore_tree(restic: Restic, repository: Repository, snapshot_id: str, target: Path) -> None:
+def _lock_arguments(shared_lock: bool) -> list[str]:
+    return [] if shared_lock else ["--no-lock"]
+
+
+def restore_tree(restic: Restic, repository: Repository, snapshot_id: str, target: Path, *, shared_lock: bool) -> None:
     """Restore a whole snapshot into `target`, reading every file back (`--verify`).
 
     Raises a classified ResticError; note that restic 0.14 may leave full-size wrong files behind on failure,
@@ -23,7 +27,7 @@ def restore_tree(restic: Restic, repository: Repository, snapshot_id: str, targe
         run(
             restic.command(
                 repository,
-                ["restore", snapshot_id, "--target", str(target), "--verify"],
+                ["restore", *_lock_arguments(shared_lock), snapshot_id, "--target", str(target), "--verify"],
                 long_running=True,
             )
         ),
@@ -31,12 +35,18 @@ def restore_tree(restic: Restic, repository: Repository, snapshot_id: str, targe
     )
 
 
-def dump_command(restic: Restic, repository: Repository, snapshot_id: str, stored_name: str) -> Command:
+def dump_command(
+    restic: Restic, repository: Repository, snapshot_id: str, stored_name: str, *, shared_lock: bool
+) -> Command:
     """Return the Command writing one stored file of a snapshot to stdout (for a pipe or a file)."""
-    return restic.command(repository, ["dump", snapshot_id, stored_name], long_running=True)
+    return restic.command(
+        repository, ["dump", *_lock_arguments(shared_lock), snapshot_id, stored_name], long_running=True
+    )
 
 
-def dump_to_file(restic: Restic, repository: Repository, snapshot_id: str, stored_name: str, output: Path) -> None:
+def dump_to_file(
+    restic: Restic, repository: Repository, snapshot_id: str, stored_name: str, output: Path, *, shared_lock: bool
+) -> None:
     """Write one stored file of a snapshot to `output`. Raises a classified ResticError (output is then invalid)."""
-    command = dump_command(restic, repository, snapshot_id, stored_name)
+    command = dump_command(restic, repository, snapshot_id, stored_name, shared_lock=shared_lock)
     raise_for_restic(run(command, stdout_path=output), repository.name)
