@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -13,12 +14,15 @@ import yaml
 from replica.actions.context import Context
 from replica.actions.scheduled import FAILED, SUCCEEDED, WorkOutcome
 from replica.catalog import records
+from replica.daemon import scheduler
 from replica.daemon.scheduler import Daemon, DaemonOptions
 from replica.settings import Settings
 
 
 @pytest.fixture(autouse=True)
-def _actor_restored() -> Iterator[None]:
+def _actor_restored_and_short_delays(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    # Due kinds of a job start a second apart here instead of five: the order is what is tested.
+    monkeypatch.setattr(scheduler, "FOLLOWER_DELAY", timedelta(seconds=1))
     yield
     records.act_as(None)  # the daemon names itself the actor of every run of the process
 
@@ -59,7 +63,7 @@ def test_work_that_fails_before_it_is_recorded_does_not_loop(tmp_path: Path) -> 
         return WorkOutcome(job, kind, FAILED, "no repository password", 0.0)
 
     # WHEN the daemon runs for a while
-    run_daemon(tmp_path, failing, 7)
+    run_daemon(tmp_path, failing, 3)
     # THEN the backup ran first, and each kind was brought forward by the other at most once: no loop
     assert calls[0] == "backup"
     assert calls.count("backup") <= 2 and calls.count("verify") <= 2, calls
@@ -84,7 +88,7 @@ def test_due_kinds_of_a_job_start_in_order_and_never_together(tmp_path: Path) ->
         return WorkOutcome(job, kind, SUCCEEDED, "done", 0.5)
 
     # WHEN the daemon starts
-    run_daemon(tmp_path, slow, 4)
+    run_daemon(tmp_path, slow, 3)
     # THEN the backup runs first and the others follow it one at a time, each once
     assert order == ["backup", "verify", "prune"]
     assert overlaps == []
