@@ -226,12 +226,18 @@ def render_markdown(report: dict[str, Any]) -> str:
         ]
     else:
         lines.append("- none: no destination holds a verified recovery point")
-    lines += ["", "## Possible resolutions, most promising first", ""]
-    for number, resolution in enumerate(report["resolutions"], start=1):
-        lines.append(f"{number}. {resolution['description']}")
-        lines += [f"   - `{command}`" for command in resolution["commands"]]
+    lines += resolution_lines(report["resolutions"])
     lines += ["", *expected_recovery_lines(report["expected_recovery"])]
     return "\n".join(lines)
+
+
+def resolution_lines(resolutions: list[dict[str, Any]]) -> list[str]:
+    """Return the Markdown section of ranked resolutions, each with the commands to run."""
+    lines = ["", "## Possible resolutions, most promising first", ""]
+    for number, resolution in enumerate(resolutions, start=1):
+        lines.append(f"{number}. {resolution['description']}")
+        lines += [f"   - `{command}`" for command in resolution["commands"]]
+    return lines
 
 
 def expected_recovery_lines(recovery: dict[str, Any]) -> list[str]:

@@ -18,6 +18,7 @@ from replica.report.dataloss import (
     expected_recovery_document,
     expected_recovery_lines,
     point_document,
+    resolution_lines,
     risk_summary,
 )
 
@@ -203,10 +204,7 @@ def render_risk_markdown(report: dict[str, Any]) -> str:
         ]
     else:
         lines.append("None recorded: no backup, copy or verification failed lately.")
-    lines += ["", "## Possible resolutions, most promising first", ""]
-    for number, resolution in enumerate(report["resolutions"], start=1):
-        lines.append(f"{number}. {resolution['description']}")
-        lines += [f"   - `{command}`" for command in resolution["commands"]]
+    lines += resolution_lines(report["resolutions"])
     lines += ["", *expected_recovery_lines(report["expected_recovery"])]
     return "\n".join(lines)
 
