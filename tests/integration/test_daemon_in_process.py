@@ -55,7 +55,7 @@ def run_daemon(root: Path, work: object, seconds: float) -> Daemon:
 
 def test_work_that_fails_before_it_is_recorded_does_not_loop(tmp_path: Path) -> None:
     # GIVEN a job whose backup and verify both fail without ever recording a run (so both stay due)
-    write_job(tmp_path, "stuck", {"backup": "every 1h", "verify": "every 1h"})
+    write_job(tmp_path, "stuck", {"backup": "every 1d", "verify": "every 1d"})
     calls: list[str] = []
 
     def failing(context: Context, job: str, kind: str) -> WorkOutcome:
@@ -71,7 +71,7 @@ def test_work_that_fails_before_it_is_recorded_does_not_loop(tmp_path: Path) -> 
 
 def test_due_kinds_of_a_job_start_in_order_and_never_together(tmp_path: Path) -> None:
     # GIVEN a job whose backup, verify and prune are all due (never ran)
-    write_job(tmp_path, "ordered", {"backup": "every 1h", "verify": "every 1h", "prune": "every 1h"})
+    write_job(tmp_path, "ordered", {"backup": "every 1d", "verify": "every 1d", "prune": "every 1d"})
     running: list[str] = []
     overlaps: list[tuple[str, str]] = []
     order: list[str] = []

@@ -18,13 +18,23 @@ def test_an_interval_with_jitter_keeps_its_period_over_many_fires() -> None:
     offset = jitter_offset(schedule, key)
     assert offset > timedelta(0)
     trigger = _trigger(schedule, key)
-    fire = START + offset
+    # The first run is off the grid (it was due when the daemon started); the next ones are on the shifted grid.
+    fire = START + timedelta(minutes=17)
     fires = [fire]
     for _ in range(48):
         fire = trigger.get_next_fire_time(fire, fire)
         fires.append(fire)
-    assert {later - earlier for earlier, later in itertools.pairwise(fires)} == {timedelta(hours=1)}
-    assert fires[-1] == START + offset + timedelta(hours=48), "no drift"
+    assert fires[1] == START + offset + (timedelta(hours=1) if offset <= timedelta(minutes=17) else timedelta(0))
+    assert {later - earlier for earlier, later in itertools.pairwise(fires[1:])} == {timedelta(hours=1)}
+    assert fires[-1] == fires[1] + timedelta(hours=47), "no drift"
+
+
+def test_two_jobs_started_together_spread_out_by_their_jitter() -> None:
+    schedule = parse_schedule("every 30s", timedelta(seconds=30))
+    assert schedule is not None
+    firsts = {_trigger(schedule, f"job-{n}:backup").get_next_fire_time(START, START) for n in range(100)}
+    assert len(firsts) > 20, "not one herd every 30 s"
+    assert all(START < first <= START + timedelta(seconds=30) for first in firsts)
 
 
 def test_a_cron_trigger_fires_at_the_times_run_due_computes() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -14,11 +15,14 @@ from replica.schedule.specs import is_due, jitter_offset, next_run, parse_schedu
 NOW = datetime(2026, 11, 27, 10, 17, 30, tzinfo=UTC)
 
 
-def test_every_duration_is_an_interval() -> None:
+def test_every_duration_fires_on_a_fixed_grid_from_the_epoch() -> None:
     schedule = parse_schedule("every 1h30m", None)
     assert schedule is not None
     assert schedule.interval == timedelta(hours=1, minutes=30)
-    assert schedule.next_after(NOW) == NOW + timedelta(hours=1, minutes=30)
+    # 90-minute grid from 1970-01-01T00:00Z: ..., 09:00, 10:30, 12:00 (NOW is 10:17:30)
+    assert schedule.next_after(NOW) == datetime(2026, 11, 27, 10, 30, tzinfo=UTC)
+    assert schedule.next_after(datetime(2026, 11, 27, 10, 30, tzinfo=UTC)) == datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+    assert schedule.next_after(NOW, timedelta(minutes=20)) == datetime(2026, 11, 27, 10, 50, tzinfo=UTC)
     assert schedule.describe() == "every 1h30m"
 
 
@@ -85,12 +89,12 @@ def test_missed_fire_times_make_one_run_not_many() -> None:
     # The daemon was down for a day: 144 fire times passed, the work is due once, now.
     last = NOW - timedelta(days=1)
     assert next_run(schedule, last, NOW, "billing:backup") == NOW
-    # Once it ran, it is not due again until the next fire time.
-    assert not is_due(schedule, NOW, NOW + timedelta(minutes=9), "billing:backup")
-    assert is_due(schedule, NOW, NOW + timedelta(minutes=10), "billing:backup")
+    # Once it ran (at 10:17:30), it is due at the next grid time, 10:20, not 10 minutes after the run.
+    assert not is_due(schedule, NOW, datetime(2026, 11, 27, 10, 19, 59, tzinfo=UTC), "billing:backup")
+    assert is_due(schedule, NOW, datetime(2026, 11, 27, 10, 20, tzinfo=UTC), "billing:backup")
 
 
-def test_jitter_is_stable_per_work_and_within_bounds() -> None:
+def test_jitter_is_stable_per_work_within_bounds_and_shifts_the_grid_without_drift() -> None:
     schedule = parse_schedule("every 1h", timedelta(minutes=10))
     assert schedule is not None
     offsets = {jitter_offset(schedule, f"job{number}:backup") for number in range(50)}
@@ -98,7 +102,13 @@ def test_jitter_is_stable_per_work_and_within_bounds() -> None:
     assert len(offsets) > 10, "jobs on one timetable spread out"
     assert jitter_offset(schedule, "job1:backup") == jitter_offset(schedule, "job1:backup")
     offset = jitter_offset(schedule, "job1:backup")
-    assert next_run(schedule, NOW, NOW, "job1:backup") == NOW + timedelta(hours=1) + offset
+    runs = [NOW]
+    for _ in range(24):
+        runs.append(next_run(schedule, runs[-1], runs[-1], "job1:backup"))
+    assert runs[1] == datetime(2026, 11, 27, 10, 0, tzinfo=UTC) + offset + (
+        timedelta(hours=1) if datetime(2026, 11, 27, 10, 0, tzinfo=UTC) + offset <= NOW else timedelta(0)
+    )
+    assert {later - earlier for earlier, later in itertools.pairwise(runs[1:])} == {timedelta(hours=1)}
 
 
 def _job(schedule: dict[str, str]) -> JobConfig:

@@ -23,7 +23,6 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from apscheduler.events import (
     EVENT_JOB_ERROR,
@@ -47,7 +46,7 @@ from replica.actions.watchdog import watch_objectives
 from replica.catalog.records import act_as, utc_now
 from replica.daemon.files import ConfigurationWatcher, PidFile, pid_file_path
 from replica.daemon.metrics import DaemonMetrics, MetricsServer
-from replica.schedule.specs import Schedule, cron_trigger, jitter_offset
+from replica.schedule.specs import Schedule, jitter_offset
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +56,7 @@ MAIN_LOOP_SECONDS = 0.2
 SCHEDULER_EXECUTOR, WATCHDOG_EXECUTOR = "default", "watchdog"
 LAG_HISTORY = 100_000
 FOLLOWER_DELAY = timedelta(seconds=5)
-BRING_FORWARD_SECONDS = 60.0
+BRING_FORWARD_SECONDS = 10.0
 
 Work = Callable[[Context, str, str], WorkOutcome]
 
@@ -78,29 +77,23 @@ class DaemonOptions:
     metrics_port: int | None = None
 
 
-class _OffsetTrigger(BaseTrigger):  # type: ignore[misc]
-    """Fires `offset` after each fire time of `base`: the stable per-job jitter that `run-due` and `schedule` use
-    too (APScheduler's own jitter is random and, on intervals, accumulates from one fire time to the next)."""
+class _ScheduleTrigger(BaseTrigger):  # type: ignore[misc]
+    """An APScheduler trigger that fires exactly when `schedule.next_after` says, shifted by the work's stable
+    jitter offset: the daemon, `run-due` and `replica schedule` share one timetable. (APScheduler's own jitter is
+    random, and on intervals it accumulates from one fire time to the next.)"""
 
-    def __init__(self, base: Any, offset: timedelta) -> None:
-        self.base = base
+    def __init__(self, schedule: Schedule, offset: timedelta) -> None:
+        self.schedule = schedule
         self.offset = offset
 
-    def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime | None:
-        previous = previous_fire_time - self.offset if previous_fire_time is not None else None
-        fire: datetime | None = self.base.get_next_fire_time(previous, now - self.offset)
-        return fire + self.offset if fire is not None else None
+    def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime:
+        after = previous_fire_time if previous_fire_time is not None else now - timedelta(microseconds=1)
+        return self.schedule.next_after(after, self.offset)
 
 
-def _trigger(schedule: Schedule, key: str) -> Any:
-    """Return the APScheduler trigger of a schedule, shifted by the work's stable jitter offset."""
-    if schedule.interval is not None:
-        base: Any = IntervalTrigger(seconds=schedule.interval.total_seconds(), timezone=UTC)
-    else:
-        assert schedule.cron is not None
-        base = cron_trigger(schedule.cron)
-    offset = jitter_offset(schedule, key)
-    return _OffsetTrigger(base, offset) if offset else base
+def _trigger(schedule: Schedule, key: str) -> _ScheduleTrigger:
+    """Return the APScheduler trigger of one job's kind of work."""
+    return _ScheduleTrigger(schedule, jitter_offset(schedule, key))
 
 
 class Daemon:

@@ -24,25 +24,36 @@ CRON_SHORTHANDS = {
     "@monthly": "0 0 1 * *",
 }
 MINIMUM_INTERVAL = timedelta(seconds=1)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True)
 class Schedule:
-    """One kind of work's timetable: a fixed interval or a cron line in UTC, with an optional random delay."""
+    """One kind of work's timetable: a fixed interval or a cron line in UTC, with an optional jitter."""
 
     text: str
     interval: timedelta | None = None
     cron: str | None = None
     jitter: timedelta | None = None
 
-    def next_after(self, moment: datetime) -> datetime:
-        """Return the first time strictly after `moment` this schedule fires (jitter not included)."""
+    def next_after(self, moment: datetime, offset: timedelta = timedelta(0)) -> datetime:
+        """Return the first fire time strictly after `moment`, on the timetable shifted by `offset`.
+
+        An interval fires on a fixed grid counted from the Unix epoch (`every 15m`: :00, :15, :30, :45 UTC), not
+        from the last run: a run that starts late or early does not move the next one, and the jitter offset
+        spreads jobs across the interval instead of adding to it.
+        """
+        base = moment - offset
         if self.interval is not None:
-            return moment + self.interval
-        assert self.cron is not None
-        fire: datetime | None = cron_trigger(self.cron).get_next_fire_time(None, moment + timedelta(microseconds=1))
-        assert fire is not None  # a valid five-field cron line always fires again
-        return fire
+            step = self.interval // MICROSECOND
+            fire = EPOCH + MICROSECOND * (((base - EPOCH) // MICROSECOND) // step + 1) * step
+        else:
+            assert self.cron is not None
+            found: datetime | None = cron_trigger(self.cron).get_next_fire_time(None, base + MICROSECOND)
+            assert found is not None  # a valid five-field cron line always fires again
+            fire = found
+        return fire + offset
 
     def describe(self) -> str:
         """Return the schedule as people read it (`every 15m`, `cron 0 3 * * *`), with jitter if any."""
@@ -153,14 +164,14 @@ def jitter_offset(schedule: Schedule, key: str) -> timedelta:
 
 
 def next_run(schedule: Schedule, last_started: datetime | None, now: datetime, key: str) -> datetime:
-    """Return when the work runs next: `now` when it never ran or a fire time (plus jitter) passed since it last
-    started, else that next fire time plus jitter.
+    """Return when the work runs next: `now` when it never ran or a fire time (shifted by the work's jitter
+    offset) passed since it last started, else that next fire time.
 
     However many fire times were missed (the daemon was down), the answer is one run, not one per missed time.
     """
     if last_started is None:
         return now
-    return max(now, schedule.next_after(last_started) + jitter_offset(schedule, key))
+    return max(now, schedule.next_after(last_started, jitter_offset(schedule, key)))
 
 
 def is_due(schedule: Schedule, last_started: datetime | None, now: datetime, key: str) -> bool:
