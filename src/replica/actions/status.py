@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -115,14 +116,23 @@ def job_status(context: Context, job_name: str, now: datetime) -> dict[str, Any]
     }
 
 
-def collect_status(context: Context) -> dict[str, Any]:
-    """Return the status document of every job; broken job files are listed with their problems."""
+def collect_status(context: Context, between_jobs: Callable[[], None] | None = None) -> dict[str, Any]:
+    """Return the status document of every job; broken job files are listed with their problems.
+
+    `between_jobs` is called after each job (the daemon yields there, so that its scheduler is not starved while
+    thousands of jobs are read).
+    """
     now = utc_now()
     configuration = context.configuration
+    jobs = []
+    for name in sorted(configuration.jobs):
+        jobs.append(job_status(context, name, now))
+        if between_jobs is not None:
+            between_jobs()
     return {
         "format": STATUS_FORMAT,
         "generated_at": now.isoformat(),
-        "jobs": [job_status(context, name, now) for name in sorted(configuration.jobs)],
+        "jobs": jobs,
         "broken_jobs": [
             {"job": name, "problems": problems} for name, problems in sorted(configuration.broken_jobs.items())
         ],

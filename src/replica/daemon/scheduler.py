@@ -57,6 +57,7 @@ SCHEDULER_EXECUTOR, WATCHDOG_EXECUTOR = "default", "watchdog"
 LAG_HISTORY = 100_000
 FOLLOWER_DELAY = timedelta(seconds=5)
 BRING_FORWARD_SECONDS = 10.0
+TICK_YIELD_SECONDS = 0.002
 
 Work = Callable[[Context, str, str], WorkOutcome]
 
@@ -296,7 +297,9 @@ class Daemon:
         context = self._context
         try:
             sweep_abandoned(context)
-            document = collect_status(context)
+            # A short sleep after each job hands the interpreter to the scheduler and the workers: with thousands of
+            # jobs the tick is seconds of Python, and would otherwise delay every run due meanwhile.
+            document = collect_status(context, between_jobs=lambda: time.sleep(TICK_YIELD_SECONDS))
             statuses = {job["job"]: job for job in document["jobs"]}
             now = datetime.fromisoformat(document["generated_at"])
             for event in watch_objectives(context, now, statuses):
