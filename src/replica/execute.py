@@ -57,13 +57,8 @@ def stop_processes(grace_seconds: float) -> int:
     return _signal_live(signal.SIGKILL)
 
 
-def refuse_new_processes() -> None:
-    """Make every later attempt to start a process raise Interrupted (running ones continue)."""
-    _stopping.set()
-
-
 def allow_processes() -> None:
-    """Undo `stop_processes` / `refuse_new_processes` (for a process that goes on after a drain, and for tests)."""
+    """Undo `stop_processes` (for a process that goes on after a drain, and for tests)."""
     _stopping.clear()
 
 

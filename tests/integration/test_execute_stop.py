@@ -67,7 +67,7 @@ def test_stop_kills_a_child_that_ignores_sigint_after_the_grace_period(tmp_path:
 
 
 def test_no_process_starts_once_stopping(tmp_path: Path) -> None:
-    execute.refuse_new_processes()
+    assert execute.stop_processes(grace_seconds=0) == 0, "no child was running"
     marker = tmp_path / "ran"
 
     with pytest.raises(Interrupted, match="touch not started"):

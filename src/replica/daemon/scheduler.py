@@ -62,10 +62,6 @@ TICK_YIELD_SECONDS = 0.002
 Work = Callable[[Context, str, str], WorkOutcome]
 
 
-def _run_work(context: Context, job: str, kind: str) -> WorkOutcome:
-    return run_work(context, job, kind)
-
-
 @dataclass(frozen=True)
 class DaemonOptions:
     """How the daemon runs: pool size, grace period, watchdog and reload cadence, metrics address."""
@@ -100,7 +96,7 @@ def _trigger(schedule: Schedule, key: str) -> _ScheduleTrigger:
 class Daemon:
     """One daemon process. `run()` blocks until SIGTERM/SIGINT (or `stop()`) and returns the exit code."""
 
-    def __init__(self, context: Context, options: DaemonOptions, work: Work = _run_work) -> None:
+    def __init__(self, context: Context, options: DaemonOptions, work: Work = run_work) -> None:
         self._context = context
         self._options = options
         self._work = work
