@@ -135,6 +135,10 @@ class TargetNotEmpty(ReplicaError):
     """A restore target holds data and `--force` was not given."""
 
 
+class LogTampered(ReplicaError):
+    """The verification log is not what was written: an event was edited, deleted or inserted."""
+
+
 class VerificationFailed(ReplicaError):
     """At least one critical check of a verification failed."""
 

@@ -118,6 +118,13 @@ class Settings(BaseSettings):
         examples=[10],
     )
 
+    audit_signing_key_file: Path | None = Field(
+        default=None,
+        description="Ed25519 private key (PEM, made by `replica audit keygen`) that signs every verification-log "
+        "event; empty means events are hash-chained but not signed.",
+        examples=["/etc/replica/audit.key"],
+    )
+
     @model_validator(mode="after")
     def _fill_derived_paths(self) -> Settings:
         if not self.catalog_url:

@@ -33,6 +33,13 @@ class Deployment:
     root: Path
     s3: S3Server
     buckets: list[str] = field(default_factory=list)
+    # Everything the CLI printed, scanned for secrets at teardown with every file the deployment holds.
+    outputs: list[str] = field(default_factory=list)
+    # Secrets a test adds (an SMTP password...) and files that hold a secret on purpose (never scanned).
+    extra_secrets: list[str] = field(default_factory=list)
+    secret_files: set[Path] = field(default_factory=set)
+    # Variables every replica process of this deployment gets (a signing key, an SMTP password variable).
+    environment_extra: dict[str, str] = field(default_factory=dict)
 
     @property
     def state_dir(self) -> Path:
@@ -58,6 +65,7 @@ class Deployment:
             "AWS_SECRET_ACCESS_KEY": SECRET_ACCESS_KEY,
             "AWS_DEFAULT_REGION": REGION,
         }
+        environment.update(self.environment_extra)
         environment.update(extra)
         return environment
 
@@ -65,7 +73,7 @@ class Deployment:
         self, *arguments: str, env: dict[str, str] | None = None, timeout: float = CLI_TIMEOUT_SECONDS
     ) -> subprocess.CompletedProcess[str]:
         """Run the real CLI (`python -m replica`) and return its outcome."""
-        return subprocess.run(
+        result = subprocess.run(
             [sys.executable, "-m", "replica", *arguments],
             env=env or self.environment(),
             capture_output=True,
@@ -74,6 +82,25 @@ class Deployment:
             check=False,
             cwd=self.root,
         )
+        self.outputs.append(f"$ replica {' '.join(arguments)}\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def secrets(self) -> list[str]:
+        """Return every secret this deployment uses: repository password, S3 secret key, what tests added."""
+        return [self.password_file.read_text().strip(), SECRET_ACCESS_KEY, *self.extra_secrets]
+
+    def leaked_secrets(self) -> list[str]:
+        """Return where a secret appears in the CLI's output or in any file under the deployment (catalog,
+        reports, exports, logs), except the files meant to hold one."""
+        needles = [secret.encode() for secret in self.secrets() if secret]
+        found = []
+        for index, output in enumerate(self.outputs):
+            found += [f"CLI output #{index}" for needle in needles if needle in output.encode()]
+        for path in sorted(self.root.rglob("*")):
+            if path.is_file() and path not in self.secret_files | {self.password_file}:
+                data = path.read_bytes()
+                found += [f"{path} holds secret #{n}" for n, needle in enumerate(needles) if needle in data]
+        return found
 
     def replica_json(self, *arguments: str) -> Any:
         """Run a `--json` command that must succeed and return its parsed output."""
@@ -125,6 +152,8 @@ def deployment(s3_server: S3Server, tmp_path_factory: pytest.TempPathFactory) ->
     deployed = Deployment(root, s3_server)
     deployed.write_policy()
     yield deployed
+    # No secret ever lands in a log line, the catalog (runs, events), a report or an export.
+    assert deployed.leaked_secrets() == []
     for bucket in deployed.buckets:
         deployed.s3.delete_bucket(bucket)
 
@@ -143,3 +172,17 @@ def catalog_rows(deployment: Deployment, query: str) -> list[tuple[Any, ...]]:
         return connection.execute(query).fetchall()
     finally:
         connection.close()
+
+
+def damage_largest_pack(deployment: Deployment, destination: dict[str, Any]) -> str:
+    """Flip 16 bytes in the middle of the largest pack of a destination's repository (damage at rest, as a failing
+    disk would); return the pack's key."""
+    client = deployment.s3.client()
+    bucket, prefix = destination["bucket"], destination["prefix"]
+    packs = client.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/data/")["Contents"]
+    largest = max(packs, key=lambda item: item["Size"])
+    body = bytearray(client.get_object(Bucket=bucket, Key=largest["Key"])["Body"].read())
+    middle = len(body) // 2
+    body[middle : middle + 16] = bytes(byte ^ 0xFF for byte in body[middle : middle + 16])
+    client.put_object(Bucket=bucket, Key=largest["Key"], Body=bytes(body))
+    return str(largest["Key"])

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import Deployment, assert_ok, catalog_rows
+from tests.e2e.repositories import init_side_by_side
 from tests.e2e.sources import SqliteSource, databases_like
 from tests.support.s3server import SECRET_ACCESS_KEY, free_port
 
@@ -31,14 +32,28 @@ def sqlite_source(tmp_path_factory: pytest.TempPathFactory) -> SqliteSource:
 
 
 @pytest.fixture(scope="module")
-def failing_destinations(deployment: Deployment) -> list[dict[str, str]]:
-    """Initialised destinations shared by the jobs whose backups must fail (init costs ~5 s a job); since every
-    backup into them fails, they must never hold a snapshot."""
-    destinations = deployment.two_destinations("failing")
-    deployment.write_job("failing-init", {"kind": "directory", "path": "/tmp"}, destinations)
-    assert_ok(deployment.replica("init", "failing-init"))
-    (deployment.root / "jobs" / "failing-init.yaml").unlink()
-    return destinations
+def initialised(deployment: Deployment, sqlite_source: SqliteSource) -> dict[str, list[dict[str, str]]]:
+    """Destinations with initialised repositories, both pairs at once (init costs ~5 s a job): "failing" for
+    `failing_destinations`, and "wrongpw", whose password comes from E2E_REPOSITORY_PASSWORD, here 'right'. The job
+    files are removed again; each test writes its own."""
+    failing = deployment.two_destinations("failing")
+    deployment.write_job("failing-init", {"kind": "directory", "path": "/tmp"}, failing)
+    wrong_password = deployment.two_destinations("wrongpw")
+    for destination in wrong_password:
+        destination["password_env"] = "E2E_REPOSITORY_PASSWORD"
+    deployment.write_job("wrongpw", sqlite_source.store_config(), wrong_password)
+    right = deployment.environment(E2E_REPOSITORY_PASSWORD="right")
+    init_side_by_side(deployment, ["failing-init", "wrongpw"], {"wrongpw": right})
+    for name in ("failing-init", "wrongpw"):
+        (deployment.root / "jobs" / f"{name}.yaml").unlink()
+    return {"failing": failing, "wrongpw": wrong_password}
+
+
+@pytest.fixture(scope="module")
+def failing_destinations(initialised: dict[str, list[dict[str, str]]]) -> list[dict[str, str]]:
+    """Initialised destinations shared by the jobs whose backups must fail; since every backup into them fails,
+    they must never hold a snapshot."""
+    return initialised["failing"]
 
 
 def assert_no_snapshot_stored(deployment: Deployment, destinations: list[dict[str, str]]) -> None:
@@ -117,12 +132,11 @@ def test_bucket_without_repository_asks_for_init(deployment: Deployment, sqlite_
     assert last_run(deployment, "noinit")[:3] == ("backup", "failed", "backup")
 
 
-def test_wrong_repository_password(deployment: Deployment, sqlite_source: SqliteSource) -> None:
-    destinations = deployment.two_destinations("wrongpw")
-    for destination in destinations:
-        destination["password_env"] = "E2E_REPOSITORY_PASSWORD"
-    deployment.write_job("wrongpw", sqlite_source.store_config(), destinations)
-    assert_ok(deployment.replica("init", "wrongpw", env=deployment.environment(E2E_REPOSITORY_PASSWORD="right")))
+def test_wrong_repository_password(
+    deployment: Deployment, sqlite_source: SqliteSource, initialised: dict[str, list[dict[str, str]]]
+) -> None:
+    # GIVEN a job whose repositories were initialised with the password 'right' from E2E_REPOSITORY_PASSWORD
+    deployment.write_job("wrongpw", sqlite_source.store_config(), initialised["wrongpw"])
     secret = "Hunter2-NotTheRightOne"
     result = deployment.replica("backup", "wrongpw", env=deployment.environment(E2E_REPOSITORY_PASSWORD=secret))
     assert result.returncode == 5, result.stderr
@@ -219,8 +233,10 @@ def test_silent_endpoint_fails_in_seconds_instead_of_hanging(
         {"name": "offsite", "bucket": "silent-bucket-2", "endpoint_url": silent_endpoint},
     ]
     deployment.write_job("silent", sqlite_source.store_config(), destinations)
+    # The endpoint never answers, so any deadline proves it; a short one spares seconds of waiting.
+    environment = deployment.environment(REPLICA_S3_PROBE_TIMEOUT_SECONDS="1")
     started = time.monotonic()
-    result = deployment.replica("backup", "silent", timeout=120)
+    result = deployment.replica("backup", "silent", env=environment, timeout=120)
     assert time.monotonic() - started < 60
     assert result.returncode == 3, result.stderr
     (line,) = error_lines(result.stderr)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import Deployment, assert_ok, catalog_rows
+from tests.e2e.conftest import Deployment, assert_ok, catalog_rows, damage_largest_pack
 from tests.e2e.sources import SqliteSource
 
 JOB = "corrupted"
@@ -25,15 +25,8 @@ def backed_up(deployment: Deployment, tmp_path_factory: pytest.TempPathFactory) 
     assert_ok(deployment.replica("backup", JOB))
     assert_ok(deployment.replica("verify", JOB))
     assert_ok(deployment.replica("backup", JOB))
-    bucket, prefix = destinations[0]["bucket"], destinations[0]["prefix"]
-    client = deployment.s3.client()
-    packs = client.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/data/")["Contents"]
-    largest = max(packs, key=lambda item: item["Size"])
-    body = bytearray(client.get_object(Bucket=bucket, Key=largest["Key"])["Body"].read())
-    middle = len(body) // 2
-    body[middle : middle + 16] = bytes(byte ^ 0xFF for byte in body[middle : middle + 16])
-    client.put_object(Bucket=bucket, Key=largest["Key"], Body=bytes(body))
-    yield {"bucket": bucket, "pack": largest["Key"]}
+    pack = damage_largest_pack(deployment, destinations[0])
+    yield {"bucket": destinations[0]["bucket"], "pack": pack}
 
 
 def test_verify_of_damaged_primary_fails_and_reports_the_copy_as_resolution(

@@ -12,6 +12,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.conftest import Deployment, assert_ok, catalog_rows
+from tests.e2e.repositories import init_side_by_side
 from tests.support.s3server import free_port
 
 DAEMON_STOP_SECONDS = 30
@@ -107,6 +109,39 @@ def directory_store(tmp_path: Path, name: str) -> dict[str, str]:
     return {"kind": "directory", "path": str(source)}
 
 
+@dataclass(frozen=True)
+class InitialisedJob:
+    """A test's job: its directory store, and two destinations whose repositories are initialised."""
+
+    store: dict[str, str]
+    destinations: list[dict[str, str]]
+
+
+@pytest.fixture(scope="module")
+def initialised(deployment: Deployment, tmp_path_factory: pytest.TempPathFactory) -> dict[str, InitialisedJob]:
+    """GIVEN the job of each test with its repositories initialised, all at once (each init is seconds of restic key
+    setup). The job files are removed again: each test writes its own, with its schedules, and every daemon and
+    run-due reads the whole folder."""
+    folder = tmp_path_factory.mktemp("daemon-stores")
+    labels = {
+        "daemon-fast": "fast",
+        "killed": "killed",
+        "stopped-verify": "stopverify",
+        "due": "due",
+        "watched": "watched",
+    }
+    jobs = {
+        name: InitialisedJob(directory_store(folder, name), deployment.two_destinations(label))
+        for name, label in labels.items()
+    }
+    for name, job in jobs.items():
+        deployment.write_job(name, job.store, job.destinations)
+    init_side_by_side(deployment, list(jobs))
+    for name in jobs:
+        (deployment.root / "jobs" / f"{name}.yaml").unlink()
+    return jobs
+
+
 def slow_restic(folder: Path, subcommand: str, seconds: int) -> Path:
     """A restic that sleeps before `subcommand` (ending with 130 on SIGINT, as restic does), else real restic.
 
@@ -128,7 +163,7 @@ def slow_restic(folder: Path, subcommand: str, seconds: int) -> Path:
 
 
 def test_the_daemon_backs_up_verifies_and_prunes_on_its_own_and_metrics_match_status(
-    deployment: Deployment, tmp_path: Path, daemons: list[DaemonProcess]
+    deployment: Deployment, initialised: dict[str, InitialisedJob], tmp_path: Path, daemons: list[DaemonProcess]
 ) -> None:
     # GIVEN a job with second-scale schedules and a policy that keeps the newest snapshot (and the newest verified)
     deployment.write_policy(
@@ -138,14 +173,21 @@ def test_the_daemon_backs_up_verifies_and_prunes_on_its_own_and_metrics_match_st
         retention={"keep_last": 1, "keep_daily": 0, "keep_weekly": 0, "keep_monthly": 0},
         verification={"read_data_subset": "100%"},
     )
-    schedule = {"backup": "every 3s", "verify": "every 5s", "prune": "every 7s"}
-    arguments = ("daemon-fast", directory_store(tmp_path, "fast"), deployment.two_destinations("fast"))
+    # The verify, never run, is due at start; an hourly one then leaves the job to backups and prunes. A verify due
+    # every few seconds would come first whenever the job frees up and starve the prune, which only removes a
+    # snapshot once there is one that is neither the newest nor the newest verified.
+    schedule = {"backup": "every 3s", "verify": "every 1h", "prune": "every 1s"}
+    job = initialised["daemon-fast"]
+    arguments = ("daemon-fast", job.store, job.destinations)
     deployment.write_job(*arguments, policy="daemon-fast", schedule=schedule)
-    assert_ok(deployment.replica("init", "daemon-fast"))
     (deployment.root / "jobs" / "broken-daemon.yaml").write_text("name: broken-daemon\nstore: [unclosed\n")
     port = free_port()
     # WHEN the daemon runs
-    daemon = DaemonProcess(deployment, tmp_path / "daemon.log", "--metrics-port", str(port), "--watchdog-interval", "1")
+    daemon = DaemonProcess(
+        deployment,
+        tmp_path / "daemon.log",
+        *("--metrics-port", str(port), "--watchdog-interval", "1", "--reload-check", "1"),
+    )
     daemons.append(daemon)
     # THEN it backs up, verifies and prunes by itself, as the daemon
     pruned = "SELECT count(*) FROM snapshots WHERE job = 'daemon-fast' AND pruned_at IS NOT NULL"
@@ -198,16 +240,11 @@ def test_the_daemon_backs_up_verifies_and_prunes_on_its_own_and_metrics_match_st
 
 
 def test_a_daemon_killed_mid_backup_leaves_an_abandoned_run_and_its_successor_runs_the_work_once(
-    deployment: Deployment, tmp_path: Path, daemons: list[DaemonProcess]
+    deployment: Deployment, initialised: dict[str, InitialisedJob], tmp_path: Path, daemons: list[DaemonProcess]
 ) -> None:
     # GIVEN an hourly backup that has never run, a verify every 2 s, and a daemon in the middle of the backup
-    deployment.write_job(
-        "killed",
-        directory_store(tmp_path, "killed"),
-        deployment.two_destinations("killed"),
-        schedule={"backup": "every 1d", "verify": "every 2s"},
-    )
-    assert_ok(deployment.replica("init", "killed"))
+    job = initialised["killed"]
+    deployment.write_job("killed", job.store, job.destinations, schedule={"backup": "every 1d", "verify": "every 2s"})
     slow = slow_restic(tmp_path / "slow-bin", "backup", 60)
     first = DaemonProcess(
         deployment, tmp_path / "first.log", env=deployment.environment(REPLICA_RESTIC_BINARY=str(slow))
@@ -243,16 +280,11 @@ def test_a_daemon_killed_mid_backup_leaves_an_abandoned_run_and_its_successor_ru
 
 
 def test_sigterm_during_a_verify_ends_within_the_grace_period_and_cleans_the_scratch_target(
-    deployment: Deployment, tmp_path: Path, daemons: list[DaemonProcess]
+    deployment: Deployment, initialised: dict[str, InitialisedJob], tmp_path: Path, daemons: list[DaemonProcess]
 ) -> None:
     # GIVEN a backed-up job whose scheduled verify is in the middle of its restore
-    deployment.write_job(
-        "stopped-verify",
-        directory_store(tmp_path, "stopped-verify"),
-        deployment.two_destinations("stopverify"),
-        schedule={"verify": "every 1d"},
-    )
-    assert_ok(deployment.replica("init", "stopped-verify"))
+    job = initialised["stopped-verify"]
+    deployment.write_job("stopped-verify", job.store, job.destinations, schedule={"verify": "every 1d"})
     assert_ok(deployment.replica("backup", "stopped-verify"))
     slow = slow_restic(tmp_path / "slow-bin", "restore", 120)
     daemon = DaemonProcess(
@@ -302,17 +334,13 @@ class PingRecorder(http.server.ThreadingHTTPServer):
         return f"http://127.0.0.1:{self.server_address[1]}/ping/check-uuid"
 
 
-def test_two_run_due_started_at_once_never_run_a_job_twice(deployment: Deployment, tmp_path: Path) -> None:
+def test_two_run_due_started_at_once_never_run_a_job_twice(
+    deployment: Deployment, initialised: dict[str, InitialisedJob]
+) -> None:
     # GIVEN a job whose backup is due, with a dead-man ping
     pings = PingRecorder()
-    deployment.write_job(
-        "due",
-        directory_store(tmp_path, "due"),
-        deployment.two_destinations("due"),
-        schedule={"backup": "every 1d"},
-        ping_url=pings.url,
-    )
-    assert_ok(deployment.replica("init", "due"))
+    job = initialised["due"]
+    deployment.write_job("due", job.store, job.destinations, schedule={"backup": "every 1d"}, ping_url=pings.url)
     before = deployment.replica_json("schedule")["work"]
     assert [(w["job"], w["kind"], w["schedule"], w["due"], w["last_started"]) for w in before] == [
         ("due", "backup", "every 1d", True, None)
@@ -350,14 +378,12 @@ def test_two_run_due_started_at_once_never_run_a_job_twice(deployment: Deploymen
 
 
 def test_a_job_past_its_rpo_raises_one_alert_and_one_report_and_the_breach_clears_when_backups_resume(
-    deployment: Deployment, tmp_path: Path
+    deployment: Deployment, initialised: dict[str, InitialisedJob]
 ) -> None:
     # GIVEN a job with a 12-second RPO, verified once, and no backup schedule (backups "stopped")
     deployment.write_policy("tight-rpo", rpo="12s", rto="10m", verification={"read_data_subset": "100%"})
-    deployment.write_job(
-        "watched", directory_store(tmp_path, "watched"), deployment.two_destinations("watched"), policy="tight-rpo"
-    )
-    assert_ok(deployment.replica("init", "watched"))
+    job = initialised["watched"]
+    deployment.write_job("watched", job.store, job.destinations, policy="tight-rpo")
     assert_ok(deployment.replica("backup", "watched"))
     assert_ok(deployment.replica("verify", "watched"))
     within = deployment.replica("run-due")

@@ -3,41 +3,80 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.e2e.conftest import Deployment, assert_ok, catalog_rows
+from tests.e2e.repositories import init_side_by_side
 from tests.e2e.sources import Source, databases_like, make_source
 
 STORE_KINDS = ["directory", "sqlite", "postgresql", "mariadb", "redis"]
 
 
+@pytest.fixture(scope="module")
+def initialised(deployment: Deployment, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Source]]:
+    """GIVEN a store of each kind with data, a job with two destinations for each, and their repositories
+    initialised (all five jobs' inits at once: each is seconds of restic key setup)."""
+    sources: dict[str, Source] = {}
+    try:
+        for kind in STORE_KINDS:
+            sources[kind] = make_source(kind, tmp_path_factory.mktemp(f"source-{kind}"))
+            deployment.write_job(
+                f"protect-{kind}", sources[kind].store_config(), deployment.two_destinations(kind), canary=True
+            )
+        init_side_by_side(deployment, [f"protect-{kind}" for kind in STORE_KINDS])
+        yield sources
+    finally:
+        for source in sources.values():
+            source.cleanup()
+
+
 @pytest.fixture(scope="module", params=STORE_KINDS)
-def protected(
-    request: pytest.FixtureRequest, deployment: Deployment, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[str, Source]]:
-    """GIVEN a store of each kind with data, a job with two destinations, and its repositories initialised."""
+def protected(request: pytest.FixtureRequest, initialised: dict[str, Source]) -> tuple[str, Source]:
+    """The job and the store of one kind."""
     kind = request.param
-    source = make_source(kind, tmp_path_factory.mktemp(f"source-{kind}"))
-    job = f"protect-{kind}"
-    deployment.write_job(job, source.store_config(), deployment.two_destinations(kind), canary=True)
-    assert_ok(deployment.replica("init", job))
-    yield job, source
-    source.cleanup()
+    return f"protect-{kind}", initialised[kind]
+
+
+@dataclass(frozen=True)
+class FirstBackup:
+    """The job's first backup: the CLI's outcome, the snapshots recorded after it and when its run ran."""
+
+    result: subprocess.CompletedProcess[str]
+    snapshots: list[dict[str, Any]]
+    started_at: str
+    finished_at: str
+
+
+@pytest.fixture(scope="module")
+def first_backup(deployment: Deployment, protected: tuple[str, Source]) -> FirstBackup:
+    """WHEN the job is backed up: once per store kind, read by both tests (a backup and its copy cost seconds)."""
+    job, _ = protected
+    result = deployment.replica("backup", job)
+    snapshots = deployment.replica_json("snapshots", job) if result.returncode == 0 else []
+    runs = catalog_rows(
+        deployment,
+        f"SELECT started_at, finished_at FROM runs WHERE job = '{job}' AND kind = 'backup' ORDER BY id DESC LIMIT 1",
+    )
+    started_at, finished_at = runs[0] if runs else ("", "")
+    return FirstBackup(result, snapshots, started_at, finished_at)
 
 
 def test_backup_copies_verifies_and_restores_identical_data(
-    deployment: Deployment, protected: tuple[str, Source], tmp_path: Path
+    deployment: Deployment, protected: tuple[str, Source], first_backup: FirstBackup, tmp_path: Path
 ) -> None:
     job, source = protected
-    # WHEN the job is backed up
-    backup = deployment.replica("backup", job)
+    # WHEN the job is backed up (first_backup)
+    backup = first_backup.result
     assert_ok(backup)
     assert "copy to 'offsite': snapshot" in backup.stdout
-    snapshots = deployment.replica_json("snapshots", job)
+    snapshots = first_backup.snapshots
     assert {row["destination"] for row in snapshots} == {"primary", "offsite"}
     primary_id = next(row["snapshot_id"] for row in snapshots if row["destination"] == "primary")
     offsite = next(row for row in snapshots if row["destination"] == "offsite")
@@ -75,18 +114,14 @@ def test_backup_copies_verifies_and_restores_identical_data(
 
 
 def test_old_snapshot_verifies_against_its_own_fingerprint_and_canary(
-    deployment: Deployment, protected: tuple[str, Source]
+    deployment: Deployment, protected: tuple[str, Source], first_backup: FirstBackup
 ) -> None:
     job, source = protected
-    # GIVEN a backup, after which the live store loses some data and gains other data, and is backed up again
-    assert_ok(deployment.replica("backup", job))
-    started, finished = catalog_rows(
-        deployment,
-        f"SELECT started_at, finished_at FROM runs WHERE job = '{job}' AND kind = 'backup' ORDER BY id DESC LIMIT 1",
-    )[0]
-    old_snapshot = next(
-        row["snapshot_id"] for row in deployment.replica_json("snapshots", job) if row["destination"] == "primary"
-    )
+    # GIVEN a backup (first_backup), after which the live store loses some data and gains other data, and is backed
+    # up again
+    assert_ok(first_backup.result)
+    started, finished = first_backup.started_at, first_backup.finished_at
+    old_snapshot = next(row["snapshot_id"] for row in first_backup.snapshots if row["destination"] == "primary")
     later_write = datetime.now(UTC)
     source.delete_some()
     source.add_rows(10)

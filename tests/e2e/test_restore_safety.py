@@ -8,25 +8,55 @@ import os
 import socket
 import sqlite3
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.conftest import Deployment, assert_ok, catalog_rows
+from tests.e2e.repositories import init_side_by_side
 from tests.e2e.sources import DirectorySource, PostgresqlSource, postgres_connect
 
 JOB = "uploads"
 
 
+@dataclass(frozen=True)
+class Stores:
+    """The stores of the module's three jobs."""
+
+    uploads: DirectorySource
+    database: PostgresqlSource
+
+
 @pytest.fixture(scope="module")
-def uploads(deployment: Deployment, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DirectorySource]:
+def initialised(deployment: Deployment, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stores]:
+    """GIVEN the module's three jobs with their repositories initialised, all at once (each init is seconds of restic
+    key setup): a directory of uploads, a PostgreSQL database, and a directory tree ("excludes") whose scratch
+    files and cache folder are excluded."""
+    uploads = DirectorySource(tmp_path_factory.mktemp("uploads-source"))
+    deployment.write_job(JOB, uploads.store_config(), deployment.two_destinations("uploads"))
+    database = PostgresqlSource(tmp_path_factory.mktemp("pg-restore"))
+    try:
+        deployment.write_job("pgrestore", database.store_config(), deployment.two_destinations("pgrestore"))
+        tree = tmp_path_factory.mktemp("with-excludes")
+        (tree / "keep.txt").write_text("kept")
+        (tree / "scratch.tmp").write_text("excluded")
+        (tree / ".cache").mkdir()
+        (tree / ".cache" / "blob").write_text("excluded too")
+        store = {"kind": "directory", "path": str(tree), "exclude": ["*.tmp", ".cache"]}
+        deployment.write_job("excludes", store, deployment.two_destinations("excludes"))
+        init_side_by_side(deployment, [JOB, "pgrestore", "excludes"])
+        yield Stores(uploads, database)
+    finally:
+        database.cleanup()
+
+
+@pytest.fixture(scope="module")
+def uploads(deployment: Deployment, initialised: Stores) -> DirectorySource:
     """GIVEN a directory job with one backup."""
-    source = DirectorySource(tmp_path_factory.mktemp("uploads-source"))
-    deployment.write_job(JOB, source.store_config(), deployment.two_destinations("uploads"))
-    assert_ok(deployment.replica("init", JOB))
     assert_ok(deployment.replica("backup", JOB))
-    yield source
+    return initialised.uploads
 
 
 def test_restore_refuses_a_target_holding_data(
@@ -91,33 +121,26 @@ def test_restore_at_a_time_picks_the_snapshot_of_that_moment(
     assert uploads.contents(str(target)) == first != uploads.contents()
 
 
-def test_postgresql_restore_never_touches_an_existing_database(
-    deployment: Deployment, tmp_path_factory: pytest.TempPathFactory
-) -> None:
-    source = PostgresqlSource(tmp_path_factory.mktemp("pg-restore"))
-    try:
-        deployment.write_job("pgrestore", source.store_config(), deployment.two_destinations("pgrestore"))
-        assert_ok(deployment.replica("init", "pgrestore"))
-        assert_ok(deployment.replica("backup", "pgrestore"))
-        existing = source.restore_target(Path("."))
-        with postgres_connect("postgres") as connection:
-            connection.execute(f'CREATE DATABASE "{existing}"')
-        with postgres_connect(existing) as connection:
-            connection.execute("CREATE TABLE keep_me (x int); INSERT INTO keep_me VALUES (42)")
-        refused = deployment.replica("restore", "pgrestore", "--to", existing)
-        assert refused.returncode == 2
-        assert "refusing to overwrite" in refused.stderr
-        forced = deployment.replica("restore", "pgrestore", "--to", existing, "--force")
-        assert_ok(forced)
-        assert source.contents(existing) == source.contents()
-        aside = forced.stdout.split("kept as database '", 1)[1].split("'", 1)[0]
-        source.created.append(aside)
-        with postgres_connect(aside) as connection:
-            assert connection.execute("SELECT x FROM keep_me").fetchall() == [(42,)]
-        live = deployment.replica("restore", "pgrestore", "--to", source.database, "--force")
-        assert live.returncode == 2 and "live database" in live.stderr
-    finally:
-        source.cleanup()
+def test_postgresql_restore_never_touches_an_existing_database(deployment: Deployment, initialised: Stores) -> None:
+    source = initialised.database  # its databases, and those the test creates, are dropped with the fixture
+    assert_ok(deployment.replica("backup", "pgrestore"))
+    existing = source.restore_target(Path("."))
+    with postgres_connect("postgres") as connection:
+        connection.execute(f'CREATE DATABASE "{existing}"')
+    with postgres_connect(existing) as connection:
+        connection.execute("CREATE TABLE keep_me (x int); INSERT INTO keep_me VALUES (42)")
+    refused = deployment.replica("restore", "pgrestore", "--to", existing)
+    assert refused.returncode == 2
+    assert "refusing to overwrite" in refused.stderr
+    forced = deployment.replica("restore", "pgrestore", "--to", existing, "--force")
+    assert_ok(forced)
+    assert source.contents(existing) == source.contents()
+    aside = forced.stdout.split("kept as database '", 1)[1].split("'", 1)[0]
+    source.created.append(aside)
+    with postgres_connect(aside) as connection:
+        assert connection.execute("SELECT x FROM keep_me").fetchall() == [(42,)]
+    live = deployment.replica("restore", "pgrestore", "--to", source.database, "--force")
+    assert live.returncode == 2 and "live database" in live.stderr
 
 
 def test_a_run_left_running_by_a_dead_process_shows_as_abandoned(
@@ -159,17 +182,9 @@ def test_restore_refuses_a_target_above_or_through_the_live_directory(
 
 
 def test_excluded_files_are_left_out_of_backup_and_fingerprint_alike(
-    deployment: Deployment, tmp_path_factory: pytest.TempPathFactory
+    deployment: Deployment, initialised: Stores
 ) -> None:
-    # GIVEN a directory job excluding scratch files and a cache folder
-    tree = tmp_path_factory.mktemp("with-excludes")
-    (tree / "keep.txt").write_text("kept")
-    (tree / "scratch.tmp").write_text("excluded")
-    (tree / ".cache").mkdir()
-    (tree / ".cache" / "blob").write_text("excluded too")
-    store = {"kind": "directory", "path": str(tree), "exclude": ["*.tmp", ".cache"]}
-    deployment.write_job("excludes", store, deployment.two_destinations("excludes"))
-    assert_ok(deployment.replica("init", "excludes"))
+    # GIVEN a directory job excluding scratch files and a cache folder (see `initialised`)
     # WHEN it is backed up and verified
     assert_ok(deployment.replica("backup", "excludes"))
     verify = deployment.replica("verify", "excludes")

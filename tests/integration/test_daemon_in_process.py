@@ -13,7 +13,7 @@ import yaml
 
 from replica.actions.context import Context
 from replica.actions.scheduled import FAILED, SUCCEEDED, WorkOutcome
-from replica.catalog import records
+from replica.catalog import actor
 from replica.daemon import scheduler
 from replica.daemon.scheduler import Daemon, DaemonOptions
 from replica.settings import Settings
@@ -24,7 +24,7 @@ def _actor_restored_and_short_delays(monkeypatch: pytest.MonkeyPatch) -> Iterato
     # Due kinds of a job start a second apart here instead of five: the order is what is tested.
     monkeypatch.setattr(scheduler, "FOLLOWER_DELAY", timedelta(seconds=1))
     yield
-    records.act_as(None)  # the daemon names itself the actor of every run of the process
+    actor.act_as(None)  # the daemon names itself the actor of every run of the process
 
 
 def write_job(root: Path, name: str, schedule: dict[str, str]) -> None:

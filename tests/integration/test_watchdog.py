@@ -120,7 +120,7 @@ def test_rpo_breach_opens_once_with_one_report_and_is_cleared_by_a_fresh_verifie
     event = first[0]
     assert event.detail.startswith("job 'uploads': RPO 2h00m exceeds objective 1h00m")
     assert len(alerts(caplog, logging.ERROR, "ALERT: job 'uploads': RPO")) == 1
-    assert sorted(p.suffix for p in reports_folder.iterdir()) == [".json", ".md"]
+    assert sorted(p.suffix for p in reports_folder.iterdir()) == [".html", ".json", ".md"]
     rows = catalog.reports("uploads")
     assert [row.id for row in rows] == [event.report_id]
     [breach] = catalog.breaches.open_breaches("uploads")
@@ -145,7 +145,7 @@ def test_rpo_breach_opens_once_with_one_report_and_is_cleared_by_a_fresh_verifie
 
     assert second == []
     assert len(catalog.reports("uploads")) == 1
-    assert len(list(reports_folder.iterdir())) == 2
+    assert len(list(reports_folder.iterdir())) == 3
     assert len(alerts(caplog, logging.ERROR, "ALERT:")) == 1
 
     verified_point(catalog, "uploads", "primary", "cccc3333", utc_now() - timedelta(minutes=5))
@@ -249,3 +249,36 @@ def test_the_catalog_itself_refuses_a_second_open_breach_of_one_objective(contex
     open_row(cleared=False)  # a cleared breach does not count
     with pytest.raises(IntegrityError):
         open_row(cleared=False)
+
+
+def test_a_breach_and_its_clearing_are_logged_and_notified_once_each(context: Context) -> None:
+    """GIVEN a job with a webhook notifier whose newest verified point is 2 h old (objective 1 h)
+    WHEN the watchdog runs, then a fresh point is verified and it runs again
+    THEN the webhook hears of the breach (with the risk report) and of its clearing, once each, and the
+    verification log holds both and both deliveries, in an intact chain."""
+    from tests.support.receivers import WebhookReceiver
+
+    with WebhookReceiver() as webhook:
+        job_path = context.settings.jobs_dir / "uploads.yaml"
+        notify = f"notify:\n  - {{name: hook, kind: webhook, url: '{webhook.url}', timeout: 5}}\n"
+        job_path.write_text(job_path.read_text() + notify, encoding="utf-8")
+        catalog = context.catalog
+        now = utc_now()
+        verified_point(catalog, "uploads", "primary", "aaaa1111", now - timedelta(hours=2))
+
+        watch_objectives(context, now)
+        watch_objectives(context, now)  # still open: quiet
+        verified_point(catalog, "uploads", "primary", "bbbb2222", now)
+        watch_objectives(context, now + timedelta(seconds=1))
+
+        posted = [request.json() for request in webhook.requests]
+        assert [(p["event"], p["severity"]) for p in posted] == [("breach", "critical"), ("recovery", "info")]
+        assert posted[0]["document"]["kind"] == "risk" and "RPO" in posted[0]["title"]
+        breach_events = catalog.events.events(job="uploads", kinds=["breach"])
+        assert [event.outcome for event in breach_events] == ["opened", "cleared"]
+        deliveries = catalog.events.events(job="uploads", kinds=["notification"])
+        assert [(event.outcome, event.figures.count('"event":"breach"')) for event in deliveries] == [
+            ("sent", 1),
+            ("sent", 0),
+        ]
+        assert catalog.events.check().intact

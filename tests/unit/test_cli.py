@@ -39,7 +39,7 @@ def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
 
     assert raised.value.code == 0
     out = capsys.readouterr().out
-    for command in ("init", "backup", "verify", "restore", "status", "reports", "demo"):
+    for command in ("init", "backup", "verify", "restore", "status", "reports", "demo", "audit"):
         assert command in out
 
 
@@ -74,3 +74,23 @@ def test_restore_at_rejects_a_time_that_is_not_iso_8601(capsys: pytest.CaptureFi
         build_parser().parse_args(["restore", "billing", "--to", "x", "--at", "yesterday"])
 
     assert "'yesterday' is not an ISO 8601 time" in capsys.readouterr().err
+
+
+def test_audit_commands_parse_their_options() -> None:
+    arguments = build_parser().parse_args(
+        ["audit", "export", "--format", "csv", "--since", "2026-11-01T00:00:00Z", "-o", "/tmp/pack.csv"]
+    )
+    assert (arguments.audit_action, arguments.format, arguments.since.isoformat()) == (
+        "export",
+        "csv",
+        "2026-11-01T00:00:00+00:00",
+    )
+    verify = build_parser().parse_args(["audit", "verify", "--anchor", "12:" + "a" * 64, "--anchor", "13:" + "b" * 64])
+    assert verify.anchor == ["12:" + "a" * 64, "13:" + "b" * 64]
+
+
+def test_audit_export_refuses_an_unknown_format(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as raised:
+        build_parser().parse_args(["audit", "export", "--format", "pdf", "-o", "x"])
+    assert raised.value.code == 2
+    assert "invalid choice: 'pdf'" in capsys.readouterr().err

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from replica.report.dataloss import FailedCheck, RecoveryPoint, ReportFacts, build_report, render_markdown
+from replica.report.dataloss import (
+    SECTION_HEADINGS,
+    FailedCheck,
+    RecoveryPoint,
+    ReportFacts,
+    build_report,
+    render_markdown,
+)
 
 CREATED = datetime(2026, 11, 26, 14, 0, tzinfo=UTC)
 TAKEN = CREATED - timedelta(hours=2)
@@ -116,3 +124,20 @@ def test_markdown_contains_every_failed_checks_detail(facts: ReportFacts) -> Non
     assert f"| repository | yes | {REPOSITORY.detail} |" in markdown
     assert markdown.startswith("# Data-loss report: job 'billing', destination 'primary', snapshot a1b2c3d4\n")
     assert "   - `replica restore billing --destination offsite --snapshot b7c8d9e0 --to TARGET`" in markdown
+
+
+def test_markdown_has_a_header_of_what_failed_then_the_four_parts(facts: ReportFacts) -> None:
+    markdown = render_markdown({**build_report(facts), "report_id": 7})
+
+    assert re.findall(r"(?m)^## (.+)$", markdown) == ["What failed", *SECTION_HEADINGS]
+    assert "- Report: 7\n- Job: billing\n- Store: postgresql billing on 127.0.0.1:5432\n" in markdown
+    assert "- Window: 2026-11-26T08:00:00+00:00 to 2026-11-26T14:00:00+00:00 (6h00m)" in markdown
+    assert "- Size of the failed recovery point: 30001366 bytes (28.6 MiB)" in markdown
+
+
+def test_a_pipe_in_a_checks_detail_stays_inside_its_cell(facts: ReportFacts) -> None:
+    check = FailedCheck("canary", True, "expected a|b\ngot c")
+
+    markdown = render_markdown(build_report(replace(facts, failed_checks=[check])))
+
+    assert "| canary | yes | expected a\\|b got c |" in markdown

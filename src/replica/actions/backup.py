@@ -8,6 +8,7 @@ from datetime import datetime
 
 from replica.actions.context import Context, sidecar_key
 from replica.actions.locking import holding_job
+from replica.actions.notifications import notifying
 from replica.actions.runs import recorded_run
 from replica.catalog.records import utc_now
 from replica.config.models import DestinationConfig, JobConfig
@@ -50,6 +51,7 @@ class BackupOutcome:
         return all(copy.error is None for copy in self.copies)
 
 
+@notifying
 @holding_job("backup")
 def run_backup(context: Context, job_name: str) -> BackupOutcome:
     """Back up a job to its primary destination and copy to the others; return what happened.

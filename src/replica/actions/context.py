@@ -47,7 +47,10 @@ class Context:
     @cached_property
     def catalog(self) -> Catalog:
         """Return the catalog, migrated to the current schema."""
-        return Catalog(open_catalog(self.settings.catalog_url))
+        from replica.audit.keys import load_signer  # deferred: cryptography costs ~30 ms that most commands skip
+
+        key_file = self.settings.audit_signing_key_file
+        return Catalog(open_catalog(self.settings.catalog_url), load_signer(key_file) if key_file else None)
 
     @cached_property
     def restic(self) -> Restic:

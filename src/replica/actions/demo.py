@@ -15,6 +15,7 @@ from typing import TextIO
 from pydantic import SecretStr
 
 from replica.actions.backup import run_backup
+from replica.actions.configuration import record_configuration_changes
 from replica.actions.context import Context
 from replica.actions.init import run_init
 from replica.actions.status import collect_status
@@ -115,6 +116,7 @@ def run_demo(context: Context, *, rows: int, output: TextIO) -> bool:
         )
         demo_context = Context(settings, progress=context.progress)
         context.progress(f"S3 endpoint {server.endpoint_url}; sample store {store_path} ({orders} orders)")
+        record_configuration_changes(demo_context)
         run_init(demo_context, JOB_NAME)
         backup = run_backup(demo_context, JOB_NAME)
         verified = [
@@ -129,6 +131,12 @@ def run_demo(context: Context, *, rows: int, output: TextIO) -> bool:
             )
         print("", file=output)
         print(status_table(collect_status(demo_context)), file=output)
+        log = demo_context.catalog.events.check()
+        print(
+            f"\nverification log: {log.events} events, {'intact' if log.intact else f'TAMPERED: {log.problem}'}, "
+            f"head {log.head_seq}:{log.head_hash} (replica audit log | verify | export)",
+            file=output,
+        )
         return backup.succeeded and all(outcome.passed for outcome in verified)
     finally:
         server.stop()

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from replica.actions.context import Context
 from replica.actions.locking import holding_job
+from replica.actions.notifications import notifying
 from replica.actions.report import write_data_loss_report
 from replica.actions.runs import recorded_run
 from replica.actions.verify import VerifyOutcome, run_verify
@@ -51,6 +52,7 @@ def _recovery_point(rows: list[Snapshot], snapshot_id: str | None, job: str) -> 
     return originals.pop()
 
 
+@notifying
 @holding_job("verify")
 def run_verify_all(context: Context, job_name: str, snapshot_id: str | None = None) -> EquivalenceOutcome:
     """Verify one recovery point (newest when None) in every destination and return the outcomes."""

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from replica.actions.context import Context
 from replica.actions.locking import hold_job
+from replica.actions.notifications import notifying
 from replica.actions.recovery_points import verified_points
 from replica.actions.runs import recorded_run
 from replica.catalog.models import Snapshot
@@ -66,6 +67,7 @@ def decide_retention(context: Context, job: JobConfig, policy: PolicyConfig, des
     )
 
 
+@notifying
 def run_prune(context: Context, job_name: str, *, dry_run: bool, destination_name: str | None = None) -> PruneOutcome:
     """Apply retention in every destination of a job (or the named one) and return what was kept and removed.
 

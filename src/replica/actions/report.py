@@ -20,7 +20,14 @@ from replica.actions.recovery_points import (
 from replica.catalog.models import Snapshot
 from replica.catalog.records import SUCCEEDED, CheckOutcome, utc_now
 from replica.config.models import JobConfig, PolicyConfig
-from replica.report.dataloss import FailedCheck, RecoveryPoint, ReportFacts, build_report, render_markdown
+from replica.report.dataloss import (
+    RISK_REPORT_KIND,
+    FailedCheck,
+    RecoveryPoint,
+    ReportFacts,
+    build_report,
+    render_markdown,
+)
 
 
 def write_data_loss_report(
@@ -79,16 +86,30 @@ def write_data_loss_report(
         rpo_objective_seconds=policy.rpo.total_seconds(),
         created_at=now,
     )
-    return save_report(context, job.name, run_id, build_report(facts), now)
+    evidence = [run_id, failed_row.backup_run_id] if failed_row else [run_id]
+    return save_report(context, job.name, run_id, build_report(facts), now, evidence_run_ids=evidence)
 
 
 def save_report(
-    context: Context, job_name: str, run_id: int, body: dict[str, Any], created_at: datetime
+    context: Context,
+    job_name: str,
+    run_id: int,
+    body: dict[str, Any],
+    created_at: datetime,
+    *,
+    evidence_run_ids: Sequence[int] = (),
 ) -> tuple[int, Path]:
-    """Record a report built by `replica.report` in the catalog, then write it as Markdown and JSON under the
-    reports folder of the job; return the report id and the Markdown path. Raises OSError when a file cannot be
-    written (the catalog row stays, without paths)."""
+    """Record a report built by `replica.report` in the catalog, then write it as Markdown, HTML and JSON under
+    the reports folder of the job; return the report id and the Markdown path.
+
+    The report cites the verification-log events of `run_id` and `evidence_run_ids` (and, for a risk report, the
+    job's open breaches), by sequence number and hash. Raises OSError when a file cannot be written (the catalog
+    row stays, without paths).
+    """
+    from replica.report.html import render_html  # deferred: Jinja2 costs ~50 ms that most commands skip
+
     catalog = context.catalog
+    body["events"] = _evidence(context, job_name, [run_id, *evidence_run_ids], body)
     report_id = catalog.add_report(
         job=job_name, run_id=run_id, title=body["title"], markdown_path="", json_path="", body=body
     )
@@ -97,11 +118,25 @@ def save_report(
     folder.mkdir(parents=True, exist_ok=True)
     # The id comes from the catalog row, so the file names are known only now; `kind` tells risk reports apart.
     stem = f"{created_at.strftime('%Y%m%dT%H%M%SZ')}-{body.get('kind', 'report')}-{report_id}"
-    markdown_path, json_path = folder / f"{stem}.md", folder / f"{stem}.json"
+    markdown_path, json_path, html_path = folder / f"{stem}.md", folder / f"{stem}.json", folder / f"{stem}.html"
     markdown_path.write_text(render_markdown(body), encoding="utf-8")
+    html_path.write_text(render_html(body), encoding="utf-8")
     json_path.write_text(json.dumps(body, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    catalog.update_report_paths(report_id, markdown_path=str(markdown_path), json_path=str(json_path), body=body)
+    catalog.update_report_paths(
+        report_id, markdown_path=str(markdown_path), json_path=str(json_path), html_path=str(html_path), body=body
+    )
     return report_id, markdown_path
+
+
+def _evidence(context: Context, job_name: str, run_ids: Sequence[int], body: dict[str, Any]) -> list[dict[str, Any]]:
+    """Return the verification-log events a report stands on: those of its runs and, for a risk report, the
+    openings of the job's breaches."""
+    log = context.catalog.events
+    events = log.events(job=job_name, run_ids=sorted(set(run_ids)))
+    if body.get("kind") == RISK_REPORT_KIND:
+        events += [e for e in log.events(job=job_name, kinds=["breach"], newest=20) if e.outcome == "opened"]
+    unique = {event.seq: event for event in events}
+    return [{"seq": e.seq, "kind": e.kind, "hash": e.hash} for _, e in sorted(unique.items())]
 
 
 def _original_size(snapshots: Sequence[Snapshot], original_id: str) -> int | None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from replica.actions.context import Context, sidecar_key
 from replica.actions.locking import holding_job
+from replica.actions.notifications import notifying
 from replica.actions.report import write_data_loss_report
 from replica.actions.restoring import SnapshotRef, restore_snapshot
 from replica.actions.runs import RunRecorder, recorded_run
@@ -104,6 +105,7 @@ def _expected_from_row(row: Snapshot) -> ExpectedData:
     return ExpectedData(row.snapshot_id, row.stored_name, row.fingerprint)
 
 
+@notifying
 @holding_job("verify")
 def run_verify(
     context: Context, job_name: str, destination_name: str | None = None, snapshot_id: str | None = None

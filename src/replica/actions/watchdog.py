@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from replica.actions.context import Context
+from replica.actions.notifications import WATCHDOG_KINDS, notifying_about
 from replica.actions.recovery_points import (
     expected_recovery_seconds,
     measured_rtos,
@@ -95,6 +96,19 @@ def watch_job(
     UsageError for a job that is not valid.
     """
     job, policy = context.job(name)
+    with notifying_about(context, name, WATCHDOG_KINDS):
+        return _judge_job(context, job, policy, now, open_breaches, status)
+
+
+def _judge_job(
+    context: Context,
+    job: JobConfig,
+    policy: PolicyConfig,
+    now: datetime,
+    open_breaches: list[Breach] | None,
+    status: dict[str, Any] | None,
+) -> list[WatchEvent]:
+    name = job.name
     breaches = context.catalog.breaches
     if open_breaches is None:
         open_breaches = breaches.open_breaches(name)

@@ -16,6 +16,8 @@ from sqlalchemy import exists, func, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from replica.catalog.actor import current_actor
+from replica.catalog.events import EventDraft, EventLog
 from replica.catalog.models import Breach, Run
 
 # Times default to datetime.now(UTC), not records.utc_now: records.py imports this module.
@@ -28,8 +30,9 @@ WATCHDOG_KIND = "watchdog"
 class Breaches:
     """Writing and reading the `breaches` table."""
 
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
+    def __init__(self, sessions: sessionmaker[Session], events: EventLog) -> None:
         self._sessions = sessions
+        self._events = events
 
     def open_breach(
         self,
@@ -60,12 +63,18 @@ class Breaches:
                 inserted = session.execute(insert(Breach).from_select(columns, values))
                 if getattr(inserted, "rowcount", 0) != 1:
                     return None
-                return session.scalars(
+                breach_id = session.scalars(
                     select(Breach.id)
                     .where(Breach.job == job, Breach.objective == objective, Breach.cleared_at.is_(None))
                     .order_by(Breach.id.desc())
                     .limit(1)
                 ).one()
+                figures = {"breach_id": breach_id, "objective": objective, "objective_seconds": objective_seconds}
+                if measured_seconds is not None:
+                    figures["measured_seconds"] = round(measured_seconds, 3)
+                draft = EventDraft("breach", "opened", current_actor(), job=job, figures=figures, detail=detail)
+                self._events.append_in(session, [draft])
+                return breach_id
         except IntegrityError:
             return None
 
@@ -78,7 +87,13 @@ class Breaches:
                 .where(Breach.id == breach_id, Breach.cleared_at.is_(None))
                 .values(cleared_at=cleared_at or datetime.now(UTC), cleared_detail=detail)
             )
-            return bool(getattr(cleared, "rowcount", 0) == 1)
+            if getattr(cleared, "rowcount", 0) != 1:
+                return False
+            breach = session.get_one(Breach, breach_id)
+            figures = {"breach_id": breach_id, "objective": breach.objective}
+            draft = EventDraft("breach", "cleared", current_actor(), job=breach.job, figures=figures, detail=detail)
+            self._events.append_in(session, [draft])
+            return True
 
     def attach_report(self, breach_id: int, report_id: int) -> None:
         """Link the risk report written for a breach to it."""

@@ -122,6 +122,7 @@ class Report(Base):
     title: Mapped[str] = mapped_column(Text)
     markdown_path: Mapped[str] = mapped_column(Text)
     json_path: Mapped[str] = mapped_column(Text)
+    html_path: Mapped[str | None] = mapped_column(Text, default=None)
     body: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
@@ -169,3 +170,40 @@ class Breach(Base):
     detail: Mapped[str] = mapped_column(Text)
     report_id: Mapped[int | None] = mapped_column(ForeignKey("reports.id"), default=None)
     cleared_detail: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class Event(Base):
+    """One entry of the verification log: appended once, never updated or deleted (triggers refuse both).
+
+    Every column but `id`-like bookkeeping is covered by `hash` (see `replica.audit.chain`), which also covers the
+    previous event's hash and signature: the events form a chain that `replica audit verify` checks. Times are
+    stored as the exact ISO-8601 text that was hashed, so no database round trip can change a hashed value.
+    """
+
+    __tablename__ = "events"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    recorded_at: Mapped[str] = mapped_column(String(32), index=True)  # 2026-11-27T04:00:00.123456Z
+    kind: Mapped[str] = mapped_column(String(32), index=True)
+    job: Mapped[str | None] = mapped_column(String(64), index=True)
+    destination: Mapped[str | None] = mapped_column(String(64))
+    snapshot: Mapped[str | None] = mapped_column(String(64))
+    run_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    actor: Mapped[str] = mapped_column(String(255))
+    outcome: Mapped[str] = mapped_column(String(32))
+    figures: Mapped[str] = mapped_column(Text)  # canonical JSON text, hashed as stored
+    detail: Mapped[str] = mapped_column(Text)
+    previous_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+    key_id: Mapped[str | None] = mapped_column(String(16))
+    signature: Mapped[str | None] = mapped_column(String(128))
+
+
+class EventLogLock(Base):
+    """One row, updated first by every append: serialises appenders across threads, processes and hosts, so
+    that each event links to the true previous one (SQLite takes its write lock, PostgreSQL a row lock)."""
+
+    __tablename__ = "event_log_lock"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    appended_at: Mapped[str | None] = mapped_column(String(32))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 import os
 import socket
 from collections.abc import Callable, Iterable, Sequence
@@ -13,8 +12,12 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from replica.audit.keys import Signer
+from replica.catalog.actor import current_actor
 from replica.catalog.breaches import Breaches
+from replica.catalog.events import EventDraft, EventLog
 from replica.catalog.models import CheckResult, Report, Run, Snapshot
+from replica.catalog.run_events import run_event
 
 RUNNING, SUCCEEDED, FAILED = "running", "succeeded", "failed"
 # Stopped on purpose (SIGTERM, Ctrl-C): the work was cut short, the store is not to blame.
@@ -43,27 +46,9 @@ def first_line(error: str) -> str:
     return line[:ERROR_COLUMN_CHARACTERS]
 
 
-_actor_override: str | None = None
 # Runs started by this process and not yet ended. A `running` row naming our own pid but not listed here was left
 # by an earlier process with the same pid (a container restarted as pid 1): abandoned, not ours.
 _runs_of_this_process: set[int] = set()
-
-
-def act_as(actor: str | None) -> None:
-    """Record every later run of this process as done by `actor` (the daemon records `daemon@host`)."""
-    global _actor_override  # noqa: PLW0603 - one process, one actor: the daemon sets it once at start
-    _actor_override = actor
-
-
-def current_actor() -> str:
-    """Return who runs this process's work: `user@host`, or what `act_as` set."""
-    if _actor_override is not None:
-        return _actor_override
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = str(os.getuid())
-    return f"{user}@{socket.gethostname()}"
 
 
 @dataclass(frozen=True)
@@ -80,8 +65,9 @@ class CheckOutcome:
 class Catalog:
     """Typed access to the catalog tables through one session factory."""
 
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
+    def __init__(self, sessions: sessionmaker[Session], signer: Signer | None = None) -> None:
         self._sessions = sessions
+        self._events = EventLog(sessions, signer)
 
     @property
     def sessions(self) -> sessionmaker[Session]:
@@ -91,7 +77,12 @@ class Catalog:
     @property
     def breaches(self) -> Breaches:
         """Return the objective breaches recorded by the watchdog."""
-        return Breaches(self._sessions)
+        return Breaches(self._sessions, self._events)
+
+    @property
+    def events(self) -> EventLog:
+        """Return the verification log."""
+        return self._events
 
     def start_run(
         self,
@@ -148,14 +139,16 @@ class Catalog:
         with self._sessions.begin() as session:
             run = session.get_one(Run, run_id)
             _runs_of_this_process.discard(run_id)
+            now = utc_now()
             run.status = status or (SUCCEEDED if succeeded else FAILED)
-            run.finished_at = utc_now()
+            run.finished_at = now
             if error:
                 run.error = first_line(error)
             if snapshot_id:
                 run.snapshot_id = snapshot_id
             if details:
                 run.details = {**run.details, **details}
+            self._events.append_in(session, [run_event(session, run, now)], recorded_at=now)
 
     def record_skipped(self, job: str, kind: str, reason: str) -> int:
         """Record a run that did not start because another run held the job; return its id."""
@@ -176,6 +169,7 @@ class Catalog:
             )
             session.add(run)
             session.flush()
+            self._events.append_in(session, [run_event(session, run, now)], recorded_at=now)
             return run.id
 
     def mark_abandoned(self, *, host: str, is_alive: Callable[[int], bool]) -> list[Run]:
@@ -187,10 +181,12 @@ class Catalog:
                 for run in candidates
                 if not is_alive(run.pid) or (run.pid == os.getpid() and run.id not in _runs_of_this_process)
             ]
+            now = utc_now()
             for run in dead:
                 run.status = ABANDONED
-                run.finished_at = utc_now()
+                run.finished_at = now
                 run.error = f"process {run.pid} on {host} died while the run was in phase '{run.phase}'"
+            self._events.append_in(session, [run_event(session, run, now) for run in dead], recorded_at=now)
             return list(dead)
 
     def interrupt_running(self, *, host: str, pid: int, reason: str) -> list[Run]:
@@ -201,10 +197,12 @@ class Catalog:
         """
         with self._sessions.begin() as session:
             runs = session.scalars(select(Run).where(Run.status == RUNNING, Run.host == host, Run.pid == pid)).all()
+            now = utc_now()
             for run in runs:
                 run.status = INTERRUPTED
-                run.finished_at = utc_now()
+                run.finished_at = now
                 run.error = first_line(reason)
+            self._events.append_in(session, [run_event(session, run, now) for run in runs], recorded_at=now)
             return list(runs)
 
     def last_started(self, job: str, kind: str, statuses: Sequence[str]) -> datetime | None:
@@ -322,13 +320,31 @@ class Catalog:
             )
             session.add(report)
             session.flush()
+            self._events.append_in(
+                session,
+                [
+                    EventDraft(
+                        kind="report",
+                        outcome="written",
+                        actor=current_actor(),
+                        job=job,
+                        run_id=run_id,
+                        figures={"report_id": report.id, "report_kind": str(body.get("kind", "data-loss"))},
+                        detail=title,
+                    )
+                ],
+                recorded_at=report.created_at,
+            )
             return report.id
 
-    def update_report_paths(self, report_id: int, *, markdown_path: str, json_path: str, body: dict[str, Any]) -> None:
+    def update_report_paths(
+        self, report_id: int, *, markdown_path: str, json_path: str, body: dict[str, Any], html_path: str | None = None
+    ) -> None:
         """Store where a report was written (known only after its id is)."""
         with self._sessions.begin() as session:
             report = session.get_one(Report, report_id)
             report.markdown_path, report.json_path, report.body = markdown_path, json_path, body
+            report.html_path = html_path
 
     # Reading -----------------------------------------------------------------------------------------------------
 

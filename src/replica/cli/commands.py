@@ -274,6 +274,7 @@ def reports(context: Context, arguments: argparse.Namespace) -> int:
             "title": r.title,
             "markdown_path": r.markdown_path,
             "json_path": r.json_path,
+            "html_path": r.html_path,
             "run_id": r.run_id,
         }
         for r in rows

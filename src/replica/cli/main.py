@@ -10,8 +10,10 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from replica import __version__
+from replica.actions.configuration import record_configuration_changes
 from replica.actions.context import Context
 from replica.cli import commands, scheduling
+from replica.cli.audit import add_audit_parser
 from replica.cli.exit_codes import INTERRUPTED, USAGE, exit_code_for
 from replica.errors import ConfigError, ReplicaError
 from replica.settings import load_settings
@@ -127,7 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
         "run the sample job end to end on embedded defaults (local SeaweedFS, SQLite catalog)",
     )
     demo.add_argument("--rows", type=int, default=2000, help="rows the sample store gains on this run")
+    add_audit_parser(sub, _timestamp)
     return parser
+
+
+# Commands that change or prove data: the configuration they run under is recorded first (when it changed).
+COMMANDS_THAT_WORK = frozenset({"init", "backup", "verify", "restore", "prune", "run-due"})
 
 
 def _raise_interrupt(signal_number: int, frame: object) -> None:
@@ -149,6 +156,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("replica").setLevel(logging.DEBUG)
     try:
         context = Context(load_settings(), progress=lambda message: print(message, file=sys.stderr, flush=True))
+        if arguments.command in COMMANDS_THAT_WORK and not getattr(arguments, "dry_run", False):
+            record_configuration_changes(context)
         code: int = arguments.handler(context, arguments)
         return code
     except ConfigError as error:

@@ -9,12 +9,13 @@ from typing import TypeVar
 from pydantic import BaseModel, ValidationError
 
 from replica.config.models import JobConfig, PolicyConfig
+from replica.config.notify import NOTIFIER_KIND_NAMES
 from replica.config.yaml_files import read_yaml_mapping
 from replica.errors import ConfigError, UsageError
 
 Model = TypeVar("Model", bound=BaseModel)
 # Union members of a discriminated union show up in error locations; users never wrote them.
-_DISCRIMINATOR_TAGS = {"directory", "sqlite", "postgresql", "mariadb", "redis"}
+_DISCRIMINATOR_TAGS = {"directory", "sqlite", "postgresql", "mariadb", "redis", *NOTIFIER_KIND_NAMES}
 
 
 @dataclass

@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from replica.config.durations import Duration
+from replica.config.notify import NotifierConfigs
 from replica.schedule.specs import validate_schedule_text
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
@@ -195,6 +196,12 @@ class JobConfig(StrictModel):
         "(URL/fail) of every scheduled run; treat it as a secret.",
         examples=["https://hc-ping.com/5f1c0f6e-8d1e-4f4e-9a53-2b8c7c2f1e11"],
     )
+    notify: NotifierConfigs = Field(
+        default=(),
+        description="Who hears of failures, breaches, recoveries and reports of this job, in addition to its "
+        "policy's notifiers (a job's notifier replaces the policy's of the same name).",
+        examples=[[{"name": "oncall", "kind": "webhook", "url_env": "ONCALL_WEBHOOK_URL", "events": ["failure"]}]],
+    )
     canary: bool = Field(
         default=False,
         description="Write a canary (timestamp and run id) into the store right before each dump; verify then "
@@ -300,3 +307,8 @@ class PolicyConfig(StrictModel):
         default_factory=ScheduleConfig, description="Default timetable of the jobs using this policy."
     )
     verification: VerificationConfig = Field(default_factory=VerificationConfig, description="Verification rules.")
+    notify: NotifierConfigs = Field(
+        default=(),
+        description="Notifiers of every job using this policy (webhook, slack, email, pagerduty).",
+        examples=[[{"name": "pager", "kind": "pagerduty", "routing_key_env": "PAGERDUTY_ROUTING_KEY"}]],
+    )

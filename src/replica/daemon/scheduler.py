@@ -37,13 +37,15 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from replica import execute
+from replica.actions.configuration import record_configuration_changes
 from replica.actions.context import Context
 from replica.actions.due import scheduled_work, work_for, work_key
 from replica.actions.run_due import sweep_abandoned
 from replica.actions.scheduled import INTERRUPTED, SKIPPED, WorkOutcome, run_work
 from replica.actions.status import collect_status
 from replica.actions.watchdog import watch_objectives
-from replica.catalog.records import act_as, utc_now
+from replica.catalog.actor import act_as
+from replica.catalog.records import utc_now
 from replica.daemon.files import ConfigurationWatcher, PidFile, pid_file_path
 from replica.daemon.metrics import DaemonMetrics, MetricsServer
 from replica.schedule.specs import Schedule, jitter_offset
@@ -151,6 +153,7 @@ class Daemon:
                 logger.warning(
                     "run %s (%s of '%s') was left running by a dead process: abandoned", run.id, run.kind, run.job
                 )
+            record_configuration_changes(self._context)
             self._place_work(self._context)
             self._scheduler.add_job(
                 self._tick,
@@ -222,7 +225,9 @@ class Daemon:
     def _reload(self) -> None:
         logger.info("re-reading jobs and policies")
         try:
-            self._place_work(self._context.reloaded())
+            fresh = self._context.reloaded()
+            record_configuration_changes(fresh)
+            self._place_work(fresh)
         except Exception:  # a reload must never take the daemon down; the old timetable stays
             logger.exception("reload failed; keeping the previous configuration")
 

@@ -1,6 +1,13 @@
 """The data-loss report: what failed, what is at risk for whom, how to recover and how long it should take.
 
 Pure functions: facts in, a JSON-ready document and its Markdown rendering out. No secrets are ever passed in.
+Every report, this one and the watchdog's risk report (`replica.report.risk`), has the same four parts under the
+headings of `SECTION_HEADINGS`, in Markdown here and in HTML (`replica.report.html`).
+
+Optional keys of a report body, absent from bodies written before they existed (renderers must cope):
+- `report_id` (int): the catalog id, set by `replica.actions.report.save_report` once the row exists.
+- `events` (list of `{"seq": int, "kind": str, "hash": str}`): the verification-log events the report rests on,
+  rendered as evidence references.
 """
 
 from __future__ import annotations
@@ -14,6 +21,13 @@ from replica.config.durations import format_duration
 REPORT_FORMAT = 1
 # The `kind` of a watchdog's risk report body; a data-loss report's body has none (written before kinds existed).
 RISK_REPORT_KIND = "risk"
+
+# The four parts of every report, in this order; the issue names them, so they are headings verbatim.
+IMPACT_HEADING = "Assessment of impact"
+AT_RISK_HEADING = "Data lost or at risk"
+RESOLUTIONS_HEADING = "Possible resolutions"
+RECOVERY_HEADING = "Expected recovery time"
+SECTION_HEADINGS = (IMPACT_HEADING, AT_RISK_HEADING, RESOLUTIONS_HEADING, RECOVERY_HEADING)
 
 
 @dataclass(frozen=True)
@@ -184,7 +198,8 @@ def _resolutions(facts: ReportFacts) -> list[dict[str, Any]]:
 
 def render_markdown(report: dict[str, Any]) -> str:
     """Return the report as Markdown for people: a data-loss report, or a risk report of the watchdog (its body
-    says `kind: risk`), so that `replica reports show` renders either."""
+    says `kind: risk`), so that `replica reports show` renders either. Raises KeyError when `report` lacks a key
+    every report body has."""
     if report.get("kind") == RISK_REPORT_KIND:
         from replica.report.risk import render_risk_markdown  # deferred: risk.py builds on this module
 
@@ -197,24 +212,25 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         "## What failed",
         "",
+        *report_id_lines(report),
+        f"- Job: {report['job']}",
         f"- Store: {report['store']}",
         f"- Destination: {report['destination']}",
         f"- Snapshot: {report['snapshot_id']} (taken {report['snapshot_taken_at'] or 'unknown'})",
         "",
         "| check | critical | finding |",
         "|---|---|---|",
-        *[f"| {c['name']} | {'yes' if c['critical'] else 'no'} | {c['detail']} |" for c in report["failed_checks"]],
+        *[
+            f"| {table_cell(c['name'])} | {'yes' if c['critical'] else 'no'} | {table_cell(c['detail'])} |"
+            for c in report["failed_checks"]
+        ],
         "",
-        "## Impact: data at risk",
+        *impact_lines(report),
+        f"## {AT_RISK_HEADING}",
         "",
         risk["summary"],
         "",
-        f"- Window: {risk['window_start'] or 'everything'} to {risk['window_end']}",
-        f"- Size of the failed recovery point: {_bytes(risk['bytes_at_risk'])}",
-        f"- Owners: {', '.join(report['affected']['owners']) or 'none listed'}",
-        f"- Clients affected: {', '.join(report['affected']['clients']) or 'none listed'}",
-        "",
-        "## Newest verified recovery point per destination",
+        "### Newest verified recovery point per destination",
         "",
     ]
     points = report["newest_verified_recovery_points"]
@@ -228,12 +244,35 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines.append("- none: no destination holds a verified recovery point")
     lines += resolution_lines(report["resolutions"])
     lines += ["", *expected_recovery_lines(report["expected_recovery"])]
+    lines += evidence_lines(report)
     return "\n".join(lines)
+
+
+def report_id_lines(report: dict[str, Any]) -> list[str]:
+    """Return the Markdown list item naming the report's catalog id, or nothing for a body saved without one."""
+    return [f"- Report: {report['report_id']}"] if report.get("report_id") is not None else []
+
+
+def impact_lines(report: dict[str, Any]) -> list[str]:
+    """Return the Markdown section assessing the impact: who is affected, the window and size of data at risk."""
+    risk = report["data_at_risk"]
+    window = f" ({format_duration(risk['window_seconds'])})" if risk.get("window_seconds") is not None else ""
+    lines = [
+        f"## {IMPACT_HEADING}",
+        "",
+        f"- Owners: {', '.join(report['affected']['owners']) or 'none listed'}",
+        f"- Clients affected: {', '.join(report['affected']['clients']) or 'none listed'}",
+        f"- Window: {risk['window_start'] or 'everything'} to {risk['window_end']}{window}",
+    ]
+    # Risk reports measure no size (nothing failed to restore); their bodies have no `bytes_at_risk`.
+    if "bytes_at_risk" in risk:
+        lines.append(f"- Size of the failed recovery point: {format_size(risk['bytes_at_risk'])}")
+    return [*lines, ""]
 
 
 def resolution_lines(resolutions: list[dict[str, Any]]) -> list[str]:
     """Return the Markdown section of ranked resolutions, each with the commands to run."""
-    lines = ["", "## Possible resolutions, most promising first", ""]
+    lines = ["", f"## {RESOLUTIONS_HEADING}", "", "Most promising first.", ""]
     for number, resolution in enumerate(resolutions, start=1):
         lines.append(f"{number}. {resolution['description']}")
         lines += [f"   - `{command}`" for command in resolution["commands"]]
@@ -243,7 +282,7 @@ def resolution_lines(resolutions: list[dict[str, Any]]) -> list[str]:
 def expected_recovery_lines(recovery: dict[str, Any]) -> list[str]:
     """Return the Markdown section of an expected recovery document."""
     return [
-        "## Expected recovery time",
+        f"## {RECOVERY_HEADING}",
         "",
         f"{format_duration(recovery['seconds']) if recovery['seconds'] is not None else 'unknown'} "
         f"({recovery['basis']}); objective {format_duration(recovery['rto_objective_seconds'])}.",
@@ -251,5 +290,38 @@ def expected_recovery_lines(recovery: dict[str, Any]) -> list[str]:
     ]
 
 
-def _bytes(value: int | None) -> str:
-    return "unknown" if value is None else f"{value} bytes"
+def evidence_lines(report: dict[str, Any]) -> list[str]:
+    """Return the Markdown section listing the verification-log events the report rests on, or nothing when the
+    body names none (bodies written before the log existed)."""
+    events = report.get("events") or []
+    if not events:
+        return []
+    return [
+        "## Evidence",
+        "",
+        *[f"- Verification-log event #{e['seq']} ({e['kind']}, hash {short_hash(e['hash'])})" for e in events],
+        "",
+    ]
+
+
+def format_size(value: int | None) -> str:
+    """Return a byte count as `30001366 bytes (28.6 MiB)`, or `unknown`."""
+    if value is None:
+        return "unknown"
+    size, unit = float(value), "bytes"
+    for larger in ("KiB", "MiB", "GiB", "TiB"):
+        if size < 1024:
+            break
+        size, unit = size / 1024, larger
+    return f"{value} bytes" if unit == "bytes" else f"{value} bytes ({size:.1f} {unit})"
+
+
+def short_hash(value: str, length: int = 12) -> str:
+    """Return the first `length` characters of a hash followed by an ellipsis (the whole value when shorter)."""
+    return value if len(value) <= length else f"{value[:length]}…"
+
+
+def table_cell(text: str | None) -> str:
+    """Return text safe inside a Markdown table cell (`-` for none)."""
+    # A detail or error message may hold `|` or a newline, which would end the cell or the row early.
+    return text.replace("|", "\\|").replace("\n", " ") if text else "-"

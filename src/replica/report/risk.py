@@ -12,14 +12,19 @@ from typing import Any
 
 from replica.config.durations import format_duration
 from replica.report.dataloss import (
+    AT_RISK_HEADING,
     REPORT_FORMAT,
     RISK_REPORT_KIND,
     RecoveryPoint,
+    evidence_lines,
     expected_recovery_document,
     expected_recovery_lines,
+    impact_lines,
     point_document,
+    report_id_lines,
     resolution_lines,
     risk_summary,
+    table_cell,
 )
 
 OBJECTIVE_NAMES = {"rpo": "RPO", "rto": "RTO"}
@@ -158,11 +163,9 @@ def _resolutions(facts: RiskFacts) -> list[dict[str, Any]]:
 
 
 def render_risk_markdown(report: dict[str, Any]) -> str:
-    """Return the risk report as Markdown for people."""
+    """Return the risk report as Markdown for people, in the four parts of every report (see
+    `replica.report.dataloss.SECTION_HEADINGS`). Raises KeyError when `report` lacks a key every risk report has."""
     breach = report["breach"]
-    risk = report["data_at_risk"]
-    name = OBJECTIVE_NAMES.get(breach["objective"], breach["objective"])
-    window = f" ({format_duration(risk['window_seconds'])})" if risk["window_seconds"] is not None else ""
     lines = [
         f"# {report['title']}",
         "",
@@ -170,45 +173,51 @@ def render_risk_markdown(report: dict[str, Any]) -> str:
         "",
         "## What is breached",
         "",
-        f"- Objective: {name} of policy '{report['policy']}': measured {format_duration(breach['measured_seconds'])}, "
-        f"objective {format_duration(breach['objective_seconds'])}",
+        *report_id_lines(report),
+        f"- Objective: {objective_name(breach)} of policy '{report['policy']}': measured "
+        f"{format_duration(breach['measured_seconds'])}, objective {format_duration(breach['objective_seconds'])}",
+        f"- Job: {report['job']}",
         f"- Store: {report['store']}",
         "",
-        "## Impact: data at risk",
+        # Failures come before the resolutions, which refer to them as "listed above".
+        "### Recent failures",
         "",
-        risk["summary"],
+    ]
+    if report["recent_failures"]:
+        lines += ["| run | kind | destination | status | started | error |", "|---|---|---|---|---|---|"]
+        lines += [
+            f"| {run['run_id']} | {run['kind']} | {run['destination'] or '-'} | {run['status']} | "
+            f"{run['started_at']} | {table_cell(run['error'])} |"
+            for run in report["recent_failures"]
+        ]
+    else:
+        lines.append("None recorded: no backup, copy or verification failed lately.")
+    lines += [
         "",
-        f"- Window: {risk['window_start'] or 'everything'} to {risk['window_end']}{window}",
-        f"- Owners: {', '.join(report['affected']['owners']) or 'none listed'}",
-        f"- Clients affected: {', '.join(report['affected']['clients']) or 'none listed'}",
+        *impact_lines(report),
+        f"## {AT_RISK_HEADING}",
         "",
-        "## Newest verified recovery point per destination",
+        report["data_at_risk"]["summary"],
+        "",
+        "### Newest verified recovery point per destination",
         "",
     ]
     for destination, point in report["newest_verified_recovery_points"].items():
         if point is None:
             lines.append(f"- {destination}: none")
             continue
-        canary = f", canary {point['canary_at']}" if point["canary_at"] else ""
+        canary = f", canary {point['canary_at']}" if point.get("canary_at") else ""
         lines.append(
             f"- {destination}: snapshot {point['snapshot_id']} taken {point['taken_at']}{canary} "
             f"(measured RTO {format_duration(point['rto_seconds'])})"
         )
-    lines += ["", "## Recent failures", ""]
-    if report["recent_failures"]:
-        lines += ["| run | kind | destination | status | started | error |", "|---|---|---|---|---|---|"]
-        lines += [
-            f"| {run['run_id']} | {run['kind']} | {run['destination'] or '-'} | {run['status']} | "
-            f"{run['started_at']} | {_cell(run['error'])} |"
-            for run in report["recent_failures"]
-        ]
-    else:
-        lines.append("None recorded: no backup, copy or verification failed lately.")
     lines += resolution_lines(report["resolutions"])
     lines += ["", *expected_recovery_lines(report["expected_recovery"])]
+    lines += evidence_lines(report)
     return "\n".join(lines)
 
 
-def _cell(text: str | None) -> str:
-    # An error message may hold `|`, which would end the table cell early.
-    return text.replace("|", "\\|") if text else "-"
+def objective_name(breach: dict[str, Any]) -> str:
+    """Return the display name of a breach's objective (`RPO`, `RTO`; unknown ones as written)."""
+    objective = str(breach["objective"])
+    return OBJECTIVE_NAMES.get(objective, objective)
