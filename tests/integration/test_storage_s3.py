@@ -87,7 +87,7 @@ def test_closed_port_is_unreachable() -> None:
 
 
 def test_silent_endpoint_is_unreachable_within_the_deadline(silent_endpoint: str) -> None:
-    storage = storage_at(silent_endpoint, timeout_seconds=1)
+    storage = storage_at(silent_endpoint, timeout_seconds=0.5)
 
     started = time.monotonic()
     with pytest.raises(StorageUnreachable, match="no answer within the deadline") as info:
@@ -99,7 +99,7 @@ def test_silent_endpoint_is_unreachable_within_the_deadline(silent_endpoint: str
 
 
 def test_get_json_from_a_silent_endpoint_is_unreachable(silent_endpoint: str) -> None:
-    storage = storage_at(silent_endpoint, timeout_seconds=1)
+    storage = storage_at(silent_endpoint, timeout_seconds=0.5)
 
     started = time.monotonic()
     with pytest.raises(StorageUnreachable, match=r"while trying to read state\.json"):

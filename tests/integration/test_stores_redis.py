@@ -36,8 +36,11 @@ CANDIDATE_DATABASES = (13, 12, 14, 10, 9)  # not 11: the e2e tier uses it
 CLAIM_KEY = "replica-it:claim"
 PREFIX = "replica-it:"
 BINARY_KEY = b"replica-it:\xff\xfe"
-# Outlives the server's diskless-sync delay (5 s) so the RDB holds the key, then expires before verification.
-SHORT_TTL_MS = 7000
+# The short-lived key outlives the server's diskless-sync delay (5 s by default, 0 for the suite: see
+# tests/conftest.py) by this much, so that the RDB and the fingerprint (~0.3 s) hold it; it then expires before
+# verification, which the tests wait for.
+SHORT_TTL_AFTER_SYNC_DELAY_MS = 3000
+DEFAULT_SYNC_DELAY_SECONDS = 5
 LONG_TTL_MS = 600_000
 SAMPLE_KEYS = 50
 # The claim (TTL), 5 strings, a list, a set, a sorted set, a hash and a stream.
@@ -97,6 +100,14 @@ def restore_into(store: RedisStore, target: Target, rdb: Path) -> None:
 def only_database(fingerprint: dict[str, Any], index: int) -> dict[str, Any]:
     """Return the fingerprint restricted to one database (the others belong to other users of the server)."""
     return {**fingerprint, "databases": {str(index): fingerprint["databases"][str(index)]}}
+
+
+def sync_delay_seconds(client: redis.Redis) -> int:
+    """Return how long the server waits before it sends an RDB to `redis-cli --rdb`."""
+    try:
+        return int(client.config_get("repl-diskless-sync-delay")["repl-diskless-sync-delay"])
+    except (redis.ResponseError, KeyError):  # CONFIG refused: assume the default
+        return DEFAULT_SYNC_DELAY_SECONDS
 
 
 @dataclass(frozen=True)
@@ -166,7 +177,7 @@ def backup(database: int, tmp_path_factory: pytest.TempPathFactory) -> Backup:
     client.xadd(f"{PREFIX}stream", {"event": "paid", "amount": "12.50"})
     client.xgroup_create(f"{PREFIX}stream", "workers", id="0")
     client.set(f"{PREFIX}ttl-long", "stays", px=LONG_TTL_MS)
-    client.set(f"{PREFIX}ttl-short", "goes", px=SHORT_TTL_MS)
+    client.set(f"{PREFIX}ttl-short", "goes", px=sync_delay_seconds(client) * 1000 + SHORT_TTL_AFTER_SYNC_DELAY_MS)
     long_expiry, short_expiry = client.pexpiretime(f"{PREFIX}ttl-long"), client.pexpiretime(f"{PREFIX}ttl-short")
     client.close()
     directory = tmp_path_factory.mktemp("backup")

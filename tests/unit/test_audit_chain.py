@@ -129,3 +129,10 @@ def test_the_fast_encoding_equals_json_dumps_for_any_text(text: str) -> None:
     fields = [1, *dataclasses.astuple(event)[:12], "sig" + text, event.key_id]
     expected = hashlib.sha256(json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode()).hexdigest()
     assert event_hash(event, "sig" + text) == expected
+
+
+def test_figures_of_an_unexpected_type_are_written_as_text_not_refused() -> None:
+    from datetime import UTC, datetime
+
+    moment = datetime(2026, 11, 27, tzinfo=UTC)
+    assert canonical_figures({"b": [moment], "a": 1}) == '{"a":1,"b":["2026-11-27 00:00:00+00:00"]}'

@@ -46,7 +46,9 @@ except ImportError:  # pragma: no cover - not CPython
         return json.dumps(values, separators=(",", ":"), ensure_ascii=False)
 
 
-_FIGURES_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+# default=str: a figure of an unexpected type (a datetime in a list) is written as text rather than failing the
+# transaction that records a run's outcome, which would leave the run `running`.
+_FIGURES_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, sort_keys=True, default=str)
 
 
 def canonical_figures(figures: dict[str, Any]) -> str:
