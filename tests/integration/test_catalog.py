@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -257,3 +258,29 @@ def test_reports_round_trip(catalog: Catalog) -> None:
     assert [item.id for item in catalog.reports("billing")] == [report_id]
     assert catalog.reports("uploads") == []
     assert catalog.report(report_id + 1) is None
+
+
+def test_processes_starting_together_on_a_fresh_catalog_migrate_it_once(tmp_path: Path) -> None:
+    """GIVEN no catalog yet WHEN eight processes open it at the same moment (a daemon and cron's run-due starting
+    together on a fresh host) THEN every one succeeds and the schema is created once."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "catalog.sqlite3"
+    start = tmp_path / "start"
+    script = (
+        "import sys, time, pathlib\n"
+        "from replica.catalog.database import open_catalog\n"
+        "from replica.catalog.records import Catalog\n"
+        f"while not pathlib.Path({str(start)!r}).exists(): time.sleep(0.005)\n"
+        f"Catalog(open_catalog('sqlite:///{path}')).start_run('billing', 'backup', phase='dump')\n"
+    )
+    processes = [subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True) for _ in range(8)]
+    time.sleep(1.0)  # let every interpreter start and wait at the line
+    start.touch()
+    errors = [process.communicate(timeout=60)[1] for process in processes]
+
+    assert [process.returncode for process in processes] == [0] * 8, errors
+    assert stored_revisions(path) == [head_revision()]
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("SELECT count(*) FROM runs").fetchone() == (8,)

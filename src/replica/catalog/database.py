@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+from collections.abc import Iterator
 from pathlib import Path
 
 from sqlalchemy import Connection, create_engine, event, inspect, text
@@ -13,6 +16,8 @@ from replica.errors import CatalogError
 
 MIGRATIONS_PATH = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MILLISECONDS = 30_000
+# pg_advisory_xact_lock key of schema migrations (any constant replica owns: "replica" in ASCII).
+MIGRATION_LOCK_KEY = 0x7265706C696361
 
 
 def known_revisions() -> list[str]:
@@ -58,7 +63,10 @@ def open_catalog(url: str) -> sessionmaker[Session]:
         event.listen(engine, "connect", _configure_sqlite)
     known = known_revisions()
     try:
-        with engine.begin() as connection:
+        with _migration_lock(url), engine.begin() as connection:
+            if engine.dialect.name == "postgresql":
+                # Held until this transaction ends: a second process waits, then finds the schema current.
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
             current = _current_revision(connection)
             if current is not None and current not in known:
                 raise CatalogError(
@@ -71,6 +79,26 @@ def open_catalog(url: str) -> sessionmaker[Session]:
         reason = str(getattr(error, "orig", None) or error).splitlines()[0]
         raise CatalogError(f"catalog {_redacted(url)} cannot be used: {reason}") from None
     return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextlib.contextmanager
+def _migration_lock(url: str) -> Iterator[None]:
+    """Hold an exclusive lock while the schema is checked and migrated, for a SQLite file catalog.
+
+    The daemon and a cron `run-due` starting together on a fresh host would otherwise both create the tables
+    ("table runs already exists") or collide on SQLite's write lock. A file beside the catalog carries an flock;
+    PostgreSQL takes an advisory lock in the migration's transaction instead.
+    """
+    if not url.startswith("sqlite:///") or url.endswith(":memory:"):
+        yield
+        return
+    lock_path = Path(f"{url.removeprefix('sqlite:///')}.migrate-lock")
+    with lock_path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _configure_sqlite(connection: object, _record: object) -> None:
