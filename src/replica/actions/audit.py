@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from replica.actions.context import Context
-from replica.audit.chain import ChainProblem, ChainSummary, canonical_figures, check_chain
+from replica.audit.chain import EVENT_FIELDS, ChainProblem, ChainSummary, canonical_figures, check_chain
 from replica.audit.keys import Verifier, key_id_of, load_public_key
 from replica.catalog.events import EventLog
 from replica.errors import LogTampered, UsageError
@@ -109,26 +109,11 @@ def verify_export(path: Path, public_keys: Sequence[Path] = ()) -> tuple[ChainSu
 
 
 def _row(event: dict[str, Any]) -> tuple[Any, ...]:
+    """Return a pack's event as a stored row; `figures_text` is the exact hashed text (else re-encoded)."""
     figures = event.get("figures_text")
     if figures is None:
         figures = canonical_figures(event.get("figures") or {})
-    return (
-        event.get("seq"),
-        event.get("recorded_at"),
-        event.get("kind"),
-        event.get("job"),
-        event.get("destination"),
-        event.get("snapshot"),
-        event.get("run_id"),
-        event.get("actor"),
-        event.get("outcome"),
-        figures,
-        event.get("detail"),
-        event.get("previous_hash"),
-        event.get("hash"),
-        event.get("key_id"),
-        event.get("signature"),
-    )
+    return tuple(figures if name == "figures" else event.get(name) for name in EVENT_FIELDS)
 
 
 def read_log(

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from replica.actions.context import Context
 from replica.catalog.actor import current_actor
@@ -45,26 +46,34 @@ def record_configuration_changes(context: Context) -> int:
         # Run from the wrong folder: the command fails on its own; recording every file as removed would be noise.
         return 0
     current = configuration_digests(context)
-    log = context.catalog.events
-    with context.catalog.sessions.begin() as session:
-        log.lock(session)
-        known: dict[str, str | None] = {}
-        rows = session.execute(
-            select(Event.figures, Event.outcome).where(Event.kind == CONFIG_KIND).order_by(Event.seq)
-        )
-        for figures_text, outcome in rows:
-            figures = json.loads(figures_text)
-            known[figures["file"]] = None if outcome == "removed" else figures.get("sha256")
-        drafts = []
-        for name, (path, digest) in sorted(current.items()):
-            before = known.get(name)
-            if before != digest:
-                drafts.append(_draft(name, "added" if before is None else "changed", path, digest, before))
-        for name, before in sorted(known.items()):
-            if before is not None and name not in current:
-                drafts.append(_draft(name, "removed", None, None, before))
-        log.append_locked(session, drafts)
+    catalog = context.catalog
+    # Most commands find nothing changed: decide that without the log's lock, which is a write (and an fsync).
+    with catalog.sessions() as session:
+        if not _changes(session, current):
+            return 0
+    with catalog.sessions.begin() as session:
+        catalog.events.lock(session)
+        drafts = _changes(session, current)  # again under the lock: another command may have recorded them
+        catalog.events.append_locked(session, drafts)
     return len(drafts)
+
+
+def _changes(session: Session, current: dict[str, tuple[Path, str]]) -> list[EventDraft]:
+    """Return the events of the files in `current` that differ from what the log last recorded of each."""
+    known: dict[str, str | None] = {}
+    rows = session.execute(select(Event.figures, Event.outcome).where(Event.kind == CONFIG_KIND).order_by(Event.seq))
+    for figures_text, outcome in rows:
+        figures = json.loads(figures_text)
+        known[figures["file"]] = None if outcome == "removed" else figures.get("sha256")
+    drafts = []
+    for name, (path, digest) in sorted(current.items()):
+        before = known.get(name)
+        if before != digest:
+            drafts.append(_draft(name, "added" if before is None else "changed", path, digest, before))
+    for name, before in sorted(known.items()):
+        if before is not None and name not in current:
+            drafts.append(_draft(name, "removed", None, None, before))
+    return drafts
 
 
 def _draft(name: str, outcome: str, path: Path | None, digest: str | None, before: str | None) -> EventDraft:

@@ -15,6 +15,7 @@ where `figures` is the canonical JSON text of the figures (sorted keys, the same
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Sequence
@@ -77,6 +78,10 @@ class ChainedEvent:
     signature: str | None = None
 
 
+# The stored columns of an event, in the order rows are read and hashed (the `events` table uses these names).
+EVENT_FIELDS: tuple[str, ...] = tuple(field.name for field in dataclasses.fields(ChainedEvent))
+
+
 def event_hash(
     event: ChainedEvent | Sequence[Any], previous_signature: str | None, *, previous_hash: str | None = None
 ) -> str:
@@ -86,7 +91,7 @@ def event_hash(
     are ignored). `previous_hash` overrides the event's own (used while building a new event).
     """
     if isinstance(event, ChainedEvent):
-        row: Sequence[Any] = astuple_fields(event)
+        row: Sequence[Any] = dataclasses.astuple(event)
     else:
         row = event
     return hashlib.sha256(canonical_text(row, previous_signature, previous_hash).encode("utf-8")).hexdigest()
@@ -96,27 +101,6 @@ def canonical_text(row: Sequence[Any], previous_signature: str | None, previous_
     """Return the canonical JSON array an event's hash covers (see the module docstring)."""
     linked = row[11] if previous_hash is None else previous_hash
     return _encode_array([CHAIN_FORMAT, *row[:11], linked, previous_signature, row[13]])
-
-
-def astuple_fields(event: ChainedEvent) -> tuple[Any, ...]:
-    """Return an event's fields in column order (what rows read from the catalog look like)."""
-    return (
-        event.seq,
-        event.recorded_at,
-        event.kind,
-        event.job,
-        event.destination,
-        event.snapshot,
-        event.run_id,
-        event.actor,
-        event.outcome,
-        event.figures,
-        event.detail,
-        event.previous_hash,
-        event.hash,
-        event.key_id,
-        event.signature,
-    )
 
 
 def signed_bytes(hash_hex: str) -> bytes:

@@ -17,15 +17,12 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from replica.audit.chain import GENESIS_HASH, ChainProblem, ChainSummary, check_chain
+from replica.audit.chain import EVENT_FIELDS, GENESIS_HASH, ChainProblem, ChainSummary, check_chain
 
 PARALLEL_MINIMUM_EVENTS = 200_000
 MAXIMUM_WORKERS = 8
 FETCH_ROWS = 20_000
-COLUMNS = (
-    "seq, recorded_at, kind, job, destination, snapshot, run_id, actor, outcome, figures, detail, "
-    "previous_hash, hash, key_id, signature"
-)
+COLUMNS = ", ".join(EVENT_FIELDS)
 
 
 def worker_count(events: int) -> int:

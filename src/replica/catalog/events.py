@@ -18,6 +18,7 @@ from sqlalchemy import Select, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from replica.audit.chain import (
+    EVENT_FIELDS,
     GENESIS_HASH,
     ChainedEvent,
     ChainProblem,
@@ -30,30 +31,15 @@ from replica.audit.chain import (
     hash_problem,
 )
 from replica.audit.keys import Signer
+from replica.catalog.event_scan import COLUMNS as SCAN_COLUMNS
 from replica.catalog.event_scan import check_ranges, worker_count
 from replica.catalog.models import Event, EventLogLock
 
 EventSelect = Select[*tuple[Any, ...]]
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 STREAM_BATCH_ROWS = 20_000
-# Column order of a stored event, as replica.audit.chain expects its tuples.
-EVENT_COLUMNS = (
-    Event.seq,
-    Event.recorded_at,
-    Event.kind,
-    Event.job,
-    Event.destination,
-    Event.snapshot,
-    Event.run_id,
-    Event.actor,
-    Event.outcome,
-    Event.figures,
-    Event.detail,
-    Event.previous_hash,
-    Event.hash,
-    Event.key_id,
-    Event.signature,
-)
+# The columns of a stored event, in the order replica.audit.chain expects its tuples.
+EVENT_COLUMNS = tuple(getattr(Event, name) for name in EVENT_FIELDS)
 
 
 def format_time(moment: datetime) -> str:
@@ -109,9 +95,8 @@ class EventLog:
         """Append events within the caller's transaction (committed with it) and return them as stored."""
         if not drafts:
             return []
-        stamp = format_time(recorded_at or datetime.now(UTC))
         self.lock(session)
-        return self._append_locked(session, drafts, stamp)
+        return self.append_locked(session, drafts, recorded_at=recorded_at)
 
     @staticmethod
     def lock(session: Session) -> None:
@@ -121,52 +106,48 @@ class EventLog:
             update(EventLogLock).where(EventLogLock.id == 1).values(appended_at=format_time(datetime.now(UTC)))
         )
 
-    def append_locked(self, session: Session, drafts: Sequence[EventDraft]) -> list[ChainedEvent]:
+    def append_locked(
+        self, session: Session, drafts: Sequence[EventDraft], *, recorded_at: datetime | None = None
+    ) -> list[ChainedEvent]:
         """Append events in a transaction that already holds `lock` (decide-then-append without a race)."""
-        return self._append_locked(session, drafts, format_time(datetime.now(UTC))) if drafts else []
+        stamp = format_time(recorded_at or datetime.now(UTC))
+        return self._chain_after_head(session, [(draft, stamp) for draft in drafts])
 
-    def _append_locked(self, session: Session, drafts: Sequence[EventDraft], stamp: str) -> list[ChainedEvent]:
+    def append_many(self, drafts: Iterable[tuple[EventDraft, datetime]], *, batch_rows: int = 10_000) -> int:
+        """Append many events with their own times, `batch_rows` per transaction (imports and benchmarks); return
+        how many."""
+        count = 0
+        batch: list[tuple[EventDraft, str]] = []
+        for draft, moment in drafts:
+            batch.append((draft, format_time(moment)))
+            if len(batch) >= batch_rows:
+                count += len(self._append_batch(batch))
+                batch = []
+        if batch:
+            count += len(self._append_batch(batch))
+        return count
+
+    def _append_batch(self, batch: Sequence[tuple[EventDraft, str]]) -> list[ChainedEvent]:
+        with self._sessions.begin() as session:
+            self.lock(session)
+            return self._chain_after_head(session, batch)
+
+    def _chain_after_head(self, session: Session, stamped: Sequence[tuple[EventDraft, str]]) -> list[ChainedEvent]:
+        """Chain the drafts (each with its time) after the newest stored event and insert them; return them."""
+        if not stamped:
+            return []
         head = session.execute(
             select(Event.seq, Event.hash, Event.signature).order_by(Event.seq.desc()).limit(1)
         ).first()
         seq, previous_hash, previous_signature = (head[0], head[1], head[2]) if head else (0, GENESIS_HASH, None)
         chained = []
-        for draft in drafts:
+        for draft, stamp in stamped:
             seq += 1
             event = self._chain(draft, seq, stamp, previous_hash, previous_signature)
             chained.append(event)
             previous_hash, previous_signature = event.hash, event.signature
         session.execute(insert(Event), [event.__dict__ for event in chained])
         return chained
-
-    def append_many(self, drafts: Iterable[tuple[EventDraft, datetime]], *, batch_rows: int = 10_000) -> int:
-        """Append many events, `batch_rows` per transaction (imports and benchmarks); return how many."""
-        count = 0
-        batch: list[tuple[EventDraft, datetime]] = []
-        for item in drafts:
-            batch.append(item)
-            if len(batch) >= batch_rows:
-                count += self._append_batch(batch)
-                batch = []
-        if batch:
-            count += self._append_batch(batch)
-        return count
-
-    def _append_batch(self, batch: Sequence[tuple[EventDraft, datetime]]) -> int:
-        with self._sessions.begin() as session:
-            session.execute(update(EventLogLock).where(EventLogLock.id == 1).values(appended_at=None))
-            head = session.execute(
-                select(Event.seq, Event.hash, Event.signature).order_by(Event.seq.desc()).limit(1)
-            ).first()
-            seq, previous_hash, previous_signature = (head[0], head[1], head[2]) if head else (0, GENESIS_HASH, None)
-            rows = []
-            for draft, moment in batch:
-                seq += 1
-                event = self._chain(draft, seq, format_time(moment), previous_hash, previous_signature)
-                rows.append(event.__dict__)
-                previous_hash, previous_signature = event.hash, event.signature
-            session.execute(insert(Event), rows)
-        return len(batch)
 
     def _chain(
         self, draft: EventDraft, seq: int, stamp: str, previous_hash: str, previous_signature: str | None
@@ -276,7 +257,6 @@ class EventLog:
         `audit verify` reads millions of events; SQLAlchemy's result rows would cost as much again as hashing
         them. PostgreSQL gets a server-side cursor so that memory stays flat.
         """
-        columns = ", ".join(column.key for column in EVENT_COLUMNS)
         with self._sessions() as session:
             connection = session.connection()
             driver = connection.connection.driver_connection
@@ -284,7 +264,7 @@ class EventLog:
             postgresql = connection.dialect.name == "postgresql"
             cursor = driver.cursor(name="replica_event_scan") if postgresql else driver.cursor()
             try:
-                cursor.execute(f"SELECT {columns} FROM events ORDER BY seq")
+                cursor.execute(f"SELECT {SCAN_COLUMNS} FROM events ORDER BY seq")
                 while batch := cursor.fetchmany(STREAM_BATCH_ROWS):
                     yield from batch
             finally:
