@@ -62,7 +62,10 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--signed", action="store_true", help="sign every event with a fresh Ed25519 key")
     parser.add_argument("--cli", action="store_true", help="also time `replica audit verify` on the catalog")
+    parser.add_argument("--smoke", action="store_true", help="2,000 events and the CLI: only proves the script works")
     arguments = parser.parse_args()
+    if arguments.smoke:
+        arguments.events, arguments.cli = 2_000, True
     with tempfile.TemporaryDirectory(prefix="replica-audit-bench-") as folder:
         path = Path(folder) / "catalog.sqlite3"
         signer = Signer(Ed25519PrivateKey.generate()) if arguments.signed else None
@@ -83,7 +86,11 @@ def main() -> int:
             environment = {**os.environ, "REPLICA_CATALOG_URL": f"sqlite:///{path}", "REPLICA_STATE_DIR": folder}
             started = time.perf_counter()
             result = subprocess.run(
-                [sys.executable, "-m", "replica", "audit", "verify"], env=environment, capture_output=True, text=True
+                [sys.executable, "-m", "replica", "audit", "verify"],
+                env=environment,
+                capture_output=True,
+                text=True,
+                check=False,
             )
             cli_seconds = time.perf_counter() - started
             assert result.returncode == 0, result.stderr

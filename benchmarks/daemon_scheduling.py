@@ -69,7 +69,10 @@ def main() -> int:
     parser.add_argument(
         "--watchdog-interval", type=float, default=60, help="seconds between watchdog ticks (status of every job)"
     )
+    parser.add_argument("--smoke", action="store_true", help="20 jobs for 5 seconds: only proves the script works")
     arguments = parser.parse_args()
+    if arguments.smoke:
+        arguments.jobs, arguments.seconds, arguments.interval = 20, 5.0, 2
 
     with tempfile.TemporaryDirectory(prefix="replica-bench-") as folder:
         root = Path(folder)

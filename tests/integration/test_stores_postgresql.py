@@ -226,3 +226,125 @@ def test_named_target_refuses_the_live_database(source_database: str) -> None:
     for system in ("postgres", "template0", "template1"):
         with pytest.raises(UsageError, match="system database"):
             store.named_target(system)
+
+
+# The md5 digest as the replica before "digest" existed wrote it: kept here verbatim, so that a change to the
+# store's own copy cannot make old snapshots fail without a test noticing.
+RELEASED_MD5_QUERY = (
+    "SELECT count(*), coalesce(sum(('x' || substr(md5(t::text), 1, 15))::bit(60)::bigint), 0)::text FROM {} AS t"
+)
+RELEASED_TEXT_SETTINGS = (
+    "SET TimeZone = 'UTC'",
+    "SET DateStyle = 'ISO, YMD'",
+    "SET IntervalStyle = 'postgres'",
+    "SET extra_float_digits = 3",
+    "SET bytea_output = 'hex'",
+)
+EXACT = VerificationConfig()
+
+
+def released_md5_fingerprint(database: str) -> dict[str, Any]:
+    """Return the fingerprint of `database` in the old format: no digest field, md5 per table."""
+    tables: dict[str, dict[str, Any]] = {}
+    with connect(database) as connection:
+        for statement in RELEASED_TEXT_SETTINGS:
+            connection.execute(statement)
+        names = connection.execute(
+            "SELECT table_schema, table_name FROM information_schema.tables "
+            "WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ('pg_catalog', 'information_schema')"
+        ).fetchall()
+        for schema, table in names:
+            row = connection.execute(sql.SQL(RELEASED_MD5_QUERY).format(sql.Identifier(schema, table))).fetchone()
+            assert row is not None
+            tables[f"{schema}.{table}"] = {"rows": int(row[0]), "digest": str(row[1])}
+    return {"tables": tables}
+
+
+def fingerprint_check(database: str, expected: dict[str, Any]) -> Any:
+    checks = store_for(database).check_restored(Target(description="db", database=database), expected, EXACT)
+    assert checks[0].name == "integrity" and checks[0].passed, checks[0].detail
+    return checks[1]
+
+
+def test_fingerprint_names_its_digest_and_hashes_rows_as_records_only_where_every_type_allows(
+    source_database: str,
+) -> None:
+    fingerprint = live_fingerprint(source_database)
+
+    assert fingerprint["digest"] == "hash_extended/1"
+    # customers and audit.events hold integers, text and timestamps; orders has a numeric, hashed as text.
+    hashes = {name: table["hash"] for name, table in fingerprint["tables"].items()}
+    assert hashes == {"public.customers": "record", "audit.events": "record", "public.orders": "text"}
+
+
+def test_a_fingerprint_of_the_old_md5_format_still_verifies_and_still_finds_changes(source_database: str) -> None:
+    old = released_md5_fingerprint(source_database)
+    assert "digest" not in old
+
+    passed = fingerprint_check(source_database, old)
+    with connect(source_database) as connection:
+        connection.execute("UPDATE customers SET name = 'Zoe' WHERE id = 1")
+    changed = fingerprint_check(source_database, old)
+
+    assert passed.passed, passed.detail
+    assert passed.detail == "3 tables, 44 rows: counts and content digests match"
+    assert not changed.passed
+    assert changed.detail.startswith("content of public.customers: digest expected")
+
+
+def test_the_hash_digest_ignores_row_order_and_sees_values_moved_between_rows(source_database: str) -> None:
+    expected = live_fingerprint(source_database)
+    with connect(source_database) as connection:
+        # A no-op update writes new row versions at the end of the table: the scan order changes, the data not.
+        connection.execute("UPDATE customers SET name = name WHERE id = 1")
+        same = fingerprint_check(source_database, expected)
+        # Two rows swap their names: every column still holds the same values, only the pairing changed.
+        connection.execute(
+            "UPDATE customers SET name = CASE id WHEN 1 THEN (SELECT name FROM customers WHERE id = 2) "
+            "ELSE (SELECT name FROM customers WHERE id = 1) END WHERE id IN (1, 2)"
+        )
+    swapped = fingerprint_check(source_database, expected)
+
+    assert same.passed, same.detail
+    assert not swapped.passed
+    assert swapped.detail.startswith("content of public.customers: digest expected")
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "changed"),
+    [
+        ("doc json", """'{"a": 1}'""", """'{"a":1}'"""),  # no hash at all
+        ("spot point", "'(1,2)'", "'(1,3)'"),  # no hash at all
+        ("body xml", "'<a>1</a>'", "'<a>2</a>'"),  # no hash at all
+        ("price numeric", "1.0", "1.00"),  # equal values, one hash: only the text tells them apart
+        ("span interval", "'1 day'", "'24 hours'"),  # likewise
+        ("code bpchar", "'a'", "'a  '"),  # unbounded bpchar: trailing spaces do not count in its hash
+        ("label text COLLATE ci", "'Abc'", "'abc'"),  # a case-insensitive collation hashes both alike
+    ],
+)
+def test_types_whose_hash_is_missing_or_blind_are_digested_as_text(
+    source_database: str, column: str, value: str, changed: str
+) -> None:
+    with connect(source_database) as connection:
+        connection.execute("CREATE COLLATION ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false)")
+        connection.execute(f"CREATE TABLE odd (id int, {column})")
+        connection.execute(f"INSERT INTO odd VALUES (1, {value}), (2, NULL)")
+    expected = live_fingerprint(source_database)
+    same = fingerprint_check(source_database, expected)
+    with connect(source_database) as connection:
+        connection.execute(f"UPDATE odd SET {column.split(maxsplit=1)[0]} = {changed} WHERE id = 1")
+    after = fingerprint_check(source_database, expected)
+
+    assert expected["tables"]["public.odd"]["hash"] == "text"
+    assert same.passed, same.detail
+    assert not after.passed
+    assert after.detail.startswith("content of public.odd: digest expected")
+
+
+def test_a_digest_unknown_to_this_version_is_not_compared(source_database: str) -> None:
+    expected = {**live_fingerprint(source_database), "digest": "sha3_per_row/7"}
+
+    outcome = fingerprint_check(source_database, expected)
+
+    assert not outcome.passed
+    assert outcome.detail.startswith("not compared: the backup's digest 'sha3_per_row/7' is not the restore's")

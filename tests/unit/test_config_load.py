@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import pytest
 
-from replica.config.load import Configuration, load_configuration
+from replica.config.load import Configuration, JobOutline, load_configuration
 from replica.errors import ConfigError, UsageError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -244,3 +246,143 @@ def test_shipped_example_files_load_without_problems() -> None:
     assert configuration.problems == []
     assert sorted(configuration.jobs) == job_files
     assert sorted(configuration.policies) == policy_files
+
+
+# The cache of job file outcomes ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cache_file(tmp_path: Path) -> Path:
+    return tmp_path / "state" / "configuration-cache.json"
+
+
+@pytest.fixture
+def reads(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """Every job or policy file read (parsed) from now on."""
+    import replica.config.load
+
+    seen: list[Path] = []
+    real = replica.config.load.read_yaml_mapping
+
+    def counting(path: Path) -> dict[str, object]:
+        seen.append(path)
+        return real(path)
+
+    monkeypatch.setattr(replica.config.load, "read_yaml_mapping", counting)
+    return seen
+
+
+@pytest.fixture
+def settled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files count as settled at once (they were all just written, so none would be cached otherwise)."""
+    import replica.config.load
+
+    monkeypatch.setattr(replica.config.load, "RACY_SECONDS", -1.0)
+
+
+def summary(configuration: Configuration) -> tuple[object, ...]:
+    return (
+        sorted(configuration.jobs),
+        configuration.outlines,
+        configuration.problems,
+        configuration.broken_jobs,
+        {name: configuration.job(name) for name in configuration.jobs},
+    )
+
+
+@pytest.mark.usefixtures("settled")
+def test_a_cached_load_reads_no_unchanged_job_file_and_finds_the_same(
+    folders: tuple[Path, Path], cache_file: Path, reads: list[Path]
+) -> None:
+    jobs, policies = folders
+    write_job(jobs, "billing")
+    write_job(jobs, "crm", JOB.format(name="crm", policy="standard") + "colour: blue\n")
+    write_job(jobs, "payroll", policy="gold")
+    fresh = load_configuration(jobs, policies)
+    load_configuration(jobs, policies, cache_file)
+    reads.clear()
+
+    cached = load_configuration(jobs, policies, cache_file)
+
+    assert reads == [policies / "standard.yaml"], "only policies are read: the cache vouches for every job file"
+    assert cached.outlines["billing"] == JobOutline("billing", "postgresql", "standard", ("primary", "offsite"))
+    assert summary(cached) == summary(fresh)  # looking a job up reads its file then
+
+
+@pytest.mark.usefixtures("settled")
+def test_a_job_file_changed_since_it_was_cached_is_read_again_even_with_its_old_times(
+    folders: tuple[Path, Path], cache_file: Path
+) -> None:
+    jobs, policies = folders
+    path = write_job(jobs, "billing")
+    load_configuration(jobs, policies, cache_file)
+    before = path.stat()
+    broken = JOB.format(name="billing", policy="standard").replace("prefix: restic/billing", "prefix: restic/b!lling")
+    assert len(broken) == before.st_size
+    path.write_text(broken, encoding="utf-8")
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))  # same size, same modification time
+
+    configuration = load_configuration(jobs, policies, cache_file)
+
+    assert list(configuration.broken_jobs) == ["billing"]
+    assert "destinations[0].prefix" in configuration.problems[0]
+
+
+def test_a_job_file_changed_moments_before_it_was_read_is_not_cached(
+    folders: tuple[Path, Path], cache_file: Path, reads: list[Path]
+) -> None:
+    # GIVEN a file just written (a second write in the same tick of the clock would keep its times)
+    jobs, policies = folders
+    write_job(jobs, "billing")
+    load_configuration(jobs, policies, cache_file)
+    reads.clear()
+
+    load_configuration(jobs, policies, cache_file)
+
+    assert jobs / "billing.yaml" in reads
+
+
+@pytest.mark.usefixtures("settled")
+def test_a_job_file_turned_broken_after_a_cached_load_fails_when_looked_up(
+    folders: tuple[Path, Path], cache_file: Path
+) -> None:
+    jobs, policies = folders
+    path = write_job(jobs, "billing")
+    load_configuration(jobs, policies, cache_file)
+    configuration = load_configuration(jobs, policies, cache_file)
+    path.write_text(JOB.format(name="billing", policy="standard") + "colour: blue\n", encoding="utf-8")
+
+    with pytest.raises(ConfigError, match="colour"):
+        configuration.job("billing")
+
+
+@pytest.mark.usefixtures("settled")
+def test_a_cached_job_whose_policy_is_gone_is_broken(folders: tuple[Path, Path], cache_file: Path) -> None:
+    jobs, policies = folders
+    path = write_job(jobs, "billing")
+    load_configuration(jobs, policies, cache_file)
+    (policies / "standard.yaml").unlink()
+
+    configuration = load_configuration(jobs, policies, cache_file)
+
+    assert configuration.broken_jobs["billing"] == [
+        f"{path}: at 'policy': no valid policy named 'standard' in {policies}"
+    ]
+
+
+@pytest.mark.usefixtures("settled")
+def test_the_cache_holds_no_job_file_content_and_is_dropped_by_other_code(
+    folders: tuple[Path, Path], cache_file: Path, reads: list[Path]
+) -> None:
+    jobs, policies = folders
+    text = JOB.format(name="billing", policy="standard") + "ping_url: https://hc-ping.example/s3cr3t-token\n"
+    write_job(jobs, "billing", text)
+    load_configuration(jobs, policies, cache_file)
+    document = json.loads(cache_file.read_text())
+    assert "s3cr3t" not in cache_file.read_text() and "acme-backups" not in cache_file.read_text()
+    cache_file.write_text(json.dumps({**document, "code": "written by another release"}))
+    reads.clear()
+
+    load_configuration(jobs, policies, cache_file)
+
+    assert jobs / "billing.yaml" in reads

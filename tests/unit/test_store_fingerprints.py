@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 from replica.config.models import VerificationConfig
-from replica.stores.directory import compare_tree, fingerprint_tree, sample_paths, walk_files
+from replica.stores.directory import compare_tree, fingerprint_tree, walk_files
 from replica.stores.tables import compare_tables
 
 EXACT = VerificationConfig()
@@ -67,13 +67,6 @@ def test_row_count_beyond_tolerance_fails() -> None:
 
     assert not outcome.passed
     assert "expected 120000, restored 118000" in outcome.detail
-
-
-def test_sample_paths_spreads_evenly_and_deterministically() -> None:
-    paths = [f"file{number:02d}" for number in range(10)]
-
-    assert sample_paths(paths, 3) == ["file00", "file03", "file06"]
-    assert sample_paths(paths, 3) == sample_paths(list(paths), 3)
 
 
 def make_tree(root: Path) -> Path:

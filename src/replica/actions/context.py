@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from replica.storage.s3 import S3Storage
 
 Progress = Callable[[str], None]
+# In the state directory: what each job file held when last read (see replica.config.load).
+CONFIGURATION_CACHE_NAME = "configuration-cache.json"
 _STORAGES_LOCK = threading.Lock()
 
 
@@ -42,7 +44,8 @@ class Context:
     @cached_property
     def configuration(self) -> Configuration:
         """Return every job and policy (broken files listed as problems, not raised)."""
-        return load_configuration(self.settings.jobs_dir, self.settings.policies_dir)
+        cache_file = self.settings.state_dir / CONFIGURATION_CACHE_NAME
+        return load_configuration(self.settings.jobs_dir, self.settings.policies_dir, cache_file)
 
     @cached_property
     def catalog(self) -> Catalog:

@@ -9,21 +9,25 @@ from typing import Any
 
 from replica.actions.context import Context
 from replica.actions.locking import process_alive
-from replica.actions.recovery_points import (
-    latest_verifications,
-    newest_point_per_destination,
-    verified_points,
-)
+from replica.catalog.latest import LatestRecords, VerifiedPointFacts
 from replica.catalog.models import Run
-from replica.catalog.records import FAILED, RUNNING, SUCCEEDED, utc_now
+from replica.catalog.records import FAILED, RUNNING, utc_now
+from replica.config.load import JobOutline
+from replica.config.models import PolicyConfig
 from replica.policy.objectives import JobFacts, Objectives, evaluate
 
 STATUS_FORMAT = 1
+STATUS_CHUNK_JOBS = 1_000
 
 
 def is_abandoned(run: Run) -> bool:
     """Return True for a run still marked `running` whose process on this host is gone."""
-    return run.status == RUNNING and run.host == socket.gethostname() and not process_alive(run.pid)
+    return run.status == RUNNING and _abandoned(run.host, run.pid)
+
+
+def _abandoned(host: str, pid: int) -> bool:
+    """Return True when a `running` run of `host` and `pid` has lost its process (known only on this host)."""
+    return host == socket.gethostname() and not process_alive(pid)
 
 
 def run_state(run: Run) -> str:
@@ -38,48 +42,36 @@ def _iso(value: datetime | None) -> str | None:
 def job_status(context: Context, job_name: str, now: datetime) -> dict[str, Any]:
     """Return the status document of one valid job (see README, "replica status --json")."""
     job, policy = context.job(job_name)
-    catalog = context.catalog
-    runs = catalog.runs(job=job.name, limit=10_000)
-    finished = [r for r in runs if r.status in (SUCCEEDED, FAILED)]
-    last_backup = next((r for r in finished if r.kind == "backup"), None)
-    copies_of_last = [r for r in runs if r.kind == "copy" and last_backup and r.parent_run_id == last_backup.id]
-    verifications = latest_verifications([r for r in finished if r.kind == "verify"])
-    latest_verify_per_destination: dict[str, Run] = {}
-    for run in sorted(verifications.values(), key=lambda r: r.id, reverse=True):
-        latest_verify_per_destination.setdefault(run.destination or "", run)
-    points = verified_points(catalog, job.name)
-    newest = newest_point_per_destination(points)
-    last_rto_run = next(
-        (
-            r
-            for r in finished
-            if r.kind == "verify" and r.status == SUCCEEDED and r.details.get("rto_seconds") is not None
-        ),
-        None,
-    )
+    return _job_document(JobOutline.of(job), policy, context.catalog.latest_records([job.name])[job.name], now)
+
+
+def _job_document(job: JobOutline, policy: PolicyConfig, latest: LatestRecords, now: datetime) -> dict[str, Any]:
+    last_backup = latest.last_backup
+    points = latest.newest_points
+    newest_verified_at = max((point.taken_at for point in points.values()), default=None)
     facts = JobFacts(
-        newest_verified_at=points[0].snapshot.taken_at if points else None,
-        last_rto_seconds=float(last_rto_run.details["rto_seconds"]) if last_rto_run else None,
+        newest_verified_at=newest_verified_at,
+        last_rto_seconds=latest.last_rto_seconds,
         last_backup_failed=bool(last_backup and last_backup.status == FAILED),
-        last_copy_failed=any(r.status == FAILED for r in copies_of_last),
-        last_verify_failed=any(r.status == FAILED for r in latest_verify_per_destination.values()),
-        abandoned_runs=sum(1 for r in runs if is_abandoned(r)),
+        last_copy_failed=latest.last_backup_copy_failed,
+        last_verify_failed=any(run.status == FAILED for run in latest.latest_verifications.values()),
+        abandoned_runs=sum(1 for host, pid in latest.running if _abandoned(host, pid)),
     )
     verdict = evaluate(facts, Objectives(policy.rpo, policy.rto, policy.at_risk_fraction), now)
     destinations = []
     windows: list[float | None] = []
-    for destination in job.destinations:
-        point = newest.get(destination.name)
-        last_verify = latest_verify_per_destination.get(destination.name)
-        canary_at = point.canary_at if point else None
+    for name in job.destinations:
+        point = points.get(name)
+        last_verify = latest.latest_verifications.get(name)
+        canary_at = _canary_at(point)
         windows.append((now - canary_at).total_seconds() if canary_at else None)
         destinations.append(
             {
-                "name": destination.name,
-                "primary": destination.name == job.primary.name,
-                "newest_verified_snapshot": point.snapshot.snapshot_id if point else None,
-                "newest_verified_at": _iso(point.snapshot.taken_at) if point else None,
-                "rpo_seconds": (now - point.snapshot.taken_at).total_seconds() if point else None,
+                "name": name,
+                "primary": name == job.destinations[0],
+                "newest_verified_snapshot": point.snapshot_id if point else None,
+                "newest_verified_at": _iso(point.taken_at) if point else None,
+                "rpo_seconds": (now - point.taken_at).total_seconds() if point else None,
                 "canary_recovery_point": canary_at.isoformat() if canary_at else None,
                 "data_loss_window_seconds": (now - canary_at).total_seconds() if canary_at else None,
                 "last_verify": {
@@ -93,7 +85,7 @@ def job_status(context: Context, job_name: str, now: datetime) -> dict[str, Any]
         )
     return {
         "job": job.name,
-        "store": job.store.kind,
+        "store": job.store_kind,
         "policy": policy.name,
         "state": verdict.state,
         "reasons": verdict.reasons,
@@ -116,6 +108,11 @@ def job_status(context: Context, job_name: str, now: datetime) -> dict[str, Any]
     }
 
 
+def _canary_at(point: VerifiedPointFacts | None) -> datetime | None:
+    value = point.verification.details.get("canary_at") if point else None
+    return datetime.fromisoformat(value) if value else None
+
+
 def collect_status(context: Context, between_jobs: Callable[[], None] | None = None) -> dict[str, Any]:
     """Return the status document of every job; broken job files are listed with their problems.
 
@@ -125,10 +122,16 @@ def collect_status(context: Context, between_jobs: Callable[[], None] | None = N
     now = utc_now()
     configuration = context.configuration
     jobs = []
-    for name in sorted(configuration.jobs):
-        jobs.append(job_status(context, name, now))
-        if between_jobs is not None:
-            between_jobs()
+    names = sorted(configuration.jobs)
+    # A chunk of jobs per round of catalog queries (a few grouped queries, not a few per job).
+    for start in range(0, len(names), STATUS_CHUNK_JOBS):
+        chunk = names[start : start + STATUS_CHUNK_JOBS]
+        latest = context.catalog.latest_records(chunk)
+        for name in chunk:
+            outline = configuration.outlines[name]
+            jobs.append(_job_document(outline, configuration.policies[outline.policy], latest[name], now))
+            if between_jobs is not None:
+                between_jobs()
     return {
         "format": STATUS_FORMAT,
         "generated_at": now.isoformat(),

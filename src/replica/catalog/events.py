@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Select, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -30,10 +30,12 @@ from replica.audit.chain import (
     event_hash,
     hash_problem,
 )
-from replica.audit.keys import Signer
 from replica.catalog.event_scan import COLUMNS as SCAN_COLUMNS
 from replica.catalog.event_scan import check_ranges, worker_count
 from replica.catalog.models import Event, EventLogLock
+
+if TYPE_CHECKING:  # cryptography costs ~50 ms at start-up; only signing needs it
+    from replica.audit.keys import Signer
 
 EventSelect = Select[*tuple[Any, ...]]
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"

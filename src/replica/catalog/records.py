@@ -7,17 +7,20 @@ import socket
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from replica.audit.keys import Signer
 from replica.catalog.actor import current_actor
 from replica.catalog.breaches import Breaches
 from replica.catalog.events import EventDraft, EventLog
+from replica.catalog.latest import LatestRecords, read_latest
 from replica.catalog.models import CheckResult, Report, Run, Snapshot
 from replica.catalog.run_events import run_event
+
+if TYPE_CHECKING:  # cryptography costs ~50 ms at start-up; only signing needs it
+    from replica.audit.keys import Signer
 
 RUNNING, SUCCEEDED, FAILED = "running", "succeeded", "failed"
 # Stopped on purpose (SIGTERM, Ctrl-C): the work was cut short, the store is not to blame.
@@ -357,6 +360,12 @@ class Catalog:
             query = query.where(Run.kind == kind)
         with self._sessions() as session:
             return session.scalars(query).all()
+
+    def latest_records(self, jobs: Sequence[str]) -> dict[str, LatestRecords]:
+        """Return, per job, its last backup, latest verifications, newest verified points and running runs (see
+        `replica.catalog.latest`): a few grouped queries, however many jobs and runs."""
+        with self._sessions() as session:
+            return read_latest(session.connection(), jobs)
 
     def run(self, run_id: int) -> Run | None:
         """Return one run, or None."""

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from replica.actions.audit import Anchor, read_log, verify_export, verify_log
 from replica.actions.context import Context
 from replica.actions.evidence import EXPORT_FORMATS, build_evidence_pack, write_evidence_pack
 from replica.cli.exit_codes import OK
@@ -49,6 +48,8 @@ def add_audit_parser(sub: Any, timestamp: Any) -> None:
 
 def audit_log(context: Context, arguments: argparse.Namespace) -> int:
     """Print events, oldest first."""
+    from replica.actions.audit import read_log  # imported by its commands: ~25 ms
+
     events = read_log(
         context,
         job=arguments.job,
@@ -96,6 +97,8 @@ def _number(value: Any) -> str:
 
 def audit_verify(context: Context, arguments: argparse.Namespace) -> int:
     """Check the chain (of the catalog, or of an exported pack) and print what was proven."""
+    from replica.actions.audit import Anchor, verify_export, verify_log
+
     if arguments.export is not None:
         if arguments.anchor:
             raise UsageError("--anchor checks the catalog's log; compare an export's chain.head_hash by eye")

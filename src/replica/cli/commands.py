@@ -1,26 +1,26 @@
-"""One handler per subcommand: call the action, print its result, return the exit code."""
+"""One handler per subcommand: call the action, print its result, return the exit code.
+
+The actions that do work are imported by their handlers: every command pays for its own imports only, and the
+reading commands (`status`, `runs`, ...) start without the modules of backup, verify, restore and prune.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from replica.actions.backup import run_backup
 from replica.actions.context import Context
-from replica.actions.equivalence import run_verify_all
-from replica.actions.init import run_init
-from replica.actions.prune import run_prune
-from replica.actions.restore import plan_restore, run_restore
 from replica.actions.status import collect_status, run_state
-from replica.actions.verify import VerifyOutcome, run_verify
 from replica.cli.exit_codes import FAILED, OK, USAGE
 from replica.cli.render import status_table, table
 from replica.config.durations import format_duration
 from replica.config.load import raise_if_problems
 from replica.errors import UsageError
-from replica.report.dataloss import render_markdown
+
+if TYPE_CHECKING:
+    from replica.actions.verify import VerifyOutcome
 
 
 def _print_json(document: Any) -> None:
@@ -29,12 +29,16 @@ def _print_json(document: Any) -> None:
 
 def init(context: Context, arguments: argparse.Namespace) -> int:
     """Create the repositories of a job."""
+    from replica.actions.init import run_init
+
     run_init(context, arguments.job)
     return OK
 
 
 def backup(context: Context, arguments: argparse.Namespace) -> int:
     """Back up and copy; exit 1 unless every destination holds the snapshot."""
+    from replica.actions.backup import run_backup
+
     outcome = run_backup(context, arguments.job)
     print(
         f"backup of '{outcome.job}': snapshot {outcome.snapshot_id} (run {outcome.run_id}), "
@@ -50,6 +54,8 @@ def backup(context: Context, arguments: argparse.Namespace) -> int:
 
 def verify(context: Context, arguments: argparse.Namespace) -> int:
     """Verify a snapshot; exit 1 when a critical check failed (a data-loss report is written)."""
+    from replica.actions.verify import run_verify
+
     if arguments.all_destinations:
         return _verify_all(context, arguments)
     outcome = run_verify(context, arguments.job, arguments.destination, arguments.snapshot)
@@ -58,6 +64,8 @@ def verify(context: Context, arguments: argparse.Namespace) -> int:
 
 
 def _verify_all(context: Context, arguments: argparse.Namespace) -> int:
+    from replica.actions.equivalence import run_verify_all
+
     everywhere = run_verify_all(context, arguments.job, arguments.snapshot)
     for outcome in everywhere.verified:
         _print_verification(outcome)
@@ -90,6 +98,8 @@ def _print_verification(outcome: VerifyOutcome) -> None:
 
 def restore(context: Context, arguments: argparse.Namespace) -> int:
     """Restore into a named target; refuses data without --force; --dry-run only prints the plan."""
+    from replica.actions.restore import plan_restore, run_restore
+
     plan, expected = plan_restore(
         context,
         arguments.job,
@@ -115,6 +125,8 @@ def restore(context: Context, arguments: argparse.Namespace) -> int:
 
 def prune(context: Context, arguments: argparse.Namespace) -> int:
     """Apply retention (or show it with --dry-run); exit 1 when a destination could not be pruned."""
+    from replica.actions.prune import run_prune
+
     outcome = run_prune(context, arguments.job, dry_run=arguments.dry_run, destination_name=arguments.destination)
     documents: list[dict[str, Any]] = [
         {
@@ -263,6 +275,8 @@ def reports(context: Context, arguments: argparse.Namespace) -> int:
         if arguments.json:
             _print_json(report.body)
         else:
+            from replica.report.dataloss import render_markdown
+
             print(render_markdown(report.body))
         return OK
     rows = context.catalog.reports(arguments.job)

@@ -9,9 +9,6 @@ import sys
 from typing import Any
 
 from replica.actions.context import Context
-from replica.actions.due import scheduled_work
-from replica.actions.run_due import run_due
-from replica.actions.scheduled import FAILED
 from replica.catalog.records import utc_now
 from replica.cli.exit_codes import FAILED as EXIT_FAILED
 from replica.cli.exit_codes import OK, USAGE
@@ -20,6 +17,8 @@ from replica.cli.render import table
 
 def schedule(context: Context, arguments: argparse.Namespace) -> int:
     """List every job's next run of each kind of work (from the catalog and the job's timetable)."""
+    from replica.actions.due import scheduled_work  # imported by the commands that schedule (with run_due: ~50 ms)
+
     now = utc_now()
     documents: list[dict[str, Any]] = [
         {
@@ -55,6 +54,9 @@ def schedule(context: Context, arguments: argparse.Namespace) -> int:
 
 def run_due_command(context: Context, arguments: argparse.Namespace) -> int:
     """Run whatever is due and exit: 0 when all of it succeeded, 1 when any failed, 2 for broken job files."""
+    from replica.actions.run_due import run_due
+    from replica.actions.scheduled import FAILED
+
     _log_to_stderr()
     report = run_due(context)
     for run in report.abandoned:

@@ -1,16 +1,34 @@
-"""Loading the jobs and policies folders. A broken file disables only itself (and jobs that need it)."""
+"""Loading the jobs and policies folders. A broken file disables only itself (and jobs that need it).
+
+With thousands of job files, reading and validating every one costs seconds, while `replica status` needs only an
+outline of each job (name, store kind, policy, destinations). Given a cache file, the outcome of each job file
+(its outline, or its problems) is kept keyed by the file's identity and change times (`stat`: device, inode, size,
+modification and change times in nanoseconds): a file written since gets a new change time, which no one can set
+back, and is read again. A file changed less than `RACY_SECONDS` before it was read is not cached (two writes in
+one tick of the file system's clock would look alike). The full model of a job is then read when first looked up.
+The cache holds no job file content (a job file may hold a dead-man URL, a secret), and is keyed by the code that
+validates, so a new release never trusts an older one's verdicts.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from replica.config.models import JobConfig, PolicyConfig
 from replica.config.notify import NOTIFIER_KIND_NAMES
-from replica.config.yaml_files import read_yaml_mapping
+from replica.config.yaml_files import read_yaml_mapping, yaml_version
 from replica.errors import ConfigError, UsageError
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -18,11 +36,77 @@ Model = TypeVar("Model", bound=BaseModel)
 _DISCRIMINATOR_TAGS = {"directory", "sqlite", "postgresql", "mariadb", "redis", *NOTIFIER_KIND_NAMES}
 
 
+CACHE_FORMAT = 1
+RACY_SECONDS = 2.0
+# The modules whose code decides whether a file is valid and what it means: a change to any of them drops the cache.
+_VALIDATING_MODULES = (
+    "replica.config.models",
+    "replica.config.notify",
+    "replica.config.durations",
+    "replica.schedule.specs",
+    "replica.config.load",
+    "replica.config.yaml_files",
+)
+
+
+@dataclass(frozen=True)
+class JobOutline:
+    """What `replica status` shows of a valid job: its name, store kind, policy and destinations (primary first)."""
+
+    name: str
+    store_kind: str
+    policy: str
+    destinations: tuple[str, ...]
+
+    @classmethod
+    def of(cls, job: JobConfig) -> JobOutline:
+        """Return the outline of a job."""
+        return cls(job.name, job.store.kind, job.policy, tuple(destination.name for destination in job.destinations))
+
+
+class ValidJobs(Mapping[str, JobConfig]):
+    """The valid jobs by name, in file order. A job whose file the cache vouched for is read when first looked up.
+
+    Looking one up raises ConfigError when its file was changed into a broken one since it was found valid.
+    """
+
+    def __init__(self, policies: Mapping[str, PolicyConfig], policies_dir: Path) -> None:
+        self._paths: dict[str, str] = {}
+        self._models: dict[str, JobConfig] = {}
+        self._policies = policies
+        self._policies_dir = policies_dir
+
+    def add(self, name: str, path: str, job: JobConfig | None) -> None:
+        """Add a valid job (its model when already read)."""
+        self._paths[name] = path
+        if job is not None:
+            self._models[name] = job
+
+    def __getitem__(self, name: str) -> JobConfig:
+        job = self._models.get(name)
+        if job is None:
+            job, problems = validate_job_file(Path(self._paths[name]), self._policies, self._policies_dir)
+            if job is None:
+                raise ConfigError(problems)
+            self._models[name] = job
+        return job
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._paths)
+
+    def __len__(self) -> int:
+        return len(self._paths)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._paths
+
+
 @dataclass
 class Configuration:
     """Every valid job and policy, plus one line for each problem found (file: at 'path': message)."""
 
-    jobs: dict[str, JobConfig] = field(default_factory=dict)
+    jobs: Mapping[str, JobConfig] = field(default_factory=dict)
+    outlines: dict[str, JobOutline] = field(default_factory=dict)
     policies: dict[str, PolicyConfig] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     broken_jobs: dict[str, list[str]] = field(default_factory=dict)
@@ -76,34 +160,161 @@ def validate_file(path: Path, model: type[Model]) -> tuple[Model | None, list[st
     return instance, []
 
 
-def _yaml_files(folder: Path) -> list[Path]:
-    if not folder.is_dir():
+def validate_job_file(
+    path: Path, policies: Mapping[str, PolicyConfig], policies_dir: Path
+) -> tuple[JobConfig | None, list[str]]:
+    """Return the job read from `path` and no problems, or None and every problem (its policy must be valid)."""
+    job, problems = validate_file(path, JobConfig)
+    if job is not None and job.policy not in policies:
+        return None, [f"{path}: at 'policy': no valid policy named '{job.policy}' in {policies_dir}"]
+    return job, problems
+
+
+def _yaml_names(folder: Path) -> list[str]:
+    """Return the names of the *.yaml and *.yml entries of `folder`, sorted (one read of the folder)."""
+    try:
+        with os.scandir(folder) as entries:
+            return sorted(entry.name for entry in entries if entry.name.endswith((".yaml", ".yml")))
+    except (FileNotFoundError, NotADirectoryError):
         return []
-    return sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")])
 
 
-def load_configuration(jobs_dir: Path, policies_dir: Path) -> Configuration:
-    """Return every job and policy found, with every problem listed (never raises for bad files)."""
+def load_configuration(jobs_dir: Path, policies_dir: Path, cache_file: Path | None = None) -> Configuration:
+    """Return every job and policy found, with every problem listed (never raises for bad files).
+
+    With `cache_file`, job files unchanged since an earlier load are not read again (see the module docstring).
+    """
     configuration = Configuration()
     if not jobs_dir.is_dir():
         configuration.problems.append(f"{jobs_dir}: jobs folder does not exist")
     if not policies_dir.is_dir():
         configuration.problems.append(f"{policies_dir}: policies folder does not exist")
-    for path in _yaml_files(policies_dir):
+    for path in (policies_dir / name for name in _yaml_names(policies_dir)):
         policy, problems = validate_file(path, PolicyConfig)
         configuration.problems.extend(problems)
         if policy is not None:
             configuration.policies[policy.name] = policy
-    for path in _yaml_files(jobs_dir):
-        job, problems = validate_file(path, JobConfig)
-        if job is not None and job.policy not in configuration.policies:
-            problems = [f"{path}: at 'policy': no valid policy named '{job.policy}' in {policies_dir}"]
+    jobs = ValidJobs(configuration.policies, policies_dir)
+    configuration.jobs = jobs
+    cache = _OutcomeCache.read(cache_file)
+    folder = str(jobs_dir)
+    for name in _yaml_names(jobs_dir):
+        # Paths as text: building 10,000 Path objects would cost more than the rest of a cached load.
+        outline, problems = cache.outcome(os.path.join(folder, name), configuration.policies, policies_dir, jobs)
         if problems:
             configuration.problems.extend(problems)
-            configuration.broken_jobs[path.stem] = problems
-        elif job is not None:
-            configuration.jobs[job.name] = job
+            configuration.broken_jobs[name.rpartition(".")[0]] = problems
+        elif outline is not None:
+            configuration.outlines[outline.name] = outline
+    cache.write(cache_file)
     return configuration
+
+
+class _OutcomeCache:
+    """The outcome of each job file (outline or problems) keyed by its `stat` identity; see the module docstring."""
+
+    def __init__(self, entries: dict[str, Any], code: str) -> None:
+        self._old = entries
+        self._new: dict[str, Any] = {}
+        self._code = code
+
+    @classmethod
+    def read(cls, cache_file: Path | None) -> _OutcomeCache:
+        code = _validating_code()
+        if cache_file is None:
+            return cls({}, code)
+        try:
+            document = json.loads(cache_file.read_bytes())
+        except (OSError, ValueError):
+            return cls({}, code)
+        if not isinstance(document, dict) or document.get("format") != CACHE_FORMAT or document.get("code") != code:
+            return cls({}, code)
+        files = document.get("files")
+        return cls(files if isinstance(files, dict) else {}, code)
+
+    def outcome(
+        self, key: str, policies: Mapping[str, PolicyConfig], policies_dir: Path, jobs: ValidJobs
+    ) -> tuple[JobOutline | None, list[str]]:
+        """Return the outline of the valid job file at path `key` (adding it to `jobs`) or the problems of a broken
+        one."""
+        identity = _identity(key)
+        entry = self._old.get(key)
+        if identity is not None and isinstance(entry, dict) and entry.get("stat") == identity:
+            self._new[key] = entry
+            outline = _outline_from(entry.get("outline"))
+            problems = entry.get("problems")
+            if outline is not None and outline.name == os.path.basename(key).rpartition(".")[0]:
+                # The policy may have changed since: checked every time, as a fresh load would.
+                if outline.policy not in policies:
+                    return None, [f"{key}: at 'policy': no valid policy named '{outline.policy}' in {policies_dir}"]
+                jobs.add(outline.name, key, None)
+                return outline, []
+            if isinstance(problems, list) and problems and all(isinstance(p, str) for p in problems):
+                return None, problems
+        path = Path(key)
+        job, problems = validate_file(path, JobConfig)
+        read_at = time.time()
+        outline = JobOutline.of(job) if job is not None else None
+        if identity is not None and identity[4] < (read_at - RACY_SECONDS) * 1e9:
+            self._new[key] = (
+                {
+                    "stat": identity,
+                    "outline": [outline.name, outline.store_kind, outline.policy, [*outline.destinations]],
+                }
+                if outline is not None
+                else {"stat": identity, "problems": problems}
+            )
+        if job is not None and job.policy not in policies:
+            return None, [f"{path}: at 'policy': no valid policy named '{job.policy}' in {policies_dir}"]
+        if job is not None and outline is not None:
+            jobs.add(job.name, key, job)
+        return outline, problems
+
+    def write(self, cache_file: Path | None) -> None:
+        """Write the entries of this load, when they differ from what was read (best effort: a cache)."""
+        if cache_file is None or self._new == self._old:
+            return
+        document = {"format": CACHE_FORMAT, "code": self._code, "files": self._new}
+        with contextlib.suppress(OSError):
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            handle, temporary = tempfile.mkstemp(prefix=f".{cache_file.name}.", dir=cache_file.parent)
+            try:
+                with os.fdopen(handle, "w", encoding="utf-8") as file:
+                    json.dump(document, file, separators=(",", ":"))
+                os.replace(temporary, cache_file)  # readers see the old file or the new one, never half of one
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(temporary)
+
+
+def _identity(path: str) -> list[int] | None:
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return [status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns]
+
+
+def _outline_from(value: object) -> JobOutline | None:
+    if not isinstance(value, list) or len(value) != 4:
+        return None
+    name, store_kind, policy, destinations = value
+    if not all(isinstance(item, str) for item in (name, store_kind, policy)) or not isinstance(destinations, list):
+        return None
+    return JobOutline(name, store_kind, policy, tuple(str(destination) for destination in destinations))
+
+
+def _validating_code() -> str:
+    """Return a digest of the code that validates files (and of the libraries it relies on)."""
+    import pydantic
+
+    digest = hashlib.sha256(f"{pydantic.VERSION} {yaml_version()}".encode())
+    for name in _VALIDATING_MODULES:
+        module_file = getattr(sys.modules.get(name), "__file__", None)
+        if module_file:
+            with contextlib.suppress(OSError):
+                digest.update(Path(module_file).read_bytes())
+    return digest.hexdigest()
 
 
 def raise_if_problems(configuration: Configuration) -> None:

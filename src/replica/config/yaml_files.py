@@ -52,3 +52,8 @@ def read_yaml_mapping(path: Path) -> dict[str, Any]:
     if not isinstance(document, dict):
         raise ValueError("expected a mapping of fields at the top of the file")
     return document
+
+
+def yaml_version() -> str:
+    """Return the version of the YAML parser (the configuration cache is keyed by it)."""
+    return f"{yaml.__version__} {'libyaml' if yaml.__with_libyaml__ else 'python'}"

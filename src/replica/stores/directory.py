@@ -1,14 +1,25 @@
-"""The `directory` store: restic reads the tree; fingerprint = file count, total bytes and a sampled digest."""
+"""The `directory` store: restic reads the tree; fingerprint = file count, total bytes and a sampled digest.
+
+The walk is one streaming pass: it holds the open directories of the current path and a sample of at most
+`sample_count` paths, never a list of the tree's files, so a tree of millions of files costs what a tree of
+hundreds does in memory. The sample is the `sample_count` files whose relative paths have the smallest BLAKE2b
+hash (a bottom-k sketch): deterministic, independent of the order the file system lists entries in, and spread
+over the whole tree. Fingerprints say how their sample was chosen (`sampling`); those without the key were
+written before it existed (the files spread evenly over the sorted list). Verification needs no more than the
+stored {path: digest} map, so fingerprints of every sampling method verify alike.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import fnmatch
 import hashlib
+import heapq
 import json
 import os
-import stat
-from collections.abc import Iterator, Sequence
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from replica.catalog.records import CheckOutcome
@@ -28,50 +39,130 @@ from replica.stores.paths import directory_has_data, move_aside, temporary_direc
 
 HASH_CHUNK_BYTES = 1 << 20
 CANARY_FILE = f"{CANARY_NAME}.json"
+# How the fingerprint's sample was chosen; a fingerprint without `sampling` spread its sample evenly over the
+# sorted list of files (the method before this one).
+SAMPLING = "smallest-path-hash"
+PATH_HASH_BYTES = 8
 
 
-def is_excluded(relative: str, patterns: Sequence[str]) -> bool:
-    """Return True when restic's `--exclude PATTERN` would leave `relative` out of a backup of "." .
+@dataclass(frozen=True)
+class ExcludeRules:
+    """restic's `--exclude` patterns, compiled for a walk that meets every entry once, parents first.
 
-    A pattern without '/' matches any path component (`*.tmp`, `.cache`); one with a '/' is anchored at the tree's
-    root. Prefer the first kind: restic matches anchored patterns against the absolute path it reads.
-    """
-    parts = relative.split("/")
-    for pattern in patterns:
-        if pattern.startswith("/") or "/" in pattern.strip("/"):
-            anchored = pattern.strip("/")
-            depth = anchored.count("/") + 1
-            if fnmatch.fnmatchcase("/".join(parts[:depth]), anchored):
-                return True
-        elif any(fnmatch.fnmatchcase(part, pattern.strip("/")) for part in parts):
-            return True
-    return False
-
-
-def walk_files(root: Path, exclude: Sequence[str] = ()) -> Iterator[tuple[str, os.stat_result]]:
-    """Yield (relative path, stat) of every regular file below `root` that `exclude` keeps, in sorted order,
-    without following links. A file that vanishes during the walk is skipped; an unreadable tree is a StoreError.
+    A pattern without '/' matches any path component (`*.tmp`, `.cache`); one with a '/' is anchored at the
+    tree's root and matches the first components of a path (`build/*.o`). Prefer the first kind: restic matches
+    anchored patterns against the absolute path it reads. Because the walk never enters an excluded directory,
+    each entry is only matched by its own name, and against the anchored patterns as deep as it is.
     """
 
-    def refuse(error: OSError) -> None:
-        raise StoreError(f"cannot read {error.filename}: {error.strerror}")
+    component: re.Pattern[str] | None
+    anchored: dict[int, re.Pattern[str]]
 
-    for directory, subdirectories, files in os.walk(root, onerror=refuse):
-        base = Path(directory)
-        subdirectories[:] = sorted(
-            name for name in subdirectories if not is_excluded(str((base / name).relative_to(root)), exclude)
+    @classmethod
+    def compile(cls, patterns: Sequence[str]) -> ExcludeRules:
+        """Return the rules of `patterns` (fnmatch syntax, case-sensitive)."""
+        component: list[str] = []
+        anchored: dict[int, list[str]] = {}
+        for pattern in patterns:
+            stripped = pattern.strip("/")
+            if pattern.startswith("/") or "/" in stripped:
+                anchored.setdefault(stripped.count("/") + 1, []).append(fnmatch.translate(stripped))
+            else:
+                component.append(fnmatch.translate(stripped))
+        return cls(
+            component=_any_of(component),
+            anchored={depth: rule for depth, translated in anchored.items() if (rule := _any_of(translated))},
         )
-        for name in sorted(files):
-            path = base / name
-            relative = str(path.relative_to(root))
-            if is_excluded(relative, exclude):
+
+    def __bool__(self) -> bool:
+        return self.component is not None or bool(self.anchored)
+
+    def excludes(self, name: str, relative: str, depth: int) -> bool:
+        """Return True when the entry `relative` (its last component `name`, `depth` components deep) is left out."""
+        if self.component is not None and self.component.match(name):
+            return True
+        rule = self.anchored.get(depth)
+        return rule is not None and rule.match(relative) is not None
+
+
+def _any_of(translated: list[str]) -> re.Pattern[str] | None:
+    return re.compile("|".join(f"(?:{expression})" for expression in translated)) if translated else None
+
+
+def walk_files(root: Path, exclude: Sequence[str] = ()) -> Iterator[tuple[str, int]]:
+    """Yield (relative path, size) of every regular file below `root` that `exclude` keeps, without following
+    links, depth first in the order the file system lists entries. Holds one open directory per level, nothing
+    per file. A file that vanishes during the walk is skipped; an unreadable directory is a StoreError.
+    """
+    rules = ExcludeRules.compile(exclude)
+    # (open listing, relative path of its directory with a trailing '/', depth of its entries)
+    levels: list[tuple[Iterator[os.DirEntry[str]], str, int]] = []
+    try:
+        try:
+            levels.append((os.scandir(root), "", 1))
+        except OSError as error:
+            raise _unreadable(error) from None
+        while levels:
+            listing, prefix, depth = levels[-1]
+            entry = next(listing, None)
+            if entry is None:
+                levels.pop()
+                _close(listing)
+                continue
+            relative = prefix + entry.name
+            if rules and rules.excludes(entry.name, relative, depth):
                 continue
             try:
-                status = path.lstat()
+                if entry.is_dir(follow_symlinks=False):
+                    levels.append((os.scandir(entry.path), relative + "/", depth + 1))
+                elif entry.is_file(follow_symlinks=False):
+                    yield relative, entry.stat(follow_symlinks=False).st_size
             except FileNotFoundError:
-                continue
-            if stat.S_ISREG(status.st_mode):
-                yield relative, status
+                continue  # removed since its directory was listed: a live tree
+            except OSError as error:
+                raise _unreadable(error) from None
+    finally:
+        for listing, _, _ in levels:
+            _close(listing)
+
+
+def _unreadable(error: OSError) -> StoreError:
+    return StoreError(f"cannot read {error.filename}: {error.strerror}")
+
+
+def _close(listing: Iterator[os.DirEntry[str]]) -> None:
+    close = getattr(listing, "close", None)
+    if close is not None:
+        close()
+
+
+def path_hash(relative: str) -> int:
+    """Return the sampling key of a relative path: its BLAKE2b hash as an integer (same on every machine)."""
+    digest = hashlib.blake2b(os.fsencode(relative), digest_size=PATH_HASH_BYTES).digest()
+    return int.from_bytes(digest, "big")
+
+
+class PathSample:
+    """The `count` offered paths with the smallest path hash, kept in a heap of at most `count` entries."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        # (-hash, relative, size): the root is the kept path with the largest hash, the first to be replaced.
+        self._heap: list[tuple[int, str, int]] = []
+
+    def offer(self, relative: str, size: int) -> None:
+        """Consider one file for the sample."""
+        if self.count <= 0:
+            return
+        key = -path_hash(relative)
+        if len(self._heap) < self.count:
+            heapq.heappush(self._heap, (key, relative, size))
+        elif key > self._heap[0][0]:
+            heapq.heapreplace(self._heap, (key, relative, size))
+
+    def chosen(self) -> list[tuple[str, int]]:
+        """Return the sampled (relative path, size) pairs, sorted by path."""
+        return sorted((relative, size) for _, relative, size in self._heap)
 
 
 def file_digest(path: Path) -> str:
@@ -83,25 +174,29 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def sample_paths(relative_paths: list[str], count: int) -> list[str]:
-    """Return up to `count` paths spread evenly over the sorted list (deterministic, so reruns compare)."""
-    if count <= 0 or not relative_paths:
-        return []
-    if len(relative_paths) <= count:
-        return list(relative_paths)
-    step = len(relative_paths) / count
-    return [relative_paths[int(index * step)] for index in range(count)]
-
-
 def fingerprint_tree(root: Path, sample_count: int, exclude: Sequence[str] = ()) -> Fingerprint:
-    """Return {files, bytes, sample: {relative path: sha256}} of the tree at `root`."""
-    entries = list(walk_files(root, exclude))
-    chosen = sample_paths([relative for relative, _ in entries], sample_count)
-    return {
-        "files": len(entries),
-        "bytes": sum(status.st_size for _, status in entries),
-        "sample": {relative: file_digest(root / relative) for relative in chosen},
-    }
+    """Return {files, bytes, sampling, sample: {relative path: sha256}} of the tree at `root`.
+
+    One pass over the tree, then the sampled files are read. A sampled file deleted in between leaves the sample
+    and the counts (the fingerprint then describes the tree as it is after the walk). Raises StoreError when the
+    tree or a sampled file cannot be read.
+    """
+    files = total_bytes = 0
+    sample = PathSample(sample_count)
+    for relative, size in walk_files(root, exclude):
+        files += 1
+        total_bytes += size
+        sample.offer(relative, size)
+    digests: dict[str, str] = {}
+    for relative, size in sample.chosen():
+        try:
+            digests[relative] = file_digest(root / relative)
+        except FileNotFoundError:
+            files -= 1
+            total_bytes -= size
+        except OSError as error:
+            raise StoreError(f"cannot read {root / relative}: {error.strerror}") from None
+    return {"files": files, "bytes": total_bytes, "sampling": SAMPLING, "sample": digests}
 
 
 class DirectoryStore(Store):
@@ -166,17 +261,17 @@ class DirectoryStore(Store):
                 CheckOutcome("integrity", False, True, f"restored tree {target.path} is missing"),
                 CheckOutcome("fingerprint", False, True, "nothing restored to compare"),
             ]
-        found_files = list(walk_files(target.path))
-        unreadable = [relative for relative, _ in found_files if not os.access(target.path / relative, os.R_OK)]
+        unreadable = UnreadableFiles(target.path)
+        fingerprint = compare_tree(target.path, unreadable.watch(walk_files(target.path)), expected)
         integrity = CheckOutcome(
             "integrity",
-            not unreadable,
+            not unreadable.count,
             True,
-            f"{len(found_files)} files restored and readable"
-            if not unreadable
-            else f"{len(unreadable)} restored files unreadable, e.g. {unreadable[0]}",
+            f"{unreadable.seen} files restored and readable"
+            if not unreadable.count
+            else f"{unreadable.count} restored files unreadable, e.g. {unreadable.first}",
         )
-        return [integrity, compare_tree(target.path, found_files, expected)]
+        return [integrity, fingerprint]
 
     def write_canary(self, canary: Canary) -> None:
         path = self.config.path / CANARY_FILE
@@ -209,20 +304,49 @@ class DirectoryStore(Store):
         return str(aside) if aside else None
 
 
-def compare_tree(root: Path, found_files: list[tuple[str, os.stat_result]], expected: Fingerprint) -> CheckOutcome:
-    """Return the `fingerprint` check: file count, total bytes and every sampled digest must match."""
-    found_bytes = sum(status.st_size for _, status in found_files)
+class UnreadableFiles:
+    """Counts the files of a walk that this user cannot read, as they pass (the first one named)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = os.fspath(root)
+        self.seen = 0
+        self.count = 0
+        self.first: str | None = None
+
+    def watch(self, files: Iterable[tuple[str, int]]) -> Iterator[tuple[str, int]]:
+        """Yield `files` unchanged, noting each one that cannot be read."""
+        for relative, size in files:
+            self.seen += 1
+            if not os.access(os.path.join(self.root, relative), os.R_OK):
+                self.count += 1
+                self.first = self.first or relative
+            yield relative, size
+
+
+def compare_tree(root: Path, found_files: Iterable[tuple[str, int]], expected: Fingerprint) -> CheckOutcome:
+    """Return the `fingerprint` check: file count, total bytes and every sampled digest must match.
+
+    `found_files` is consumed once, as it comes (a walk of the restored tree). The sample is checked path by
+    path whatever its `sampling` method, so fingerprints written before sampling was versioned verify too.
+    """
+    found_count = found_bytes = 0
+    for _, size in found_files:
+        found_count += 1
+        found_bytes += size
     problems = []
-    if len(found_files) != expected.get("files"):
-        problems.append(f"file count: expected {expected.get('files')}, restored {len(found_files)}")
+    if found_count != expected.get("files"):
+        problems.append(f"file count: expected {expected.get('files')}, restored {found_count}")
     if found_bytes != expected.get("bytes"):
         problems.append(f"total bytes: expected {expected.get('bytes')}, restored {found_bytes}")
     sample: dict[str, str] = expected.get("sample", {})
     mismatched = []
     for relative, digest in sample.items():
         path = root / relative
-        if not path.is_file() or file_digest(path) != digest:
-            mismatched.append(relative)
+        try:
+            if not path.is_file() or file_digest(path) != digest:
+                mismatched.append(relative)
+        except OSError:
+            mismatched.append(relative)  # unreadable: the integrity check names it
     if mismatched:
         problems.append(f"sampled content: {len(mismatched)} of {len(sample)} files differ, e.g. {mismatched[0]}")
     if problems:
@@ -231,7 +355,7 @@ def compare_tree(root: Path, found_files: list[tuple[str, os.stat_result]], expe
         "fingerprint",
         True,
         True,
-        f"{len(found_files)} files, {found_bytes} bytes and {len(sample)} sampled digests match the backup",
+        f"{found_count} files, {found_bytes} bytes and {len(sample)} sampled digests match the backup",
     )
 
 

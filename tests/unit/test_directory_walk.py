@@ -1,0 +1,101 @@
+"""The directory store's walk and sample: exclusions as restic reads them, a bounded deterministic sample."""
+
+from __future__ import annotations
+
+import fnmatch
+import random
+from pathlib import Path
+
+import pytest
+
+from replica.stores.directory import PathSample, path_hash, walk_files
+
+PATTERNS = ("*.tmp", ".cache", "build/*.o", "/logs", "deep/er", "cache/")
+
+
+def excluded_by_reference(relative: str, patterns: tuple[str, ...]) -> bool:
+    """restic's `--exclude` for a backup of ".", path by path (the matcher the walk replaced, kept as the oracle)."""
+    parts = relative.split("/")
+    for pattern in patterns:
+        if pattern.startswith("/") or "/" in pattern.strip("/"):
+            anchored = pattern.strip("/")
+            depth = anchored.count("/") + 1
+            if fnmatch.fnmatchcase("/".join(parts[:depth]), anchored):
+                return True
+        elif any(fnmatch.fnmatchcase(part, pattern.strip("/")) for part in parts):
+            return True
+    return False
+
+
+def make_tree(root: Path) -> list[str]:
+    """Write a tree that every pattern of PATTERNS touches; return every regular file's relative path."""
+    files = [
+        "a.txt",
+        "a.tmp",
+        "keep/b.txt",
+        "keep/b.tmp",
+        ".cache/blob",
+        "keep/.cache/blob",
+        "build/main.o",
+        "build/main.c",
+        "build/sub/x.o",
+        "keep/build/main.o",
+        "logs/today.log",
+        "keep/logs/today.log",
+        "deep/er/file",
+        "deep/err/file",
+        "keep/deep/er/file",
+        "cache",
+        "keep/cache/file",
+        "Upper.TMP",
+    ]
+    for relative in files:
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_text(relative)
+    (root / "keep" / "link").symlink_to(root / "a.txt")
+    (root / "keep" / "dirlink").symlink_to(root / "keep")
+    return files
+
+
+def test_the_walk_keeps_exactly_what_the_path_by_path_rules_keep(tmp_path: Path) -> None:
+    files = make_tree(tmp_path)
+
+    walked = {relative: size for relative, size in walk_files(tmp_path, PATTERNS)}
+
+    expected = {relative for relative in files if not excluded_by_reference(relative, PATTERNS)}
+    assert set(walked) == expected
+    assert {"a.txt", "keep/b.txt", "build/main.c", "build/sub/x.o", "deep/err/file", "Upper.TMP"} <= expected
+    assert all(walked[relative] == len(relative) for relative in walked)
+
+
+def test_the_walk_without_patterns_yields_every_regular_file_and_no_link(tmp_path: Path) -> None:
+    files = make_tree(tmp_path)
+
+    assert sorted(relative for relative, _ in walk_files(tmp_path)) == sorted(files)
+
+
+def test_the_sample_is_the_smallest_path_hashes_whatever_the_order_offered() -> None:
+    paths = [f"folder-{number % 7}/file-{number}" for number in range(500)]
+    expected = sorted(sorted(paths, key=path_hash)[:16])
+    for seed in range(3):
+        random.Random(seed).shuffle(paths)
+        sample = PathSample(16)
+        for path in paths:
+            sample.offer(path, len(path))
+
+        assert [relative for relative, _ in sample.chosen()] == expected
+        assert len(sample._heap) == 16
+
+
+@pytest.mark.parametrize("count", [0, -1])
+def test_a_sample_of_no_files_keeps_nothing(count: int) -> None:
+    sample = PathSample(count)
+    sample.offer("a", 1)
+
+    assert sample.chosen() == []
+
+
+def test_path_hash_is_fixed_across_machines_and_releases() -> None:
+    # Stored fingerprints name the sampled files: the key that chose them must never change for this method.
+    assert path_hash("folder-0001/file-00042.bin") == path_hash("folder-0001/file-00042.bin")
+    assert path_hash("a.txt") == 0xC90EFC5142C899D5
