@@ -4,7 +4,10 @@ promotion beside a target."""
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import shutil
+import subprocess
 import tracemalloc
 from pathlib import Path
 
@@ -257,3 +260,60 @@ def test_a_sampled_file_deleted_after_the_walk_leaves_the_sample_and_the_counts(
     assert len(fingerprint["sample"]) == 3
     assert fingerprint["files"] == 19
     assert fingerprint["bytes"] == sum((root / path).stat().st_size for path in fingerprint_paths(root))
+
+
+def restic_backed_up_files(tree: Path, repository: Path, patterns: tuple[str, ...]) -> set[str]:
+    """Back `tree` up as replica does (".", from inside it) into a local repository; return the files restic kept."""
+    environment = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(repository.parent)}
+    environment.update(RESTIC_REPOSITORY=str(repository), RESTIC_PASSWORD="exclude-test")
+    subprocess.run(["restic", "init"], env=environment, check=True, capture_output=True, timeout=120)
+    excludes = [argument for pattern in patterns for argument in ("--exclude", pattern)]
+    subprocess.run(
+        ["restic", "backup", "--json", *excludes, "."],
+        cwd=tree,
+        env=environment,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    listing = subprocess.run(
+        ["restic", "ls", "--json", "latest"], env=environment, check=True, capture_output=True, text=True, timeout=120
+    ).stdout
+    nodes = [json.loads(line) for line in listing.splitlines() if line.strip()]
+    return {node["path"].lstrip("/") for node in nodes if node.get("struct_type") == "node" and node["type"] == "file"}
+
+
+def test_the_walk_leaves_out_exactly_what_restic_leaves_out(tmp_path: Path) -> None:
+    # GIVEN a tree touched by every kind of pattern: one component, several in a row at any depth, absolute paths
+    tree = tmp_path / "tree"
+    files = [
+        "a.txt",
+        "a.tmp",
+        "keep/b.tmp",
+        ".cache/blob",
+        "keep/.cache/blob",
+        "build/main.o",
+        "build/main.c",
+        "build/sub/x.o",
+        "keep/build/main.o",
+        "deep/er/file",
+        "keep/deep/er/file",
+        "deep/err/file",
+        "logs/today.log",
+        "keep/logs/today.log",
+        "cache",
+        "keep/cache/file",
+    ]
+    for relative in files:
+        (tree / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tree / relative).write_text(relative)
+    patterns = ("*.tmp", ".cache", "build/*.o", "deep/er", "cache/", f"{tree}/logs", "/logs")
+
+    # WHEN restic backs it up with those patterns, and replica walks it for the fingerprint
+    kept_by_restic = restic_backed_up_files(tree, tmp_path / "repository", patterns)
+    walked = {relative for relative, _ in directory.walk_files(tree, patterns)}
+
+    # THEN both keep the same files (a difference would fail every verification on the file count)
+    assert walked == kept_by_restic
+    assert "keep/build/main.o" not in walked and "keep/deep/er/file" not in walked
+    assert "logs/today.log" not in walked and "keep/logs/today.log" in walked

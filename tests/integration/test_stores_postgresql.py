@@ -341,6 +341,26 @@ def test_types_whose_hash_is_missing_or_blind_are_digested_as_text(
     assert after.detail.startswith("content of public.odd: digest expected")
 
 
+@pytest.mark.parametrize(("columns", "method"), [("id int, t timestamptz", "record"), ("id int, t float8", "text")])
+def test_a_column_named_like_the_row_alias_does_not_hide_the_other_columns(
+    source_database: str, columns: str, method: str
+) -> None:
+    # GIVEN a table with a column named `t`, the alias the digest queries give the row
+    with connect(source_database) as connection:
+        connection.execute(f"CREATE TABLE alias_clash ({columns})")
+        connection.execute("INSERT INTO alias_clash VALUES (1, NULL), (2, NULL)")
+    expected = live_fingerprint(source_database)
+    # WHEN only the other column changes
+    with connect(source_database) as connection:
+        connection.execute("UPDATE alias_clash SET id = 99 WHERE id = 1")
+    after = fingerprint_check(source_database, expected)
+
+    # THEN the whole row was digested, so the change is seen
+    assert expected["tables"]["public.alias_clash"]["hash"] == method
+    assert not after.passed
+    assert after.detail.startswith("content of public.alias_clash: digest expected")
+
+
 def test_a_digest_unknown_to_this_version_is_not_compared(source_database: str) -> None:
     expected = {**live_fingerprint(source_database), "digest": "sha3_per_row/7"}
 

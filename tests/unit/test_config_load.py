@@ -310,6 +310,34 @@ def test_a_cached_load_reads_no_unchanged_job_file_and_finds_the_same(
 
 
 @pytest.mark.usefixtures("settled")
+def test_a_job_file_that_could_not_be_read_once_is_not_remembered_as_broken(
+    folders: tuple[Path, Path], cache_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a valid job file that one load could not read (no descriptors left, an I/O error, another user's rights)
+    import replica.config.yaml_files
+
+    jobs, policies = folders
+    write_job(jobs, "billing")
+    real_read_text = Path.read_text
+
+    def failing(path: Path, *arguments: object, **keywords: object) -> str:
+        if path.name == "billing.yaml":
+            raise OSError(24, "Too many open files")
+        return real_read_text(path, *arguments, **keywords)  # type: ignore[arg-type]
+
+    with monkeypatch.context() as patch:
+        patch.setattr(replica.config.yaml_files.Path, "read_text", failing)
+        unreadable = load_configuration(jobs, policies, cache_file)
+
+    # WHEN the next load runs with the file readable again
+    later = load_configuration(jobs, policies, cache_file)
+
+    # THEN the failure was reported that once, and the job is back: the cache keeps only verdicts on content
+    assert "billing" in unreadable.broken_jobs and "Too many open files" in unreadable.problems[0]
+    assert list(later.jobs) == ["billing"] and later.problems == []
+
+
+@pytest.mark.usefixtures("settled")
 def test_a_job_file_changed_since_it_was_cached_is_read_again_even_with_its_old_times(
     folders: tuple[Path, Path], cache_file: Path
 ) -> None:
@@ -386,3 +414,33 @@ def test_the_cache_holds_no_job_file_content_and_is_dropped_by_other_code(
     load_configuration(jobs, policies, cache_file)
 
     assert jobs / "billing.yaml" in reads
+
+
+@pytest.mark.usefixtures("settled")
+def test_a_job_file_broken_after_its_cached_load_leaves_only_that_job_unscheduled(
+    tmp_path: Path, folders: tuple[Path, Path]
+) -> None:
+    # GIVEN two jobs the cache vouches for, one of them edited into a broken file after the folder was read
+    from datetime import UTC, datetime
+
+    from replica.actions.context import Context
+    from replica.actions.due import scheduled_work
+    from replica.settings import Settings
+
+    jobs, policies = folders
+    (policies / "standard.yaml").write_text(POLICY + "schedule:\n  backup: every 1h\n", encoding="utf-8")
+    write_job(jobs, "billing")
+    write_job(jobs, "crm")
+    settings = Settings(state_dir=tmp_path / "state", jobs_dir=jobs, policies_dir=policies)
+    assert sorted(Context(settings).configuration.jobs) == ["billing", "crm"]  # fills the cache
+    context = Context(settings)
+    assert sorted(context.configuration.jobs) == ["billing", "crm"]  # from the cache: no model read yet
+    write_job(jobs, "crm", "name: crm\nstore: {kind: nowhere}\n")
+
+    # WHEN the daemon (or run-due) asks what is scheduled
+    work = scheduled_work(context, datetime.now(UTC))
+
+    # THEN the broken job is left out and the other keeps its work; naming the broken job raises
+    assert {(item.job, item.kind) for item in work} == {("billing", "backup")}
+    with pytest.raises(ConfigError):
+        scheduled_work(context, datetime.now(UTC), ["crm"])

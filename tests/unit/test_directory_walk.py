@@ -14,16 +14,18 @@ PATTERNS = ("*.tmp", ".cache", "build/*.o", "/logs", "deep/er", "cache/")
 
 
 def excluded_by_reference(relative: str, patterns: tuple[str, ...]) -> bool:
-    """restic's `--exclude` for a backup of ".", path by path (the matcher the walk replaced, kept as the oracle)."""
+    """restic 0.14's `--exclude` for a backup of ".", path by path: a relative pattern matches any run of consecutive
+    components, a '/'-pattern the absolute path (none here: the tree is in a temporary folder). The integration
+    tests check these rules against real restic."""
     parts = relative.split("/")
     for pattern in patterns:
-        if pattern.startswith("/") or "/" in pattern.strip("/"):
-            anchored = pattern.strip("/")
-            depth = anchored.count("/") + 1
-            if fnmatch.fnmatchcase("/".join(parts[:depth]), anchored):
+        if pattern.startswith("/"):
+            continue
+        wanted = pattern.strip("/").split("/")
+        for start in range(len(parts) - len(wanted) + 1):
+            window = parts[start : start + len(wanted)]
+            if all(fnmatch.fnmatchcase(part, piece) for part, piece in zip(window, wanted, strict=True)):
                 return True
-        elif any(fnmatch.fnmatchcase(part, pattern.strip("/")) for part in parts):
-            return True
     return False
 
 
@@ -65,6 +67,8 @@ def test_the_walk_keeps_exactly_what_the_path_by_path_rules_keep(tmp_path: Path)
     expected = {relative for relative in files if not excluded_by_reference(relative, PATTERNS)}
     assert set(walked) == expected
     assert {"a.txt", "keep/b.txt", "build/main.c", "build/sub/x.o", "deep/err/file", "Upper.TMP"} <= expected
+    assert {"logs/today.log", "keep/logs/today.log"} <= expected  # "/logs" is an absolute path, not below the tree
+    assert "keep/build/main.o" not in expected and "keep/deep/er/file" not in expected  # at any depth
     assert all(walked[relative] == len(relative) for relative in walked)
 
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 
 from replica.actions.context import Context
+from replica.errors import ConfigError
 from replica.schedule.plan import job_schedules
 from replica.schedule.specs import Schedule, next_run
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -36,14 +40,23 @@ def scheduled_work(context: Context, now: datetime, jobs: list[str] | None = Non
 
     A kind counts from the start of its last run that reached an outcome (succeeded or failed): work whose later
     run was interrupted or abandoned (a backup also when one of its copies was) is due again at once, and a
-    skipped run changes nothing.
+    skipped run changes nothing. A job whose file turned broken since the folder was read is left out (logged);
+    one named in `jobs` raises ConfigError.
     """
     configuration = context.configuration
     names = sorted(configuration.jobs) if jobs is None else jobs
     last_started = context.catalog.last_completed_by_work()
     work = []
     for name in names:
-        job, policy = context.job(name)
+        try:
+            job, policy = context.job(name)
+        except ConfigError as error:
+            if jobs is not None:
+                raise
+            # Found valid when the folder was read, broken when its model was read (edited in between): the
+            # broken file disables its own job only, as it would have at load time.
+            logger.error("job '%s' disabled, its file is broken: %s", name, "; ".join(error.problems))
+            continue
         for kind, schedule in job_schedules(job, policy).items():
             last = last_started.get((name, kind))
             work.append(ScheduledWork(name, kind, schedule, last, next_run(schedule, last, now, work_key(name, kind))))

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ValidationError
 
 from replica.config.models import JobConfig, PolicyConfig
 from replica.config.notify import NOTIFIER_KIND_NAMES
-from replica.config.yaml_files import read_yaml_mapping, yaml_version
+from replica.config.yaml_files import UnreadableFile, read_yaml_mapping, yaml_version
 from replica.errors import ConfigError, UsageError
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -143,21 +143,34 @@ def format_location(location: tuple[int | str, ...]) -> str:
 
 def validate_file(path: Path, model: type[Model]) -> tuple[Model | None, list[str]]:
     """Return the model read from `path` and no problems, or None and every problem as `file: at 'path': msg`."""
+    instance, problems, _ = _validate_file_content(path, model)
+    return instance, problems
+
+
+def _validate_file_content(path: Path, model: type[Model]) -> tuple[Model | None, list[str], bool]:
+    """Return what `validate_file` returns, and whether that verdict comes from the file's content (False when the
+    file could not be read: that says nothing lasting about the file, and must never be cached)."""
     try:
         document = read_yaml_mapping(path)
+    except UnreadableFile as error:
+        return None, [f"{path}: {error}"], False
     except ValueError as error:
-        return None, [f"{path}: {error}"]
+        return None, [f"{path}: {error}"], True
     try:
         instance = model.model_validate(document)
     except ValidationError as error:
-        return None, [
-            f"{path}: at '{format_location(problem['loc'])}': {problem['msg'].removeprefix('Value error, ')}"
-            for problem in error.errors()
-        ]
+        return (
+            None,
+            [
+                f"{path}: at '{format_location(problem['loc'])}': {problem['msg'].removeprefix('Value error, ')}"
+                for problem in error.errors()
+            ],
+            True,
+        )
     name = getattr(instance, "name", None)
     if name != path.stem:
-        return None, [f"{path}: at 'name': must equal the file name '{path.stem}', got '{name}'"]
-    return instance, []
+        return None, [f"{path}: at 'name': must equal the file name '{path.stem}', got '{name}'"], True
+    return instance, [], True
 
 
 def validate_job_file(
@@ -175,8 +188,8 @@ def _yaml_names(folder: Path) -> list[str]:
     try:
         with os.scandir(folder) as entries:
             return sorted(entry.name for entry in entries if entry.name.endswith((".yaml", ".yml")))
-    except (FileNotFoundError, NotADirectoryError):
-        return []
+    except OSError:
+        return []  # a missing folder is reported by the caller; an unreadable one finds nothing, as glob did
 
 
 def load_configuration(jobs_dir: Path, policies_dir: Path, cache_file: Path | None = None) -> Configuration:
@@ -252,10 +265,10 @@ class _OutcomeCache:
             if isinstance(problems, list) and problems and all(isinstance(p, str) for p in problems):
                 return None, problems
         path = Path(key)
-        job, problems = validate_file(path, JobConfig)
+        job, problems, from_content = _validate_file_content(path, JobConfig)
         read_at = time.time()
         outline = JobOutline.of(job) if job is not None else None
-        if identity is not None and identity[4] < (read_at - RACY_SECONDS) * 1e9:
+        if from_content and identity is not None and identity[4] < (read_at - RACY_SECONDS) * 1e9:
             self._new[key] = (
                 {
                     "stat": identity,

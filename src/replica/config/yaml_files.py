@@ -31,16 +31,20 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
+class UnreadableFile(ValueError):
+    """The file could not be read at all (permissions, I/O, no descriptors left): nothing is known of its content."""
+
+
 def read_yaml_mapping(path: Path) -> dict[str, Any]:
     """Return the mapping at the top of a YAML file.
 
-    Raises ValueError with a one-line reason (with line number) for unreadable files, YAML syntax errors,
-    duplicate keys, or a top level that is not a mapping.
+    Raises ValueError with a one-line reason (with line number) for YAML syntax errors, duplicate keys, or a top
+    level that is not a mapping; UnreadableFile (a ValueError) when the file cannot be read.
     """
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
-        raise ValueError(f"cannot read file: {error.strerror}") from None
+        raise UnreadableFile(f"cannot read file: {error.strerror}") from None
     try:
         document = yaml.load(text, Loader=_StrictLoader)
     except yaml.MarkedYAMLError as error:

@@ -49,40 +49,57 @@ PATH_HASH_BYTES = 8
 class ExcludeRules:
     """restic's `--exclude` patterns, compiled for a walk that meets every entry once, parents first.
 
-    A pattern without '/' matches any path component (`*.tmp`, `.cache`); one with a '/' is anchored at the
-    tree's root and matches the first components of a path (`build/*.o`). Prefer the first kind: restic matches
-    anchored patterns against the absolute path it reads. Because the walk never enters an excluded directory,
-    each entry is only matched by its own name, and against the anchored patterns as deep as it is.
+    As restic 0.14 matches them (checked against real backups in the tests): a pattern without a leading '/' matches
+    at any depth, one component (`*.tmp`, `.cache`) or several in a row (`build/*.o` leaves out `build/a.o` and
+    `x/build/b.o`); a pattern with a leading '/' is an absolute path (`/srv/uploads/tmp`), not one below the tree.
+    Because the walk never enters an excluded directory, an entry only needs matching where it is the last
+    component: by its own name, by its last components for each pattern's length, by its absolute path.
     """
 
     component: re.Pattern[str] | None
-    anchored: dict[int, re.Pattern[str]]
+    trailing: dict[int, re.Pattern[str]]
+    absolute: dict[int, re.Pattern[str]]
+    root_depth: int
+    root_prefix: str
 
     @classmethod
-    def compile(cls, patterns: Sequence[str]) -> ExcludeRules:
-        """Return the rules of `patterns` (fnmatch syntax, case-sensitive)."""
+    def compile(cls, patterns: Sequence[str], root: Path) -> ExcludeRules:
+        """Return the rules of `patterns` (fnmatch syntax, case-sensitive) for a walk of `root`."""
         component: list[str] = []
-        anchored: dict[int, list[str]] = {}
+        trailing: dict[int, list[str]] = {}
+        absolute: dict[int, list[str]] = {}
         for pattern in patterns:
             stripped = pattern.strip("/")
-            if pattern.startswith("/") or "/" in stripped:
-                anchored.setdefault(stripped.count("/") + 1, []).append(fnmatch.translate(stripped))
+            if not stripped:
+                continue
+            depth = stripped.count("/") + 1
+            if pattern.startswith("/"):
+                absolute.setdefault(depth, []).append(fnmatch.translate(stripped))
+            elif depth > 1:
+                trailing.setdefault(depth, []).append(fnmatch.translate(stripped))
             else:
                 component.append(fnmatch.translate(stripped))
+        root_parts = [part for part in str(root.absolute()).split("/") if part]
         return cls(
             component=_any_of(component),
-            anchored={depth: rule for depth, translated in anchored.items() if (rule := _any_of(translated))},
+            trailing={depth: rule for depth, translated in trailing.items() if (rule := _any_of(translated))},
+            absolute={depth: rule for depth, translated in absolute.items() if (rule := _any_of(translated))},
+            root_depth=len(root_parts),
+            root_prefix="/".join(root_parts) + "/" if root_parts else "",
         )
 
     def __bool__(self) -> bool:
-        return self.component is not None or bool(self.anchored)
+        return self.component is not None or bool(self.trailing) or bool(self.absolute)
 
     def excludes(self, name: str, relative: str, depth: int) -> bool:
         """Return True when the entry `relative` (its last component `name`, `depth` components deep) is left out."""
         if self.component is not None and self.component.match(name):
             return True
-        rule = self.anchored.get(depth)
-        return rule is not None and rule.match(relative) is not None
+        for length, rule in self.trailing.items():
+            if length <= depth and rule.match("/".join(relative.rsplit("/", length)[-length:])):
+                return True
+        absolute = self.absolute.get(self.root_depth + depth)
+        return absolute is not None and absolute.match(self.root_prefix + relative) is not None
 
 
 def _any_of(translated: list[str]) -> re.Pattern[str] | None:
@@ -94,7 +111,7 @@ def walk_files(root: Path, exclude: Sequence[str] = ()) -> Iterator[tuple[str, i
     links, depth first in the order the file system lists entries. Holds one open directory per level, nothing
     per file. A file that vanishes during the walk is skipped; an unreadable directory is a StoreError.
     """
-    rules = ExcludeRules.compile(exclude)
+    rules = ExcludeRules.compile(exclude, root)
     # (open listing, relative path of its directory with a trailing '/', depth of its entries)
     levels: list[tuple[Iterator[os.DirEntry[str]], str, int]] = []
     try:
@@ -104,7 +121,10 @@ def walk_files(root: Path, exclude: Sequence[str] = ()) -> Iterator[tuple[str, i
             raise _unreadable(error) from None
         while levels:
             listing, prefix, depth = levels[-1]
-            entry = next(listing, None)
+            try:
+                entry = next(listing, None)
+            except OSError as error:  # a directory failing while it is read (I/O error, a file system gone)
+                raise _unreadable(error) from None
             if entry is None:
                 levels.pop()
                 _close(listing)

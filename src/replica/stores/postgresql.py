@@ -81,12 +81,13 @@ MD5_DIGEST_QUERY = (
 )
 # hash_extended/1, per table either "record" or "text" (recorded in the fingerprint). A record's hash is a linear
 # combination of its columns' hashes (31 * h + next), whose sum would depend only on each column's values, not on
-# which values share a row: each row's record hash is hashed once more before the sum.
+# which values share a row: each row's record hash is hashed once more before the sum. `t.*` names the whole row
+# even when the table has a column named `t` (plain `t` would then be that column: md5's known blind spot).
 RECORD_HASH_SINCE_VERSION = 140000  # hash_record_extended() arrived in PostgreSQL 14
 HASH_DIGEST_QUERIES = {
-    "record": "SELECT count(*), coalesce(sum(hashtextextended(hash_record_extended(t, 0)::text, 0)), 0)::text "
+    "record": "SELECT count(*), coalesce(sum(hashtextextended(hash_record_extended(t.*, 0)::text, 0)), 0)::text "
     "FROM {} AS t",
-    "text": "SELECT count(*), coalesce(sum(hashtextextended(t::text, 0)), 0)::text FROM {} AS t",
+    "text": "SELECT count(*), coalesce(sum(hashtextextended(t.*::text, 0)), 0)::text FROM {} AS t",
 }
 
 
