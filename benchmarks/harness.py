@@ -167,16 +167,7 @@ class Bench:
         rss_file.unlink(missing_ok=True)
         self.restic_log.write_text("")
         environment = {**self.replica_environment(), "REPLICA_BENCH_RSS_FILE": str(rss_file)}
-        started = time.perf_counter()
-        completed = subprocess.run(
-            [sys.executable, str(PROBE), *arguments],
-            env=environment,
-            capture_output=True,
-            text=True,
-            timeout=RUN_TIMEOUT_SECONDS,
-            check=False,
-        )
-        seconds = time.perf_counter() - started
+        seconds, completed = _timed_run([sys.executable, str(PROBE), *arguments], environment)
         if completed.returncode != 0:
             tail = "\n".join((completed.stdout + completed.stderr).strip().splitlines()[-8:])
             raise BenchFailed(f"replica {' '.join(arguments)} exited {completed.returncode}:\n{tail}")
@@ -193,20 +184,21 @@ class Bench:
 
         Raises BenchFailed when it exits non-zero.
         """
-        started = time.perf_counter()
-        completed = subprocess.run(
-            ["bash", "-o", "pipefail", "-c", script],
-            env=environment,
-            capture_output=True,
-            text=True,
-            timeout=RUN_TIMEOUT_SECONDS,
-            check=False,
-        )
-        seconds = time.perf_counter() - started
+        seconds, completed = _timed_run(["bash", "-o", "pipefail", "-c", script], environment)
         if completed.returncode != 0:
             tail = "\n".join(completed.stderr.strip().splitlines()[-8:])
             raise BenchFailed(f"raw pipeline exited {completed.returncode}: {script}\n{tail}")
         return Sample(seconds=seconds)
+
+
+def _timed_run(argv: list[str], environment: dict[str, str]) -> tuple[float, subprocess.CompletedProcess[str]]:
+    """Run `argv` to completion with its output captured; return its wall seconds and outcome (never raises on
+    its exit code)."""
+    started = time.perf_counter()
+    completed = subprocess.run(
+        argv, env=environment, capture_output=True, text=True, timeout=RUN_TIMEOUT_SECONDS, check=False
+    )
+    return time.perf_counter() - started, completed
 
 
 @contextlib.contextmanager

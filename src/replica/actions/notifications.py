@@ -150,6 +150,8 @@ def _run_incident(
 ) -> Incident | None:
     what = f"{event.kind} of job '{job.name}'" + (f" to '{event.destination}'" if event.destination else "")
     fields = _facts(job, event)
+    # One key per job, kind and destination: a failure and the recovery that follows resolve the same incident.
+    dedup_key = f"replica/{job.name}/{event.kind}/{event.destination or '-'}"
     if event.outcome == "failed":
         incident = Incident(
             events=("report", "failure") if report_event else ("failure",),
@@ -158,7 +160,7 @@ def _run_incident(
             text=f"{what} failed: {event.detail or 'no detail'} (run {event.run_id}, event #{event.seq})",
             about=[event.seq],
             fields=fields,
-            dedup_key=f"replica/{job.name}/{event.kind}/{event.destination or '-'}",
+            dedup_key=dedup_key,
         )
         if report_event is not None:
             _attach_report(context, incident, report_event)
@@ -171,7 +173,7 @@ def _run_incident(
             text=f"{what} succeeded after a failure (run {event.run_id}, event #{event.seq})",
             about=[event.seq],
             fields=fields,
-            dedup_key=f"replica/{job.name}/{event.kind}/{event.destination or '-'}",
+            dedup_key=dedup_key,
         )
     return None
 
