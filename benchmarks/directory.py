@@ -11,7 +11,7 @@ per tree:
   sidecar, catalog) against the raw `cd TREE && restic backup --host bench .`;
 - `whole command`: `replica backup` (start-up, backup, copy to the second destination) against the raw backup
   followed by `restic copy` of its snapshot (restic 0.14: destination in -r, source in RESTIC_FROM_REPOSITORY);
-- `fingerprint`: replica's walk and sampled digests of the tree alone, in this process (what runs before restic).
+- `fingerprint`: replica's walk and sampled digests of the tree alone, in this process (what runs beside restic).
 """
 
 from __future__ import annotations
@@ -207,7 +207,8 @@ def fingerprint_row(label: str, tree: Path, runs: int) -> Row:
         rss_mib=None,
         restic_processes=None,
         runs=runs,
-        note=f"in process, before restic: {fingerprint['files']} files, {len(fingerprint['sample'])} digests",
+        note=f"alone in process (replica runs it beside restic): {fingerprint['files']} files, "
+        f"{len(fingerprint['sample'])} digests",
     )
 
 

@@ -10,7 +10,10 @@ under the same name is re-created). The job protects it to two destinations on S
 Raw equivalents, written out below (same repositories, same stored name, restic started the same way):
 - backup, primary phase: `pg_dump -Fc DB | restic backup --stdin --stdin-filename pgbench.pgdump`, against
   replica's backup run as the catalog records it (probe, dump, fingerprint in the same exported snapshot, sidecar,
-  catalog rows; start-up and the copy excluded);
+  catalog rows; start-up and the copy excluded). replica dumps at `--compress=1` (its default), so the same
+  pipeline at that level is timed too (untimed for the whole command): what replica adds to the pipeline it runs;
+  and once more with the fingerprint's queries run by psql beside it: what replica adds besides its fingerprint.
+  Each level's dump is stored once before the measured runs, so every measured backup deduplicates alike;
 - backup, copy phase: `restic copy` of that snapshot to the second repository, against replica's copy run;
 - backup, whole command: the pipeline, then the copy, against the whole `replica backup` (start-up included);
 - verify: `restic check --no-lock --read-data-subset=10%` (replica's default policy reads 10%), `createdb -T
@@ -18,7 +21,8 @@ Raw equivalents, written out below (same repositories, same stored name, restic 
   --exit-on-error`, `dropdb`, against the whole `replica verify` (which also checks integrity and compares the
   fingerprint). dropdb is timed on both sides: replica drops its scratch database inside the command;
 - verify, restore and data checks: replica's measured RTO (createdb, dump | pg_restore, integrity, fingerprint,
-  from the catalog) against the raw createdb + dump | pg_restore alone (restic check and dropdb left out of both).
+  from the catalog) against the raw createdb + dump | pg_restore alone (restic check and dropdb left out of both);
+  "restore alone" takes replica's data checks (`data_checks_seconds`) out of its RTO.
 Both verifications read the same snapshot: a last replica backup makes it the newest one.
 """
 
@@ -36,6 +40,8 @@ import psycopg
 from harness import Bench, Row, Sample, bench, compare, format_table, newest_runs, run_seconds, standard_arguments
 from psycopg import sql
 
+from replica.stores.postgresql import DIGEST_HASH, HASH_DIGEST_QUERIES
+
 JOB = "pgbench"
 STORED_NAME = f"/{JOB}.pgdump"
 PRIMARY_BUCKET = "bench-pg-primary"
@@ -44,6 +50,7 @@ ACCOUNTS_PER_SCALE = 100_000
 BACKUP_TARGET = 1.05
 VERIFY_TARGET = 1.10
 SMOKE_SCALE = 1
+REPLICA_COMPRESSION = 1  # the store's default dump_compression
 
 
 class Server:
@@ -119,26 +126,64 @@ def note_stamps(stamps: Path, noted: Noted, phases: tuple[str, ...]) -> None:
         noted[phase].append(finished - started)
 
 
+def dump_pipeline(server: Server, database: str, level: int | None) -> str:
+    """Return the shell pipeline `pg_dump -Fc [--compress=level] | restic backup --stdin` that echoes the snapshot id
+    (level None: pg_dump's default, 6)."""
+    compress = "" if level is None else f" --compress={level}"
+    return f"""{server.client("pg_dump")} --format=custom{compress} {shlex.quote(database)} \\
+            | restic backup --json --host bench --stdin --stdin-filename {STORED_NAME.lstrip("/")} \\
+            | grep '"message_type":"summary"' | sed 's/.*"snapshot_id":"\\([0-9a-f]*\\)".*/\\1/'"""
+
+
+def warm_up_raw(instance: Bench, server: Server, database: str) -> None:
+    """Store the default-level dump once untimed: measured raw backups then deduplicate as replica's do."""
+    instance.shell(
+        dump_pipeline(server, database, None) + " > /dev/null", instance.restic_environment(PRIMARY_BUCKET, JOB)
+    )
+
+
+def digest_script(server: Server, database: str) -> str:
+    """Return a psql call that reads every pgbench table with the fingerprint's queries, as replica's backup does
+    (in one repeatable-read transaction, its own session settings aside)."""
+    tables = ("pgbench_accounts", "pgbench_branches", "pgbench_history", "pgbench_tellers")
+    queries = [HASH_DIGEST_QUERIES[DIGEST_HASH]["record"].format(f"public.{table}") for table in tables]
+    statements = ["BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", *queries, "COMMIT"]
+    return f"{server.client('psql')} --dbname {shlex.quote(database)} -Atq -c {shlex.quote('; '.join(statements))}"
+
+
 def raw_backup(instance: Bench, server: Server, database: str, noted: Noted) -> Sample:
-    """Run pg_dump | restic backup, then restic copy of its snapshot; note both phases' own times."""
+    """Run pg_dump -Fc | restic backup, then restic copy of its snapshot; note both phases' own times.
+
+    Then, untimed for the whole-command figure, the pipeline once more at replica's compression level (noted as
+    phase `same_level`): replica against the very pipeline it runs; and that pipeline with the fingerprint's
+    queries beside it (phase `with_digest`): what replica adds on top of its fingerprint's reads.
+    """
     primary = instance.restic_environment(PRIMARY_BUCKET, JOB)
     offsite = instance.restic_environment(OFFSITE_BUCKET, JOB)
     stamps = instance.root / "raw-stamps"
     # restic 0.14's copy writes into RESTIC_REPOSITORY and reads from RESTIC_FROM_REPOSITORY.
     script = f"""
         echo $EPOCHREALTIME > {stamps}
-        snapshot=$({server.client("pg_dump")} --format=custom {shlex.quote(database)} \\
-            | restic backup --json --host bench --stdin --stdin-filename {STORED_NAME.lstrip("/")} \\
-            | grep '"message_type":"summary"' | sed 's/.*"snapshot_id":"\\([0-9a-f]*\\)".*/\\1/')
+        snapshot=$({dump_pipeline(server, database, None)})
         echo $EPOCHREALTIME >> {stamps}
         test -n "$snapshot"
         RESTIC_FROM_REPOSITORY=$RESTIC_REPOSITORY RESTIC_FROM_PASSWORD_FILE=$RESTIC_PASSWORD_FILE \\
             RESTIC_REPOSITORY={offsite["RESTIC_REPOSITORY"]} restic copy "$snapshot" > /dev/null
         echo $EPOCHREALTIME >> {stamps}
+        snapshot=$({dump_pipeline(server, database, REPLICA_COMPRESSION)})
+        echo $EPOCHREALTIME >> {stamps}
+        test -n "$snapshot"
+        {digest_script(server, database)} > /dev/null &
+        digest=$!
+        snapshot=$({dump_pipeline(server, database, REPLICA_COMPRESSION)})
+        wait $digest
+        echo $EPOCHREALTIME >> {stamps}
+        test -n "$snapshot"
     """
-    sample = instance.shell(script, primary)
-    note_stamps(stamps, noted, ("primary", "copy"))
-    return sample
+    instance.shell(script, primary)
+    times = [float(line) for line in stamps.read_text().split()]
+    note_stamps(stamps, noted, ("primary", "copy", "same_level", "with_digest"))
+    return Sample(seconds=times[2] - times[0])
 
 
 def raw_verify(instance: Bench, server: Server, noted: Noted) -> Sample:
@@ -173,11 +218,15 @@ def replica_backup(instance: Bench, noted: Noted) -> Sample:
 def replica_verify(instance: Bench, noted: Noted) -> Sample:
     """Run `replica verify`; note its measured RTO (restore and data checks) from the catalog, untimed."""
     sample = instance.replica("verify", JOB)
-    noted["restore"].append(float(newest_runs(instance, JOB)["verify"]["details"]["rto_seconds"]))
+    details = newest_runs(instance, JOB)["verify"]["details"]
+    noted["restore"].append(float(details["rto_seconds"]))
+    noted["restore_only"].append(float(details["rto_seconds"]) - float(details["data_checks_seconds"]))
     return sample
 
 
-def phase_row(scenario: str, phase: str, replica: Noted, raw: Noted, whole: Row, note: str, target: float) -> Row:
+def phase_row(
+    scenario: str, phase: str, replica: Noted, raw: Noted, whole: Row, note: str, target: float | None
+) -> Row:
     """Return a row of the medians of one phase's times, noted during the runs of `whole`."""
     return Row(
         scenario=scenario,
@@ -218,7 +267,9 @@ def main() -> int:
             instance.write_job(JOB, store, [("primary", PRIMARY_BUCKET), ("offsite", OFFSITE_BUCKET)])
             instance.replica("init", JOB)
             if not arguments.smoke:
-                instance.replica("backup", JOB)  # the first backup adds every byte; the measured ones deduplicate
+                # The first backup adds every byte; the measured ones deduplicate (the raw side's likewise).
+                instance.replica("backup", JOB)
+                warm_up_raw(instance, server, database)
             replica_noted: Noted = collections.defaultdict(list)
             raw_noted: Noted = collections.defaultdict(list)
             backup = compare(
@@ -229,15 +280,43 @@ def main() -> int:
                 target=BACKUP_TARGET,
                 note="replica backup (start-up, backup run, copy run) vs pg_dump -Fc into restic backup; restic copy",
             )
-            primary, copy = (
-                phase_row(f"backup, {phase} phase", phase, replica_noted, raw_noted, backup, note, BACKUP_TARGET)
-                for phase, note in (
-                    (
-                        "primary",
-                        "replica's backup run (probe, dump, fingerprint, sidecar, catalog) vs pg_dump into restic",
-                    ),
-                    ("copy", "replica's copy run (probe, restic copy, sidecar, catalog) vs restic copy"),
-                )
+            primary = phase_row(
+                "backup, primary phase",
+                "primary",
+                replica_noted,
+                raw_noted,
+                backup,
+                "replica's backup run (probe, dump, fingerprint, sidecar, catalog) vs pg_dump -Fc into restic",
+                BACKUP_TARGET,
+            )
+            replica_noted["same_level"] = replica_noted["primary"]
+            same_level = phase_row(
+                f"backup, primary phase vs the same pipeline (--compress={REPLICA_COMPRESSION})",
+                "same_level",
+                replica_noted,
+                raw_noted,
+                backup,
+                "what replica adds to the pipeline it runs: the fingerprint, the probe, the sidecar, the catalog",
+                None,
+            )
+            replica_noted["with_digest"] = replica_noted["primary"]
+            with_digest = phase_row(
+                "backup, primary phase vs the same pipeline with the fingerprint's queries beside it",
+                "with_digest",
+                replica_noted,
+                raw_noted,
+                backup,
+                "what replica adds besides its fingerprint's reads: the probe, the sidecar, the catalog",
+                None,
+            )
+            copy = phase_row(
+                "backup, copy phase",
+                "copy",
+                replica_noted,
+                raw_noted,
+                backup,
+                "replica's copy run (probe, restic copy, sidecar, catalog) vs restic copy",
+                None,
             )
             instance.replica("backup", JOB)  # replica's snapshot is now the newest: both sides verify it
             verify = compare(
@@ -257,13 +336,23 @@ def main() -> int:
                 "replica's RTO (createdb, restore, integrity, fingerprint) vs createdb, restic dump into pg_restore",
                 VERIFY_TARGET,
             )
+            raw_noted["restore_only"] = raw_noted["restore"]
+            restore_only = phase_row(
+                "verify, restore alone",
+                "restore_only",
+                replica_noted,
+                raw_noted,
+                verify,
+                "replica's RTO minus its data checks (integrity, fingerprint) vs createdb, restic dump into pg_restore",
+                None,
+            )
     finally:
         if not arguments.keep:
             server.drop(database)
     print(
         format_table(
             "PostgreSQL: backup and verify vs pg_dump | restic and restic dump | pg_restore",
-            [primary, copy, backup, restore, verify],
+            [primary, same_level, with_digest, copy, backup, restore, restore_only, verify],
         )
     )
     return 0

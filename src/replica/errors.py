@@ -32,6 +32,15 @@ class Interrupted(ReplicaError):
         super().__init__(f"interrupted: {what}")
 
 
+class Cancelled(ReplicaError):
+    """A command was stopped early because work running beside it failed; the caller reports that failure."""
+
+    def __init__(self, program: str, reason: str) -> None:
+        self.program = program
+        self.reason = reason
+        super().__init__(f"{program} stopped: {reason}")
+
+
 class JobBusy(ReplicaError):
     """Another run holds the job (one run per job at a time); the message names it."""
 

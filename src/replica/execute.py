@@ -26,7 +26,7 @@ from typing import IO, Any
 
 import sh
 
-from replica.errors import Interrupted, ProcessFailed
+from replica.errors import Cancelled, Interrupted, ProcessFailed
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +34,7 @@ STDERR_TAIL_LINES = 25
 INTERRUPT_GRACE_SECONDS = 10.0
 WAIT_FIRST_POLL_SECONDS = 0.005
 WAIT_LAST_POLL_SECONDS = 0.1
+PIPELINE_POLL_SECONDS = 0.05
 BASE_ENVIRONMENT_NAMES = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "XDG_CACHE_HOME")
 
 
@@ -91,6 +92,33 @@ def _unregister(pid: int) -> None:
 def _refuse_when_stopping(command: Command) -> None:
     if _stopping.is_set():
         raise Interrupted(f"{command.program} not started: replica is stopping")
+
+
+class Cancellation:
+    """A switch another thread flips to stop a command early (a check running beside it failed).
+
+    The command's processes get SIGINT, then SIGKILL after the grace period, and the call raises Cancelled; a
+    command asked to start after the switch was flipped is never started.
+    """
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.reason = ""
+
+    def cancel(self, reason: str) -> None:
+        """Flip the switch, saying why (the Cancelled error carries the reason)."""
+        self.reason = reason
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        """Return True once `cancel` was called."""
+        return self._event.is_set()
+
+    def raise_if_cancelled(self, program: str) -> None:
+        """Raise Cancelled naming `program` once the switch is flipped."""
+        if self.cancelled:
+            raise Cancelled(program, self.reason)
 
 
 @dataclass(frozen=True)
@@ -153,15 +181,17 @@ def build_environment(extra: Mapping[str, str]) -> dict[str, str]:
     return environment
 
 
-def run(command: Command, *, stdout_path: Path | None = None) -> Completed:
+def run(command: Command, *, stdout_path: Path | None = None, cancellation: Cancellation | None = None) -> Completed:
     """Run one command to completion or to its deadline and return what happened; never raises on exit codes.
 
     On the deadline the process gets SIGINT (restic then releases its lock), then SIGKILL after a grace period.
     `stdout_path` sends standard output to a file instead of memory (for bulk data).
-    Raises ProcessFailed when the program cannot be found.
+    Raises ProcessFailed when the program cannot be found, Cancelled when `cancellation` stopped it.
     """
     logger.debug("running: %s", describe(command))
     _refuse_when_stopping(command)
+    if cancellation is not None:
+        cancellation.raise_if_cancelled(command.program)
     try:
         program = sh.Command(command.argv[0])
     except sh.CommandNotFound:
@@ -185,7 +215,7 @@ def run(command: Command, *, stdout_path: Path | None = None) -> Completed:
         running = program(*command.argv[1:], **keywords)
         _register(running.pid)
         try:
-            exit_code, timed_out = _wait_with_deadline(running, command.timeout_seconds)
+            exit_code, timed_out = _wait_with_deadline(running, command, cancellation)
         except BaseException:
             # Interrupted or terminated ourselves: never leave the child running (restic releases its lock on
             # SIGINT, not on SIGTERM).
@@ -201,13 +231,15 @@ def run(command: Command, *, stdout_path: Path | None = None) -> Completed:
     return completed
 
 
-def _wait_with_deadline(running: Any, timeout_seconds: float) -> tuple[int | None, bool]:
+def _wait_with_deadline(running: Any, command: Command, cancellation: Cancellation | None) -> tuple[int | None, bool]:
     # sh's own wait(timeout=...) polls every 100 ms and counts its sleeps rather than the clock: ~50 ms lost per
     # process on average (a small job starts several restic processes of ~0.5 s each). Poll from 5 ms, backing
     # off to 100 ms, against a monotonic deadline.
-    deadline = time.monotonic() + timeout_seconds
+    deadline = time.monotonic() + command.timeout_seconds
     pause = WAIT_FIRST_POLL_SECONDS
     while running.is_alive():
+        if cancellation is not None:
+            cancellation.raise_if_cancelled(command.program)  # the caller interrupts the process
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             _interrupt(running)
@@ -236,16 +268,20 @@ def _interrupt(running: Any) -> None:
         pass
 
 
-def run_pipeline(producer: Command, consumer: Command, *, timeout_seconds: float) -> PipelineCompleted:
+def run_pipeline(
+    producer: Command, consumer: Command, *, timeout_seconds: float, cancellation: Cancellation | None = None
+) -> PipelineCompleted:
     """Run `producer | consumer` through an OS pipe and return both outcomes; never raises on exit codes.
 
     Both processes share one deadline; on expiry both get SIGINT, then SIGKILL. The producer's exit status is
     always reported: a consumer that succeeded does not make a failed producer a success (restic 0.14 saves a
     snapshot from a failed dump).
-    Raises ProcessFailed when either program cannot be started.
+    Raises ProcessFailed when either program cannot be started, Cancelled when `cancellation` stopped them.
     """
     logger.debug("running: %s | %s", describe(producer), describe(consumer))
     _refuse_when_stopping(producer)
+    if cancellation is not None:
+        cancellation.raise_if_cancelled(f"{producer.program} | {consumer.program}")
     started = time.monotonic()
     with (
         tempfile.TemporaryFile() as producer_err,
@@ -272,7 +308,7 @@ def run_pipeline(producer: Command, consumer: Command, *, timeout_seconds: float
         try:
             for process in (consumer_process, producer_process):
                 try:
-                    process.wait(timeout=max(deadline - time.monotonic(), 0.01))
+                    _wait_process(process, deadline, cancellation, f"{producer.program} | {consumer.program}")
                 except subprocess.TimeoutExpired:
                     stopped_at_deadline = {p.pid for p in (consumer_process, producer_process) if p.poll() is None}
                     _stop([consumer_process, producer_process])
@@ -313,6 +349,26 @@ def run_pipeline(producer: Command, consumer: Command, *, timeout_seconds: float
     if _stopping.is_set() and not (producer_result.succeeded and consumer_result.succeeded):
         raise Interrupted(f"{producer.program} | {consumer.program} stopped while replica was stopping")
     return PipelineCompleted(producer_result, consumer_result)
+
+
+def _wait_process(
+    process: subprocess.Popen[bytes], deadline: float, cancellation: Cancellation | None, what: str
+) -> None:
+    """Return when `process` ended. Raises subprocess.TimeoutExpired at `deadline`, Cancelled once cancelled."""
+    if cancellation is None:
+        process.wait(timeout=max(deadline - time.monotonic(), 0.01))
+        return
+    while True:
+        if process.poll() is not None:
+            return  # ended on its own: its outcome stands, even when cancelled meanwhile
+        cancellation.raise_if_cancelled(what)
+        remaining = deadline - time.monotonic()
+        try:
+            process.wait(timeout=max(min(remaining, PIPELINE_POLL_SECONDS), 0.01))
+            return
+        except subprocess.TimeoutExpired:
+            if remaining <= PIPELINE_POLL_SECONDS:
+                raise
 
 
 def _popen(command: Command, *, stdin: Any, stdout: Any, stderr: Any) -> subprocess.Popen[bytes]:

@@ -114,7 +114,7 @@ class Settings(BaseSettings):
     s3_probe_timeout_seconds: float = Field(
         default=10,
         gt=0,
-        description="Deadline for the reachability probe made before every restic call.",
+        description="Deadline of the bucket probe every run makes (and of replica's own S3 requests).",
         examples=[10],
     )
 

@@ -241,7 +241,10 @@ def test_silent_endpoint_fails_in_seconds_instead_of_hanging(
     assert result.returncode == 3, result.stderr
     (line,) = error_lines(result.stderr)
     assert "silent-bucket" in line and "no answer" in line
-    assert last_run(deployment, "silent")[:2] == ("backup", "failed")
+    # The probe runs beside the dump: restic, already hanging on the endpoint, was stopped by the probe's failure.
+    assert last_run(deployment, "silent")[:3] == ("backup", "failed", "probe")
+    leftovers = subprocess.run(["pgrep", "-f", "replica-job=silent"], capture_output=True, text=True, check=False)
+    assert leftovers.stdout == ""
 
 
 @pytest.fixture
@@ -321,6 +324,51 @@ def test_partially_read_tree_is_discarded(
     assert any(" forget 0badc0de" in call for call in calls), calls
     assert last_run(deployment, "partial")[:3] == ("backup", "failed", "backup")
     assert catalog_rows(deployment, "SELECT count(*) FROM snapshots WHERE job = 'partial'") == [(0,)]
+
+
+def test_a_tree_fingerprint_failing_beside_restic_discards_the_snapshot(
+    deployment: Deployment,
+    failing_destinations: list[dict[str, str]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """GIVEN a directory job whose walk fails (a disk error on a sampled file: root reads everything else here, so
+    the walk is replaced in process) WHEN it is backed up THEN the walk ran while real restic was storing the tree,
+    and the snapshot restic saved is forgotten, the run failed with the walk's error, nothing recorded."""
+    from replica.cli.main import main
+    from replica.errors import StoreError
+    from replica.stores import directory
+
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "file.txt").write_text("x" * 100_000)
+    deployment.write_job("walkfails", {"kind": "directory", "path": str(tree)}, failing_destinations)
+    seen_restic: list[bool] = []
+
+    def failing_walk(root: Path, *arguments: object, **keywords: object) -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not seen_restic:
+            pattern = "restic.*backup.*replica-job=walkfails"
+            probe = subprocess.run(["pgrep", "-f", pattern], capture_output=True, check=False)
+            if probe.returncode == 0:
+                seen_restic.append(True)
+            time.sleep(0.01)
+        raise StoreError(f"cannot read {root}/file.txt: Input/output error")
+
+    for name, value in deployment.environment().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(directory, "fingerprint_tree", failing_walk)
+
+    code = main(["backup", "walkfails"])
+
+    (line,) = error_lines(capsys.readouterr().err)
+    assert code == 1
+    assert seen_restic == [True], "the walk did not run while restic was backing up"
+    assert "Input/output error" in line
+    assert last_run(deployment, "walkfails")[:3] == ("backup", "failed", "backup")
+    assert catalog_rows(deployment, "SELECT count(*) FROM snapshots WHERE job = 'walkfails'") == [(0,)]
+    assert_no_snapshot_stored(deployment, failing_destinations)
 
 
 def fake_tool(folder: Path, name: str, body: str) -> Path:

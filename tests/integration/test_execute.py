@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from replica import execute
-from replica.errors import ProcessFailed
-from replica.execute import Command, run, run_pipeline
+from replica.errors import Cancelled, ProcessFailed
+from replica.execute import Cancellation, Command, run, run_pipeline
 
 GRACE_SECONDS = 0.5
 
@@ -242,3 +243,60 @@ def test_pipeline_raises_process_failed_for_a_missing_consumer() -> None:
         run_pipeline(Command(argv=("yes",)), Command(argv=("replica-no-such-program-4f1c",)), timeout_seconds=30)
 
     assert time.monotonic() - started < 10, "the started producer must be stopped, not left running"
+
+
+# cancellation -------------------------------------------------------------------------------------------------------
+
+
+def cancel_soon(cancellation: Cancellation, seconds: float = 0.3) -> threading.Timer:
+    """Flip `cancellation` from another thread after `seconds`, as a failed probe beside the command does."""
+    timer = threading.Timer(seconds, cancellation.cancel, args=("the probe failed",))
+    timer.start()
+    return timer
+
+
+def test_run_is_stopped_with_sigint_when_cancelled_from_another_thread(tmp_path: Path) -> None:
+    marker = tmp_path / "got-sigint"
+    pid_file = tmp_path / "pid"
+    script = f"echo $$ > {pid_file}; trap 'echo interrupted > {marker}; exit 7' INT; while :; do sleep 0.05; done"
+    cancellation = Cancellation()
+    cancel_soon(cancellation)
+
+    started = time.monotonic()
+    with pytest.raises(Cancelled, match=r"^sh stopped: the probe failed$"):
+        run(Command(argv=("sh", "-c", script), timeout_seconds=60), cancellation=cancellation)
+
+    assert time.monotonic() - started < 5
+    assert marker.read_text() == "interrupted\n"
+    assert process_is_gone(int(pid_file.read_text()))
+
+
+def test_pipeline_is_stopped_when_cancelled_from_another_thread(tmp_path: Path) -> None:
+    producer_pid, consumer_pid = tmp_path / "producer.pid", tmp_path / "consumer.pid"
+    producer = Command(argv=("sh", "-c", f"echo $$ > {producer_pid}; while :; do sleep 0.05; done"))
+    consumer = Command(argv=("sh", "-c", f"echo $$ > {consumer_pid}; exec cat > /dev/null"))
+    cancellation = Cancellation()
+    cancel_soon(cancellation)
+
+    started = time.monotonic()
+    with pytest.raises(Cancelled, match=r"^sh \| sh stopped: the probe failed$"):
+        run_pipeline(producer, consumer, timeout_seconds=60, cancellation=cancellation)
+
+    assert time.monotonic() - started < 5
+    assert process_is_gone(int(producer_pid.read_text()))
+    assert process_is_gone(int(consumer_pid.read_text()))
+
+
+def test_a_command_cancelled_before_it_starts_never_starts(tmp_path: Path) -> None:
+    marker = tmp_path / "started"
+    cancellation = Cancellation()
+    cancellation.cancel("the probe failed")
+
+    with pytest.raises(Cancelled):
+        run(Command(argv=("touch", str(marker))), cancellation=cancellation)
+    with pytest.raises(Cancelled):
+        run_pipeline(
+            Command(argv=("touch", str(marker))), Command(argv=("cat",)), timeout_seconds=5, cancellation=cancellation
+        )
+
+    assert not marker.exists()

@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from sqlalchemy import update
 
@@ -24,26 +22,9 @@ from replica.catalog.models import Run, Snapshot
 from replica.catalog.records import FAILED, INTERRUPTED, RUNNING, SUCCEEDED, Catalog
 from replica.policy.objectives import JobFacts, Objectives, evaluate
 from replica.settings import Settings
-from tests.integration.conftest import unique_name
 
-POSTGRESQL_ADMIN = "host=127.0.0.1 user=postgres dbname=postgres"
 JOBS = ("alpha", "beta", "delta", "epsilon", "gamma", "omega")
 START = datetime(2026, 11, 1, tzinfo=UTC)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def catalog_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'catalog.sqlite3'}"
-        return
-    name = unique_name("replica_status")
-    with psycopg.connect(POSTGRESQL_ADMIN, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(POSTGRESQL_ADMIN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def write_files(root: Path) -> None:
@@ -290,8 +271,8 @@ def per_job_document(context: Context, job_name: str, now: datetime) -> dict[str
     }
 
 
-def test_grouped_status_equals_the_per_job_computation(catalog_url: str, tmp_path: Path) -> None:
-    # GIVEN six jobs with runs in every state, two destinations each (one job with a third, removed one)
+def context_with_history(catalog_url: str, tmp_path: Path) -> Context:
+    """Return a context over `write_files`' six jobs and a catalog holding `write_history`'s varied histories."""
     write_files(tmp_path)
     settings = Settings(
         state_dir=tmp_path / "state",
@@ -300,9 +281,14 @@ def test_grouped_status_equals_the_per_job_computation(catalog_url: str, tmp_pat
         catalog_url=catalog_url,
     )
     context = Context(settings)
-    try:
-        write_history(context.catalog)
+    write_history(context.catalog)
+    return context
 
+
+def test_grouped_status_equals_the_per_job_computation(catalog_url: str, tmp_path: Path) -> None:
+    # GIVEN six jobs with runs in every state, two destinations each (one job with a third, removed one)
+    context = context_with_history(catalog_url, tmp_path)
+    try:
         # WHEN status reads them with its grouped queries
         document = collect_status(context)
 
@@ -332,10 +318,10 @@ def test_grouped_status_reads_jobs_in_chunks(tmp_path: Path, monkeypatch: pytest
     write_history(catalog)
 
     # WHEN the latest records of every job (and of one unknown job) are read
-    chunked = catalog.latest_records([*JOBS, "unknown"])
+    chunked = catalog.compute_latest_records([*JOBS, "unknown"])
 
     # THEN each equals what a read of that job alone gives
-    assert chunked == {name: catalog.latest_records([name])[name] for name in [*JOBS, "unknown"]}
+    assert chunked == {name: catalog.compute_latest_records([name])[name] for name in [*JOBS, "unknown"]}
     assert os.getpid() in [pid for _, pid in chunked["delta"].running]
 
 
@@ -347,8 +333,8 @@ def test_grouped_status_without_materialized_ids_gives_the_same(
 
     catalog = Catalog(open_catalog(f"sqlite:///{tmp_path / 'catalog.sqlite3'}"))
     write_history(catalog)
-    expected = catalog.latest_records(JOBS)
+    expected = catalog.compute_latest_records(JOBS)
     monkeypatch.setattr(replica.catalog.latest, "_materialized", lambda connection: False)
 
     # WHEN the latest records are read without it THEN they are the same
-    assert catalog.latest_records(JOBS) == expected
+    assert catalog.compute_latest_records(JOBS) == expected

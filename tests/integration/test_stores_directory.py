@@ -57,10 +57,25 @@ def test_prepare_backup_fingerprints_the_tree(tmp_path: Path) -> None:
 
     assert prepared.source.directory == root
     assert not prepared.source.is_stream
-    assert prepared.fingerprint_first
     assert fingerprint["files"] == 3
     assert fingerprint["bytes"] == len("alpha\n") + 2560 + len("gamma ✓\n".encode())
     assert set(fingerprint["sample"]) == {"a.txt", "sub/b.bin", "sub/deeper/c.txt"}
+
+
+def test_a_walk_still_running_when_its_backup_ended_is_abandoned(tmp_path: Path) -> None:
+    root = tmp_path / "uploads"
+    root.mkdir()
+    for number in range(3000):
+        (root / f"file-{number}").write_bytes(b"x")
+    store = store_for(root)
+
+    with store.prepare_backup(tmp_path / "scratch", "files") as prepared:
+        during = prepared.fingerprint()
+    # The backup's context is closed (restic failed, say): a walk that only starts now stops early.
+    with pytest.raises(StoreError, match=r"walk of .*uploads abandoned after 1024 files"):
+        prepared.fingerprint()
+
+    assert during["files"] == 3000
 
 
 def test_check_restored_finds_a_changed_file(tmp_path: Path) -> None:

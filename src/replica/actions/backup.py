@@ -9,10 +9,12 @@ from datetime import datetime
 from replica.actions.context import Context, sidecar_key
 from replica.actions.locking import holding_job
 from replica.actions.notifications import notifying
+from replica.actions.probing import probing_beside
 from replica.actions.runs import recorded_run
 from replica.catalog.records import utc_now
 from replica.config.models import DestinationConfig, JobConfig
 from replica.errors import Interrupted, PartialSourceRead, ReplicaError, StoreError
+from replica.execute import Cancellation
 from replica.restic.backup import backup_stream, backup_tree
 from replica.restic.command import Repository
 from replica.restic.copy import copy_snapshot
@@ -66,27 +68,32 @@ def run_backup(context: Context, job_name: str) -> BackupOutcome:
     catalog = context.catalog
     with recorded_run(catalog, job.name, "backup", destination=primary.name, phase="probe") as run:
         tags = ["replica", f"replica-job={job.name}", f"replica-run={run.run_id}"]
-        context.probe(primary)
-        run.phase("prepare")
-        context.progress(f"backing up {store.describe()} to '{primary.name}'")
-        scratch = context.settings.scratch_path
-        canary = None
-        if job.canary:
-            # Written right before the dump: the newest canary a restore brings back is the real recovery point.
-            run.phase("canary")
-            canary = Canary(run.run_id, utc_now())
-            store.write_canary(canary)
-            run.details.update(canary_written_at=canary.written_at.isoformat())
-        taken_at = utc_now()
         # The pool outlives the store's context: on a failure the context closes first (a MariaDB store then
         # releases its global read lock and wakes its fingerprint thread), and only then is the thread joined.
         with (
             concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool,
-            store.prepare_backup(scratch, job.name) as prepared,
+            probing_beside(context, primary, run) as probe,
         ):
-            run.phase("backup")
-            summary, fingerprint = _back_up(context, prepared, repository, tags, pool)
-            run.snapshot_id = summary.snapshot_id
+            run.phase("prepare")
+            context.progress(f"backing up {store.describe()} to '{primary.name}'")
+            canary = None
+            if job.canary:
+                # Written right before the dump: the newest canary a restore brings back is the real recovery point.
+                run.phase("canary")
+                canary = Canary(run.run_id, utc_now())
+                store.write_canary(canary)
+                run.details.update(canary_written_at=canary.written_at.isoformat())
+            taken_at = utc_now()
+            with store.prepare_backup(context.settings.scratch_path, job.name) as prepared:
+                run.phase("backup")
+                summary, fingerprint = _back_up(context, prepared, repository, tags, pool, probe.cancellation)
+                run.snapshot_id = summary.snapshot_id
+            try:
+                probe.settle()
+            except ReplicaError:
+                # The destination failed its probe although restic saved a snapshot: not a recovery point.
+                _forget_quietly(context, repository, summary.snapshot_id)
+                raise
         if canary is not None:
             fingerprint = {**fingerprint, "canary": canary.as_document()}
         run.phase("record")
@@ -154,23 +161,34 @@ def _back_up(
     repository: Repository,
     tags: list[str],
     pool: concurrent.futures.ThreadPoolExecutor,
+    cancellation: Cancellation,
 ) -> tuple[BackupSummary, Fingerprint]:
     source = prepared.source
-    if prepared.fingerprint_first or source.producer is None:
-        fingerprint = prepared.fingerprint()
+    # The fingerprint reads the same data as restic (the producer's transaction, or the tree as restic walks it)
+    # in a thread while restic stores it: its cost hides behind restic's instead of adding to it.
+    fingerprint_future = pool.submit(prepared.fingerprint)
+    if source.producer is None:
         assert source.directory is not None
         try:
             summary = backup_tree(
-                context.restic, repository, source.directory, tags=tags, host=context.host, exclude=source.exclude
+                context.restic,
+                repository,
+                source.directory,
+                tags=tags,
+                host=context.host,
+                exclude=source.exclude,
+                cancellation=cancellation,
             )
         except PartialSourceRead as error:
             # restic saved a snapshot of part of the tree: it must never become a recovery point.
             if error.snapshot_id:
                 _forget_quietly(context, repository, error.snapshot_id)
             raise StoreError(f"{error}; the partial snapshot was discarded") from None
-        return summary, fingerprint
-    # The fingerprint reads the same consistent view as the producer, while restic stores the stream.
-    fingerprint_future = pool.submit(prepared.fingerprint)
+        try:
+            return summary, fingerprint_future.result()
+        except BaseException:
+            _forget_quietly(context, repository, summary.snapshot_id)
+            raise
     outcome = backup_stream(
         context.restic,
         repository,
@@ -178,6 +196,7 @@ def _back_up(
         stored_name=source.stored_name,
         tags=tags,
         host=context.host,
+        cancellation=cancellation,
     )
     try:
         prepared.verify_producer(outcome.producer)

@@ -14,14 +14,14 @@ from replica.catalog.records import Catalog
 from replica.config.load import Configuration, load_configuration
 from replica.config.models import DestinationConfig, JobConfig, PolicyConfig
 from replica.errors import ConfigError, UsageError
-from replica.restic.command import Repository, Restic
 from replica.secrets import read_secret
 from replica.settings import Settings
-from replica.stores import build_store
-from replica.stores.base import Store
 
 if TYPE_CHECKING:
+    # Imported by the methods that use them: the commands that only read the catalog (`status`, `runs`) skip them.
+    from replica.restic.command import Repository, Restic
     from replica.storage.s3 import S3Storage
+    from replica.stores.base import Store
 
 Progress = Callable[[str], None]
 # In the state directory: what each job file held when last read (see replica.config.load).
@@ -50,14 +50,18 @@ class Context:
     @cached_property
     def catalog(self) -> Catalog:
         """Return the catalog, migrated to the current schema."""
+        key_file = self.settings.audit_signing_key_file
+        if key_file is None:
+            return Catalog(open_catalog(self.settings.catalog_url))
         from replica.audit.keys import load_signer  # deferred: cryptography costs ~30 ms that most commands skip
 
-        key_file = self.settings.audit_signing_key_file
-        return Catalog(open_catalog(self.settings.catalog_url), load_signer(key_file) if key_file else None)
+        return Catalog(open_catalog(self.settings.catalog_url), load_signer(key_file))
 
     @cached_property
     def restic(self) -> Restic:
         """Return the restic binary with the configured deadlines."""
+        from replica.restic.command import Restic
+
         return Restic(
             binary=self.settings.restic_binary,
             timeout_seconds=self.settings.restic_timeout_seconds,
@@ -84,6 +88,8 @@ class Context:
 
     def store(self, job: JobConfig, policy: PolicyConfig) -> Store:
         """Return the store a job protects."""
+        from replica.stores import build_store
+
         return build_store(job, policy)
 
     def destination(self, job: JobConfig, name: str | None) -> DestinationConfig:
@@ -124,6 +130,8 @@ class Context:
 
     def repository(self, job: JobConfig, destination: DestinationConfig) -> Repository:
         """Return the restic repository of a destination. Raises ConfigError when no password is configured."""
+        from replica.restic.command import Repository
+
         what = f"job '{job.name}' destination '{destination.name}'"
         password = read_secret(env_name=destination.password_env, file_path=destination.password_file, what=what)
         if password is None:

@@ -45,35 +45,47 @@ def job_status(context: Context, job_name: str, now: datetime) -> dict[str, Any]
     return _job_document(JobOutline.of(job), policy, context.catalog.latest_records([job.name])[job.name], now)
 
 
-def _job_document(job: JobOutline, policy: PolicyConfig, latest: LatestRecords, now: datetime) -> dict[str, Any]:
+def _job_document(
+    job: JobOutline,
+    policy: PolicyConfig,
+    latest: LatestRecords,
+    now: datetime,
+    objectives: Objectives | None = None,
+) -> dict[str, Any]:
+    """Return the status document of one job from its latest records (`objectives`: the policy's, when the caller
+    built them once for many jobs)."""
     last_backup = latest.last_backup
     points = latest.newest_points
-    newest_verified_at = max((point.taken_at for point in points.values()), default=None)
+    verifications = latest.latest_verifications
+    newest_verified_at = max([point.taken_at for point in points.values()]) if points else None
     facts = JobFacts(
         newest_verified_at=newest_verified_at,
         last_rto_seconds=latest.last_rto_seconds,
-        last_backup_failed=bool(last_backup and last_backup.status == FAILED),
+        last_backup_failed=last_backup is not None and last_backup.status == FAILED,
         last_copy_failed=latest.last_backup_copy_failed,
-        last_verify_failed=any(run.status == FAILED for run in latest.latest_verifications.values()),
-        abandoned_runs=sum(1 for host, pid in latest.running if _abandoned(host, pid)),
+        last_verify_failed=any([run.status == FAILED for run in verifications.values()]),
+        abandoned_runs=sum(1 for host, pid in latest.running if _abandoned(host, pid)) if latest.running else 0,
     )
-    verdict = evaluate(facts, Objectives(policy.rpo, policy.rto, policy.at_risk_fraction), now)
+    verdict = evaluate(facts, objectives or Objectives(policy.rpo, policy.rto, policy.at_risk_fraction), now)
     destinations = []
-    windows: list[float | None] = []
+    window = None
+    primary = job.destinations[0] if job.destinations else None
     for name in job.destinations:
         point = points.get(name)
-        last_verify = latest.latest_verifications.get(name)
+        last_verify = verifications.get(name)
         canary_at = _canary_at(point)
-        windows.append((now - canary_at).total_seconds() if canary_at else None)
+        canary_window = (now - canary_at).total_seconds() if canary_at else None
+        if canary_window is not None and (window is None or canary_window < window):
+            window = canary_window
         destinations.append(
             {
                 "name": name,
-                "primary": name == job.destinations[0],
+                "primary": name == primary,
                 "newest_verified_snapshot": point.snapshot_id if point else None,
-                "newest_verified_at": _iso(point.taken_at) if point else None,
+                "newest_verified_at": point.taken_at.isoformat() if point else None,
                 "rpo_seconds": (now - point.taken_at).total_seconds() if point else None,
                 "canary_recovery_point": canary_at.isoformat() if canary_at else None,
-                "data_loss_window_seconds": (now - canary_at).total_seconds() if canary_at else None,
+                "data_loss_window_seconds": canary_window,
                 "last_verify": {
                     "run_id": last_verify.id,
                     "status": last_verify.status,
@@ -104,7 +116,7 @@ def _job_document(job: JobOutline, policy: PolicyConfig, latest: LatestRecords, 
         else None,
         "destinations": destinations,
         "abandoned_runs": facts.abandoned_runs,
-        "data_loss_window_seconds": min((w for w in windows if w is not None), default=None),
+        "data_loss_window_seconds": window,
     }
 
 
@@ -123,13 +135,18 @@ def collect_status(context: Context, between_jobs: Callable[[], None] | None = N
     configuration = context.configuration
     jobs = []
     names = sorted(configuration.jobs)
+    objectives = {
+        name: Objectives(policy.rpo, policy.rto, policy.at_risk_fraction)
+        for name, policy in configuration.policies.items()
+    }
     # A chunk of jobs per round of catalog queries (a few grouped queries, not a few per job).
     for start in range(0, len(names), STATUS_CHUNK_JOBS):
         chunk = names[start : start + STATUS_CHUNK_JOBS]
         latest = context.catalog.latest_records(chunk)
         for name in chunk:
             outline = configuration.outlines[name]
-            jobs.append(_job_document(outline, configuration.policies[outline.policy], latest[name], now))
+            policy = outline.policy
+            jobs.append(_job_document(outline, configuration.policies[policy], latest[name], now, objectives[policy]))
             if between_jobs is not None:
                 between_jobs()
     return {

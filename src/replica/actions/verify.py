@@ -9,6 +9,7 @@ from pathlib import Path
 from replica.actions.context import Context, sidecar_key
 from replica.actions.locking import holding_job
 from replica.actions.notifications import notifying
+from replica.actions.probing import probing_beside
 from replica.actions.report import write_data_loss_report
 from replica.actions.restoring import SnapshotRef, restore_snapshot
 from replica.actions.runs import RunRecorder, recorded_run
@@ -131,13 +132,18 @@ def run_verify(
             phase="probe",
         ) as run:
             outcome = VerifyOutcome(job.name, destination.name, expected.snapshot_id, run.run_id)
-            context.probe(destination)
-            run.phase("check")
-            context.progress(
-                f"checking repository '{destination.name}' (reading {policy.verification.read_data_subset} of data)"
-            )
-            started = time.monotonic()
-            report = check_repository(context.restic, repository, read_data_subset=policy.verification.read_data_subset)
+            with probing_beside(context, destination, run) as probe:
+                run.phase("check")
+                context.progress(
+                    f"checking repository '{destination.name}' (reading {policy.verification.read_data_subset} of data)"
+                )
+                started = time.monotonic()
+                report = check_repository(
+                    context.restic,
+                    repository,
+                    read_data_subset=policy.verification.read_data_subset,
+                    cancellation=probe.cancellation,
+                )
             outcome.checks.append(
                 _critical(
                     policy,
@@ -162,8 +168,11 @@ def run_verify(
                     run.phase("check-data")
                     context.progress("checking the restored data")
                     location = store.restored_location(target, expected.stored_name)
+                    checks_started = time.monotonic()
                     for check in store.check_restored(location, expected.fingerprint, policy.verification):
                         outcome.checks.append(_critical(policy, check))
+                    # What the RTO spends on proving the data usable, beside what the restore itself took.
+                    run.details.update(data_checks_seconds=round(time.monotonic() - checks_started, 3))
                     if "canary" in expected.fingerprint:
                         outcome.checks.append(_critical(policy, _check_canary(store, location, expected, run)))
                 restore_and_checks_passed = all(c.passed for c in outcome.checks[1:] if c.critical)

@@ -16,10 +16,11 @@ always shown, computed from all of a job's runs:
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 from sqlalchemy import JSON, Connection, Text, bindparam, case, cast, func, select, true
 from sqlalchemy.sql.expression import ColumnElement, ScalarSelect, TableValuedAlias
@@ -27,6 +28,9 @@ from sqlalchemy.sql.expression import ColumnElement, ScalarSelect, TableValuedAl
 from replica.catalog.models import Run, Snapshot
 
 SUCCEEDED, FAILED, RUNNING = "succeeded", "failed", "running"
+# The details of a verified point's verification that status reads (the canary's recovery point): only these are
+# kept, so that the cached facts (replica.catalog.summaries) stay small whatever figures a verification records.
+POINT_DETAIL_KEYS = ("canary_at",)
 # Jobs per round of queries: bounds the bind parameters of the id lookups (SQLite allows 32,766 per statement).
 JOBS_PER_QUERY = 2_000
 
@@ -34,8 +38,9 @@ _RUNS = Run.__table__
 _SNAPSHOTS = Snapshot.__table__
 
 
-@dataclass(frozen=True)
-class RunFacts:
+# Named tuples rather than frozen dataclasses: status builds tens of thousands from the cached summaries
+# (replica.catalog.summaries), and a tuple is built about three times faster.
+class RunFacts(NamedTuple):
     """The columns of a run that status reads (`details` only where a fact needs it, else empty)."""
 
     id: int
@@ -44,11 +49,10 @@ class RunFacts:
     snapshot_id: str | None
     finished_at: datetime | None
     error: str | None
-    details: dict[str, Any] = field(default_factory=dict)
+    details: Mapping[str, Any] = MappingProxyType({})  # read-only: the default is shared
 
 
-@dataclass(frozen=True)
-class VerifiedPointFacts:
+class VerifiedPointFacts(NamedTuple):
     """The newest verified recovery point of one destination: the snapshot and its latest verification."""
 
     destination: str
@@ -85,7 +89,7 @@ def read_latest(connection: Connection, jobs: Sequence[str]) -> dict[str, Latest
     return result
 
 
-def _names(dialect: str) -> TableValuedAlias:
+def job_names_table(dialect: str) -> TableValuedAlias:
     """Return the job names given as one JSON array parameter (`names`) as a table with a `value` column.
 
     One parameter whatever the number of jobs: the statement is compiled once and cached, where a VALUES list of
@@ -114,7 +118,7 @@ def _materialized(connection: Connection) -> bool:
 
 
 def _read_chunk(connection: Connection, jobs: list[str]) -> dict[str, LatestRecords]:
-    names = _names(connection.dialect.name)
+    names = job_names_table(connection.dialect.name)
     materialized = _materialized(connection)
     parameters = {"names": json.dumps(jobs)}
     records = {name: LatestRecords() for name in jobs}
@@ -145,7 +149,7 @@ def _read_chunk(connection: Connection, jobs: list[str]) -> dict[str, LatestReco
         if row.point_id is not None:
             verification = RunFacts(
                 row.point_verification_id, row.destination, SUCCEEDED, row.point_snapshot_id,
-                row.point_verification_finished_at, None, row.point_verification_details,
+                row.point_verification_finished_at, None, _point_details(row.point_verification_details),
             )  # fmt: skip
             latest.newest_points[row.destination] = VerifiedPointFacts(
                 row.destination, row.point_snapshot_id, row.point_taken_at, row.point_id, verification
@@ -156,6 +160,11 @@ def _read_chunk(connection: Connection, jobs: list[str]) -> dict[str, LatestReco
     for name, host, pid in connection.execute(running, parameters):
         records[name].running.append((host, pid))
     return records
+
+
+def _point_details(details: dict[str, Any] | None) -> dict[str, Any]:
+    """Return the part of a verification's details that status reads (POINT_DETAIL_KEYS)."""
+    return {key: details[key] for key in POINT_DETAIL_KEYS if key in details} if details else {}
 
 
 def _per_job(job: ColumnElement[str], materialized: bool) -> Any:

@@ -223,3 +223,23 @@ class EventLogLock(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     appended_at: Mapped[str | None] = mapped_column(String(32))
+
+
+class JobRevision(Base):
+    """How many times a job's runs, snapshots or check results changed: bumped by database triggers (migration
+    0005) in the writing transaction, so a job whose revision did not move has the same history."""
+
+    __tablename__ = "job_revisions"
+
+    job: Mapped[str] = mapped_column(String(64), primary_key=True)
+    revision: Mapped[int] = mapped_column(Integer)
+
+
+class JobStatusCache(Base):
+    """The status facts of a job computed at one revision of it (see `replica.catalog.summaries`)."""
+
+    __tablename__ = "job_status_cache"
+
+    job: Mapped[str] = mapped_column(String(64), primary_key=True)
+    revision: Mapped[int] = mapped_column(Integer)
+    facts: Mapped[str] = mapped_column(Text)  # JSON text, decoded only by `replica.catalog.summaries`

@@ -18,6 +18,7 @@ from replica.catalog.events import EventDraft, EventLog
 from replica.catalog.latest import LatestRecords, read_latest
 from replica.catalog.models import CheckResult, Report, Run, Snapshot
 from replica.catalog.run_events import run_event
+from replica.catalog.summaries import cached_latest
 
 if TYPE_CHECKING:  # cryptography costs ~50 ms at start-up; only signing needs it
     from replica.audit.keys import Signer
@@ -363,7 +364,13 @@ class Catalog:
 
     def latest_records(self, jobs: Sequence[str]) -> dict[str, LatestRecords]:
         """Return, per job, its last backup, latest verifications, newest verified points and running runs (see
-        `replica.catalog.latest`): a few grouped queries, however many jobs and runs."""
+        `replica.catalog.latest`): from the per-job summaries of `replica.catalog.summaries`, recomputing (and
+        storing) only the jobs whose runs, snapshots or checks changed since their facts were cached."""
+        return cached_latest(self._sessions, jobs)
+
+    def compute_latest_records(self, jobs: Sequence[str]) -> dict[str, LatestRecords]:
+        """Return what `latest_records` returns, computed from the runs and snapshots (a few grouped queries per
+        chunk of jobs), without reading or writing the cached summaries."""
         with self._sessions() as session:
             return read_latest(session.connection(), jobs)
 

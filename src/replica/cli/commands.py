@@ -7,24 +7,23 @@ reading commands (`status`, `runs`, ...) start without the modules of backup, ve
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-from replica.actions.context import Context
-from replica.actions.status import collect_status, run_state
+from replica.cli.collector import collector_paused
 from replica.cli.exit_codes import FAILED, OK, USAGE
+from replica.cli.json_text import indented_json
 from replica.cli.render import status_table, table
 from replica.config.durations import format_duration
-from replica.config.load import raise_if_problems
 from replica.errors import UsageError
 
 if TYPE_CHECKING:
+    from replica.actions.context import Context
     from replica.actions.verify import VerifyOutcome
 
 
 def _print_json(document: Any) -> None:
-    print(json.dumps(document, indent=2, sort_keys=True, default=str))
+    print(indented_json(document))
 
 
 def init(context: Context, arguments: argparse.Namespace) -> int:
@@ -173,11 +172,13 @@ def prune(context: Context, arguments: argparse.Namespace) -> int:
 
 def status(context: Context, arguments: argparse.Namespace) -> int:
     """Print the status table or JSON document."""
-    document = collect_status(context)
-    if arguments.json:
-        _print_json(document)
-    else:
-        print(status_table(document))
+    from replica.actions.status import collect_status
+
+    # Thousands of jobs make hundreds of thousands of short-lived objects and no cycles (see replica.cli.collector).
+    with collector_paused():
+        document = collect_status(context)
+        text = indented_json(document) if arguments.json else status_table(document)
+    print(text)
     return OK
 
 
@@ -221,6 +222,8 @@ def snapshots(context: Context, arguments: argparse.Namespace) -> int:
 
 def runs(context: Context, arguments: argparse.Namespace) -> int:
     """List runs, newest first; dead `running` runs show as abandoned."""
+    from replica.actions.status import run_state
+
     rows = context.catalog.runs(job=arguments.job, limit=arguments.limit)
     documents: list[dict[str, Any]] = [
         {
@@ -307,6 +310,8 @@ def reports(context: Context, arguments: argparse.Namespace) -> int:
 
 def config_validate(context: Context, arguments: argparse.Namespace) -> int:
     """Report every configuration problem at once; exit 2 when there is any."""
+    from replica.config.load import raise_if_problems
+
     configuration = context.configuration
     raise_if_problems(configuration)
     print(f"configuration valid: {len(configuration.jobs)} jobs, {len(configuration.policies)} policies")

@@ -6,18 +6,20 @@ import argparse
 import json
 import logging
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from replica.actions.context import Context
-from replica.catalog.records import utc_now
 from replica.cli.exit_codes import FAILED as EXIT_FAILED
 from replica.cli.exit_codes import OK, USAGE
 from replica.cli.render import table
+
+if TYPE_CHECKING:
+    from replica.actions.context import Context
 
 
 def schedule(context: Context, arguments: argparse.Namespace) -> int:
     """List every job's next run of each kind of work (from the catalog and the job's timetable)."""
     from replica.actions.due import scheduled_work  # imported by the commands that schedule (with run_due: ~50 ms)
+    from replica.catalog.records import utc_now
 
     now = utc_now()
     documents: list[dict[str, Any]] = [

@@ -35,9 +35,10 @@ def format_duration(value: timedelta | float | None) -> str:
     if value is None:
         return "-"
     seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
-    if round(seconds) < 60:
+    rounded = round(seconds)
+    if rounded < 60:
         return f"{seconds:.1f}s" if seconds < 10 else f"{seconds:.0f}s"
-    minutes, second = divmod(round(seconds), 60)
+    minutes, second = divmod(rounded, 60)
     hours, minute = divmod(minutes, 60)
     days, hour = divmod(hours, 24)
     if days:

@@ -30,7 +30,9 @@ AbsolutePath = Annotated[Path, AfterValidator(_require_absolute)]
 class StrictModel(BaseModel):
     """Base of every config model: unknown keys are errors and models are immutable."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # defer_build: a model's validator is built when it first validates, not at import (`status` validates only
+    # policies, and skips ~15 ms of start-up building the others).
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class SecretReference(StrictModel):
@@ -79,6 +81,14 @@ class PostgresqlStoreConfig(SecretReference):
     database: str = Field(description="Database to protect.", examples=["billing"])
     dump_timeout: Duration = Field(
         default=timedelta(hours=6), description="Deadline of one dump or restore.", examples=["6h"]
+    )
+    dump_compression: int = Field(
+        default=1,
+        ge=0,
+        le=9,
+        description="zlib level of the custom-format dump (pg_dump --compress). 1 costs about half the CPU of "
+        "pg_dump's default (6) on the database host for a slightly larger dump; 0 stores it uncompressed.",
+        examples=[1],
     )
 
 

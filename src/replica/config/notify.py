@@ -60,7 +60,9 @@ class NotifierBase(BaseModel):
     """What every notifier has: a name, the events it wants, a timeout and a number of retries."""
 
     # Same settings as replica.config.models.StrictModel: unknown keys are errors, models are immutable.
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # defer_build: a model's validator is built when it first validates, not at import (`status` validates only
+    # policies, and skips ~15 ms of start-up building the others).
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     name: str = Field(
         pattern=NAME_PATTERN, description="Name of the notifier, shown in logs and the audit.", examples=["ops-slack"]

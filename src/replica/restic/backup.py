@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from replica.errors import PartialSourceRead, ResticError
-from replica.execute import Command, Completed, run, run_pipeline
+from replica.execute import Cancellation, Command, Completed, run, run_pipeline
 from replica.restic.command import EXIT_PARTIAL_READ, Repository, Restic, raise_for_restic
 from replica.restic.messages import BackupSummary, UnexpectedOutput, parse_backup_summary
 
@@ -50,16 +50,23 @@ def backup_stream(
     stored_name: str,
     tags: Sequence[str],
     host: str,
+    cancellation: Cancellation | None = None,
 ) -> StreamBackupOutcome:
     """Stream `producer`'s stdout into `restic backup --stdin` and return both outcomes.
 
-    Raises a classified ResticError when restic itself failed (then no snapshot was saved). A failed producer
-    is NOT raised here: restic 0.14 still saved a snapshot, which the caller must forget.
+    Raises a classified ResticError when restic itself failed (then no snapshot was saved), Cancelled when
+    `cancellation` stopped both. A failed producer is NOT raised here: restic 0.14 still saved a snapshot, which
+    the caller must forget.
     """
     consumer = restic.command(
         repository, backup_arguments(tags=tags, host=host, stdin_filename=stored_name), long_running=True
     )
-    outcome = run_pipeline(producer, consumer, timeout_seconds=min(producer.timeout_seconds, consumer.timeout_seconds))
+    outcome = run_pipeline(
+        producer,
+        consumer,
+        timeout_seconds=min(producer.timeout_seconds, consumer.timeout_seconds),
+        cancellation=cancellation,
+    )
     raise_for_restic(outcome.consumer, repository.name)
     return StreamBackupOutcome(producer=outcome.producer, summary=_summary(outcome.consumer, repository.name))
 
@@ -72,16 +79,17 @@ def backup_tree(
     tags: Sequence[str],
     host: str,
     exclude: Sequence[str],
+    cancellation: Cancellation | None = None,
 ) -> BackupSummary:
     """Back up the tree below `directory` (as ".", so it restores straight into a target) and return the summary.
 
     Exit code 3 (some files unreadable, snapshot saved) is a failure here: a partial tree is not a recovery point.
-    Raises a classified ResticError.
+    Raises a classified ResticError, Cancelled when `cancellation` stopped restic.
     """
     command = restic.command(
         repository, backup_arguments(tags=tags, host=host, exclude=exclude), long_running=True, cwd=directory
     )
-    completed = run(command)
+    completed = run(command, cancellation=cancellation)
     if completed.exit_code == EXIT_PARTIAL_READ and not completed.timed_out:
         unreadable = [line for line in completed.stderr_tail.splitlines() if line.strip()]
         snapshot_id = None

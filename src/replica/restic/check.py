@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 
 from replica.errors import RepositoryCorrupt
-from replica.execute import run
+from replica.execute import Cancellation, run
 from replica.restic.command import Repository, Restic, classify_failure
 
 ERROR_LINE = re.compile(r"does not match|error|damaged|invalid|missing", re.I)
@@ -20,14 +20,17 @@ class CheckReport:
     detail: str
 
 
-def check_repository(restic: Restic, repository: Repository, *, read_data_subset: str) -> CheckReport:
+def check_repository(
+    restic: Restic, repository: Repository, *, read_data_subset: str, cancellation: Cancellation | None = None
+) -> CheckReport:
     """Check the repository without locking it and return the report.
 
     Damage found is a failed report, not an exception; any other failure (wrong password, unreachable, timeout)
-    raises the classified ResticError.
+    raises the classified ResticError; Cancelled when `cancellation` stopped the check.
     """
     completed = run(
-        restic.command(repository, ["check", "--no-lock", f"--read-data-subset={read_data_subset}"], long_running=True)
+        restic.command(repository, ["check", "--no-lock", f"--read-data-subset={read_data_subset}"], long_running=True),
+        cancellation=cancellation,
     )
     if completed.succeeded:
         return CheckReport(True, f"structure and {read_data_subset} of pack data read back without errors")

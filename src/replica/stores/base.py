@@ -52,15 +52,14 @@ def require_success(completed: Completed) -> None:
 class PreparedBackup:
     """A backup ready to run, holding whatever keeps the source consistent until the context closes.
 
-    `fingerprint` computes the fingerprint of exactly the data restic reads (same transaction, same copy). It runs
-    in a thread while restic runs, unless `fingerprint_first` says the source is only stable before restic starts.
+    `fingerprint` computes the fingerprint of exactly the data restic reads (same transaction, same copy, or the
+    same tree at the same time). It runs in a thread while restic runs.
     `verify_producer` raises StoreError when the producer's outcome means the stream is incomplete, whatever
     restic said.
     """
 
     source: BackupSource
     fingerprint: Callable[[], Fingerprint]
-    fingerprint_first: bool = False
     verify_producer: Callable[[Completed], None] = field(default_factory=lambda: require_success)
 
 

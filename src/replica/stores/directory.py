@@ -18,6 +18,7 @@ import heapq
 import json
 import os
 import re
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,7 @@ from replica.stores.base import (
 from replica.stores.paths import directory_has_data, move_aside, temporary_directory
 
 HASH_CHUNK_BYTES = 1 << 20
+ABANDON_CHECK_FILES = 1024  # how often a walk looks whether its backup still wants it
 CANARY_FILE = f"{CANARY_NAME}.json"
 # How the fingerprint's sample was chosen; a fingerprint without `sampling` spread its sample evenly over the
 # sorted list of files (the method before this one).
@@ -194,12 +196,14 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def fingerprint_tree(root: Path, sample_count: int, exclude: Sequence[str] = ()) -> Fingerprint:
+def fingerprint_tree(
+    root: Path, sample_count: int, exclude: Sequence[str] = (), abandon: threading.Event | None = None
+) -> Fingerprint:
     """Return {files, bytes, sampling, sample: {relative path: sha256}} of the tree at `root`.
 
     One pass over the tree, then the sampled files are read. A sampled file deleted in between leaves the sample
     and the counts (the fingerprint then describes the tree as it is after the walk). Raises StoreError when the
-    tree or a sampled file cannot be read.
+    tree or a sampled file cannot be read, or when `abandon` is set before the walk is over.
     """
     files = total_bytes = 0
     sample = PathSample(sample_count)
@@ -207,6 +211,8 @@ def fingerprint_tree(root: Path, sample_count: int, exclude: Sequence[str] = ())
         files += 1
         total_bytes += size
         sample.offer(relative, size)
+        if abandon is not None and files % ABANDON_CHECK_FILES == 0 and abandon.is_set():
+            raise StoreError(f"walk of {root} abandoned after {files} files: the backup ended without it")
     digests: dict[str, str] = {}
     for relative, size in sample.chosen():
         try:
@@ -238,13 +244,17 @@ class DirectoryStore(Store):
             raise StoreError(f"{self.describe()}: does not exist or is not a directory")
         if not os.access(root, os.R_OK | os.X_OK):
             raise StoreError(f"{self.describe()}: not readable by this user")
-        yield PreparedBackup(
-            source=BackupSource(stored_name=str(root), directory=root, exclude=self.config.exclude),
-            fingerprint=lambda: fingerprint_tree(root, self.sample_files, self.config.exclude),
-            # A live tree keeps changing while restic reads it; the walk is taken first so that the fingerprint
-            # describes the state the snapshot starts from. A tree changed meanwhile fails verification loudly.
-            fingerprint_first=True,
-        )
+        abandon = threading.Event()
+        try:
+            yield PreparedBackup(
+                source=BackupSource(stored_name=str(root), directory=root, exclude=self.config.exclude),
+                # Walked while restic walks it: a tree that changes during the backup differs from the snapshot
+                # whichever reads it first, and then fails verification loudly.
+                fingerprint=lambda: fingerprint_tree(root, self.sample_files, self.config.exclude, abandon=abandon),
+            )
+        finally:
+            # A backup that ended without its fingerprint (restic failed) does not wait for the rest of the walk.
+            abandon.set()
 
     def scratch_target(self, scratch: Path, label: str) -> contextlib.AbstractContextManager[Target]:
         return _directory_target(scratch, f"verify-{label}")
