@@ -238,8 +238,10 @@ def _wait_with_deadline(running: Any, command: Command, cancellation: Cancellati
     deadline = time.monotonic() + command.timeout_seconds
     pause = WAIT_FIRST_POLL_SECONDS
     while running.is_alive():
-        if cancellation is not None:
-            cancellation.raise_if_cancelled(command.program)  # the caller interrupts the process
+        if cancellation is not None and cancellation.cancelled and running.is_alive():
+            # Only a process still running is stopped: one that ended meanwhile keeps its own outcome (the caller
+            # interrupts the process).
+            raise Cancelled(command.program, cancellation.reason)
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             _interrupt(running)

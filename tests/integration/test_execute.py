@@ -248,19 +248,27 @@ def test_pipeline_raises_process_failed_for_a_missing_consumer() -> None:
 # cancellation -------------------------------------------------------------------------------------------------------
 
 
-def cancel_soon(cancellation: Cancellation, seconds: float = 0.3) -> threading.Timer:
-    """Flip `cancellation` from another thread after `seconds`, as a failed probe beside the command does."""
-    timer = threading.Timer(seconds, cancellation.cancel, args=("the probe failed",))
-    timer.start()
-    return timer
+def cancel_once_started(cancellation: Cancellation, *started: Path) -> threading.Thread:
+    """Flip `cancellation` from another thread once the commands wrote `started` (their pids, after any trap is
+    set), as a failed probe beside them does."""
+
+    def cancel() -> None:
+        deadline = time.monotonic() + 30
+        while not all(path.exists() for path in started) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        cancellation.cancel("the probe failed")
+
+    thread = threading.Thread(target=cancel, daemon=True)
+    thread.start()
+    return thread
 
 
 def test_run_is_stopped_with_sigint_when_cancelled_from_another_thread(tmp_path: Path) -> None:
     marker = tmp_path / "got-sigint"
     pid_file = tmp_path / "pid"
-    script = f"echo $$ > {pid_file}; trap 'echo interrupted > {marker}; exit 7' INT; while :; do sleep 0.05; done"
+    script = f"trap 'echo interrupted > {marker}; exit 7' INT; echo $$ > {pid_file}; while :; do sleep 0.05; done"
     cancellation = Cancellation()
-    cancel_soon(cancellation)
+    cancel_once_started(cancellation, pid_file)
 
     started = time.monotonic()
     with pytest.raises(Cancelled, match=r"^sh stopped: the probe failed$"):
@@ -276,7 +284,7 @@ def test_pipeline_is_stopped_when_cancelled_from_another_thread(tmp_path: Path) 
     producer = Command(argv=("sh", "-c", f"echo $$ > {producer_pid}; while :; do sleep 0.05; done"))
     consumer = Command(argv=("sh", "-c", f"echo $$ > {consumer_pid}; exec cat > /dev/null"))
     cancellation = Cancellation()
-    cancel_soon(cancellation)
+    cancel_once_started(cancellation, producer_pid, consumer_pid)
 
     started = time.monotonic()
     with pytest.raises(Cancelled, match=r"^sh \| sh stopped: the probe failed$"):

@@ -8,8 +8,10 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -25,7 +27,7 @@ from sqlalchemy.orm import sessionmaker
 import replica.catalog.summaries
 from replica.actions.context import Context
 from replica.actions.status import _job_document, collect_status
-from replica.catalog.database import MIGRATIONS_PATH, open_catalog
+from replica.catalog.database import MIGRATIONS_PATH, SQLITE_BUSY_TIMEOUT_MILLISECONDS, open_catalog
 from replica.catalog.latest import LatestRecords
 from replica.catalog.models import CheckResult, JobRevision, JobStatusCache, Run, Snapshot
 from replica.catalog.records import FAILED, Catalog, CheckOutcome
@@ -211,6 +213,36 @@ def test_status_on_a_catalog_it_may_only_read_computes_the_facts_without_storing
     finally:
         with psycopg.connect(POSTGRESQL_ADMIN, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_status_does_not_queue_behind_a_sqlite_writer_to_store_its_summaries(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN a SQLite catalog with history whose write lock another process holds (a backup recording its run)
+    path = tmp_path / "catalog.sqlite3"
+    writer = Catalog(open_catalog(f"sqlite:///{path}"))
+    write_history(writer)
+    expected = writer.compute_latest_records([*JOBS])
+    holder = sqlite3.connect(path)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        # WHEN status reads the facts THEN they are right at once: it gave up storing them instead of waiting for
+        # the lock up to the catalog's 30 s busy timeout
+        started = time.monotonic()
+        assert writer.latest_records([*JOBS]) == expected
+        assert time.monotonic() - started < 5
+        assert "not stored" in caplog.text
+    finally:
+        holder.rollback()
+        holder.close()
+    # AND once the lock is gone they are stored, and the connection waits as long as before for later writes
+    caplog.clear()
+    assert writer.latest_records([*JOBS]) == expected
+    assert "not stored" not in caplog.text
+    with writer.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(JobStatusCache)) == len(JOBS)
+        assert session.connection().exec_driver_sql("PRAGMA busy_timeout").scalar() == SQLITE_BUSY_TIMEOUT_MILLISECONDS
+    writer.sessions.kw["bind"].dispose()
 
 
 def _alembic(url: str, action: Callable[..., None], revision: str) -> None:

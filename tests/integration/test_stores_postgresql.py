@@ -244,30 +244,6 @@ RELEASED_TEXT_SETTINGS = (
 EXACT = VerificationConfig()
 
 
-# hash_extended/1's per-table queries as the release that wrote them had them (verbatim, as above).
-RELEASED_HASH_V1_QUERIES = {
-    "record": "SELECT count(*), coalesce(sum(hashtextextended(hash_record_extended(t.*, 0)::text, 0)), 0)::text "
-    "FROM {} AS t",
-    "text": "SELECT count(*), coalesce(sum(hashtextextended(t.*::text, 0)), 0)::text FROM {} AS t",
-}
-
-
-def released_hash_v1_fingerprint(database: str) -> dict[str, Any]:
-    """Return the fingerprint of `database` as hash_extended/1 wrote it, each table hashed as today's would be."""
-    current = live_fingerprint(database)
-    tables: dict[str, dict[str, Any]] = {}
-    with connect(database) as connection:
-        for statement in RELEASED_TEXT_SETTINGS:
-            connection.execute(statement)
-        for name, table in current["tables"].items():
-            schema, relation = name.split(".")
-            query = sql.SQL(RELEASED_HASH_V1_QUERIES[table["hash"]]).format(sql.Identifier(schema, relation))
-            row = connection.execute(query).fetchone()
-            assert row is not None
-            tables[name] = {"rows": int(row[0]), "digest": str(row[1]), "hash": table["hash"]}
-    return {"digest": "hash_extended/1", "tables": tables}
-
-
 def released_md5_fingerprint(database: str) -> dict[str, Any]:
     """Return the fingerprint of `database` in the old format: no digest field, md5 per table."""
     tables: dict[str, dict[str, Any]] = {}
@@ -296,24 +272,15 @@ def test_fingerprint_names_its_digest_and_hashes_rows_as_records_only_where_ever
 ) -> None:
     fingerprint = live_fingerprint(source_database)
 
-    assert fingerprint["digest"] == "hash_extended/2"
+    assert fingerprint["digest"] == "hash_extended/1"
     # customers and audit.events hold integers, text and timestamps; orders has a numeric, hashed as text.
     hashes = {name: table["hash"] for name, table in fingerprint["tables"].items()}
     assert hashes == {"public.customers": "record", "audit.events": "record", "public.orders": "text"}
 
 
-@pytest.mark.parametrize("released", ["md5", "hash_extended/1"])
-def test_a_fingerprint_of_an_earlier_format_still_verifies_and_still_finds_changes(
-    source_database: str, released: str
-) -> None:
-    if released == "md5":
-        old = released_md5_fingerprint(source_database)
-        assert "digest" not in old
-    else:
-        old = released_hash_v1_fingerprint(source_database)
-        # The two versions hash records differently, so their digests of a record-hashed table differ.
-        current = live_fingerprint(source_database)["tables"]["public.customers"]["digest"]
-        assert old["tables"]["public.customers"]["digest"] != current
+def test_a_fingerprint_of_the_old_md5_format_still_verifies_and_still_finds_changes(source_database: str) -> None:
+    old = released_md5_fingerprint(source_database)
+    assert "digest" not in old
 
     passed = fingerprint_check(source_database, old)
     with connect(source_database) as connection:

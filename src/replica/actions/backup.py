@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -13,7 +15,7 @@ from replica.actions.probing import probing_beside
 from replica.actions.runs import recorded_run
 from replica.catalog.records import utc_now
 from replica.config.models import DestinationConfig, JobConfig
-from replica.errors import Interrupted, PartialSourceRead, ReplicaError, StoreError
+from replica.errors import Cancelled, Interrupted, PartialSourceRead, ReplicaError, StoreError
 from replica.execute import Cancellation
 from replica.restic.backup import backup_stream, backup_tree
 from replica.restic.command import Repository
@@ -77,6 +79,9 @@ def run_backup(context: Context, job_name: str) -> BackupOutcome:
             run.phase("prepare")
             context.progress(f"backing up {store.describe()} to '{primary.name}'")
             canary = None
+            # Each step that touches the source first looks whether the probe already failed: a destination
+            # that cannot take the backup must not cost the store a canary, a read lock or a table scan.
+            probe.cancellation.raise_if_cancelled("backup")
             if job.canary:
                 # Written right before the dump: the newest canary a restore brings back is the real recovery point.
                 run.phase("canary")
@@ -84,16 +89,17 @@ def run_backup(context: Context, job_name: str) -> BackupOutcome:
                 store.write_canary(canary)
                 run.details.update(canary_written_at=canary.written_at.isoformat())
             taken_at = utc_now()
+            probe.cancellation.raise_if_cancelled("backup")
             with store.prepare_backup(context.settings.scratch_path, job.name) as prepared:
                 run.phase("backup")
                 summary, fingerprint = _back_up(context, prepared, repository, tags, pool, probe.cancellation)
-                run.snapshot_id = summary.snapshot_id
             try:
                 probe.settle()
-            except ReplicaError:
+            except BaseException:
                 # The destination failed its probe although restic saved a snapshot: not a recovery point.
                 _forget_quietly(context, repository, summary.snapshot_id)
                 raise
+            run.snapshot_id = summary.snapshot_id
         if canary is not None:
             fingerprint = {**fingerprint, "canary": canary.as_document()}
         run.phase("record")
@@ -163,10 +169,44 @@ def _back_up(
     pool: concurrent.futures.ThreadPoolExecutor,
     cancellation: Cancellation,
 ) -> tuple[BackupSummary, Fingerprint]:
-    source = prepared.source
+    cancellation.raise_if_cancelled("backup")
     # The fingerprint reads the same data as restic (the producer's transaction, or the tree as restic walks it)
-    # in a thread while restic stores it: its cost hides behind restic's instead of adding to it.
+    # in a thread while restic stores it: its cost hides behind restic's instead of adding to it. A fingerprint
+    # that fails stops restic: the snapshot could never become a recovery point.
     fingerprint_future = pool.submit(prepared.fingerprint)
+    fingerprint_future.add_done_callback(lambda done: _cancel_on_failure(done, cancellation))
+    with _fingerprint_error_first(fingerprint_future):
+        return _store(context, prepared, repository, tags, fingerprint_future, cancellation)
+
+
+def _cancel_on_failure(done: concurrent.futures.Future[Fingerprint], cancellation: Cancellation) -> None:
+    if not done.cancelled() and done.exception() is not None:
+        cancellation.cancel("the fingerprint of the source failed")
+
+
+@contextlib.contextmanager
+def _fingerprint_error_first(fingerprint_future: concurrent.futures.Future[Fingerprint]) -> Iterator[None]:
+    """Raise the fingerprint's error instead of the Cancelled it caused."""
+    try:
+        yield
+    except Cancelled:
+        failed = fingerprint_future.done() and not fingerprint_future.cancelled()
+        error = fingerprint_future.exception() if failed else None
+        if error is not None:
+            raise error from None
+        raise
+
+
+def _store(
+    context: Context,
+    prepared: PreparedBackup,
+    repository: Repository,
+    tags: list[str],
+    fingerprint_future: concurrent.futures.Future[Fingerprint],
+    cancellation: Cancellation,
+) -> tuple[BackupSummary, Fingerprint]:
+    """Run restic on the prepared source; return its summary and the fingerprint once both are done."""
+    source = prepared.source
     if source.producer is None:
         assert source.directory is not None
         try:

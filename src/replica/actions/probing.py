@@ -8,8 +8,8 @@ the probe's error, in phase `probe`, whatever the command said meanwhile.
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
+import threading
 from collections.abc import Iterator
 
 from replica.actions.context import Context
@@ -20,19 +20,37 @@ from replica.execute import Cancellation
 
 
 class ProbeBeside:
-    """A probe running in a thread; `cancellation` stops the commands given it once the probe fails."""
+    """A probe running in a thread; `cancellation` stops the commands given it once the probe fails.
 
-    def __init__(self, future: concurrent.futures.Future[None], cancellation: Cancellation, run: RunRecorder) -> None:
-        self._future = future
-        self.cancellation = cancellation
+    The thread is a daemon: a command stopped by Ctrl-C or the daemon's shutdown neither waits for a probe hanging
+    on a silent endpoint (up to its deadline) nor keeps the process alive for it.
+    """
+
+    def __init__(self, context: Context, destination: DestinationConfig, run: RunRecorder) -> None:
+        self.cancellation = Cancellation()
         self._run = run
+        self._done = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._probe, args=(context, destination), name=f"probe-{destination.name}", daemon=True
+        )
+        self._thread.start()
+
+    def _probe(self, context: Context, destination: DestinationConfig) -> None:
+        try:
+            context.probe(destination)
+        except BaseException as error:  # handed to the run's thread by settle()
+            self._error = error
+            self.cancellation.cancel(f"destination '{destination.name}' did not pass its probe")
+        finally:
+            self._done.set()
 
     def settle(self) -> None:
         """Wait for the probe (it has its own deadline); raise its error, with the run back in phase `probe`."""
-        error = self._future.exception()
-        if error is not None:
+        self._done.wait()
+        if self._error is not None:
             self._run.phase("probe")
-            raise error
+            raise self._error
 
 
 @contextlib.contextmanager
@@ -42,24 +60,14 @@ def probing_beside(context: Context, destination: DestinationConfig, run: RunRec
     On leaving, the probe is settled: its error replaces the body's (the cause comes first: an unreachable
     bucket also fails restic, less clearly), and is raised when the body succeeded. A body that must undo its
     work when the probe failed (forget a snapshot) settles the probe itself before leaving. Interrupted (the
-    daemon is stopping) is raised as it is.
+    daemon is stopping) and Ctrl-C are raised as they are, without waiting for the probe.
     """
-    cancellation = Cancellation()
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="probe") as pool:
-        probe = ProbeBeside(pool.submit(_probe_or_cancel, context, destination, cancellation), cancellation, run)
-        try:
-            yield probe
-        except Interrupted:
-            raise
-        except Exception:
-            probe.settle()
-            raise
-        probe.settle()
-
-
-def _probe_or_cancel(context: Context, destination: DestinationConfig, cancellation: Cancellation) -> None:
+    probe = ProbeBeside(context, destination, run)
     try:
-        context.probe(destination)
-    except BaseException:
-        cancellation.cancel(f"destination '{destination.name}' did not pass its probe")
+        yield probe
+    except Interrupted:
         raise
+    except Exception:
+        probe.settle()
+        raise
+    probe.settle()

@@ -13,9 +13,10 @@ the reader from the stored timestamps, hosts and pids.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -23,6 +24,7 @@ from sqlalchemy import Connection, select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from replica.catalog.database import SQLITE_BUSY_TIMEOUT_MILLISECONDS
 from replica.catalog.latest import (
     JOBS_PER_QUERY,
     SUCCEEDED,
@@ -37,6 +39,8 @@ from replica.catalog.models import JobRevision, JobStatusCache
 logger = logging.getLogger(__name__)
 # Stored first in every cached document: a replica that encodes facts differently recomputes instead of misreading.
 FACTS_FORMAT = 1
+# How long `status` waits for SQLite's write lock to store summaries before it gives up (they are a shortcut).
+CACHE_WRITE_WAIT_MILLISECONDS = 200
 
 _REVISIONS = JobRevision.__table__
 _CACHE = JobStatusCache.__table__
@@ -68,8 +72,8 @@ def cached_latest(sessions: sessionmaker[Session], jobs: Sequence[str]) -> dict[
         for name, revision in sorted(stale.items())
     ]
     try:
-        with sessions.begin() as session:
-            session.connection().execute(_STORE, rows)
+        with sessions.begin() as session, _short_lock_wait(session.connection()) as connection:
+            connection.execute(_STORE, rows)
     except SQLAlchemyError as error:
         # `status` is safe to run from monitoring, with credentials that may only read: the facts are right
         # without the cache, which is only a shortcut; the next reader that may write stores them.
@@ -78,6 +82,23 @@ def cached_latest(sessions: sessionmaker[Session], jobs: Sequence[str]) -> dict[
             "status summaries of %d job(s) not stored (%s); they are recomputed until they are", len(rows), reason
         )
     return result
+
+
+@contextlib.contextmanager
+def _short_lock_wait(connection: Connection) -> Iterator[Connection]:
+    """Yield `connection`, which on SQLite waits at most CACHE_WRITE_WAIT_MILLISECONDS for the write lock: `status`
+    never queues for long behind a backup's writes to store a shortcut (it warns and goes on instead)."""
+    if connection.dialect.name != "sqlite":
+        yield connection
+        return
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    # On the driver's connection: a PRAGMA needs no transaction, and restoring the wait must work in a failed one.
+    driver.execute(f"PRAGMA busy_timeout={CACHE_WRITE_WAIT_MILLISECONDS}")
+    try:
+        yield connection
+    finally:
+        driver.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MILLISECONDS}")
 
 
 def _read_cached(

@@ -28,5 +28,7 @@ def collector_paused() -> Iterator[None]:
 
 def start_up_done() -> None:
     """Exclude every object alive now (modules, classes, parsed settings) from future collector passes: they live
-    as long as the process, and scanning them again finds nothing."""
+    as long as the process, and scanning them again finds nothing. Garbage in cycles is collected first, so that
+    nothing unreachable is frozen with them (main() may run inside a longer process, a test's)."""
+    gc.collect()
     gc.freeze()

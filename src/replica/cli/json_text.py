@@ -97,6 +97,8 @@ def _append_list(values: list[Any] | tuple[Any, ...], parts: list[str], newline:
 
 
 def _append_dict(values: dict[Any, Any], parts: list[str], newline: str, layouts: _Layouts) -> None:
+    if type(values) is not dict:
+        raise _Unsupported(type(values))  # a subclass may read its items differently from a dict
     if not values:
         parts.append("{}")
         return

@@ -215,6 +215,8 @@ def fingerprint_tree(
             raise StoreError(f"walk of {root} abandoned after {files} files: the backup ended without it")
     digests: dict[str, str] = {}
     for relative, size in sample.chosen():
+        if abandon is not None and abandon.is_set():
+            raise StoreError(f"walk of {root} abandoned while reading its sample: the backup ended without it")
         try:
             digests[relative] = file_digest(root / relative)
         except FileNotFoundError:

@@ -76,33 +76,24 @@ TABLES_QUERY = """
     ORDER BY 1, 2
 """
 # The digest a fingerprint names in its "digest" field. Fingerprints written before the field existed used md5;
-# a restore is always digested the way its backup was, so old snapshots keep verifying. An older replica that meets
-# a newer digest says so ("not compared") instead of reporting changed content.
+# a restore is always digested the way its backup was, so old snapshots keep verifying.
 DIGEST_MD5 = "md5"
-DIGEST_HASH_V1 = "hash_extended/1"
-DIGEST_HASH = "hash_extended/2"
+DIGEST_HASH = "hash_extended/1"
 # md5: the sum of the first 60 bits of each row's md5 (~4x slower than the hashes below on a pgbench table).
 MD5_DIGEST_QUERY = (
     "SELECT count(*), coalesce(sum(('x' || substr(md5(t::text), 1, 15))::bit(60)::bigint), 0)::text FROM {} AS t"
 )
-# hash_extended/N, per table either "record" or "text" (recorded in the fingerprint). A record's hash is a linear
+# hash_extended/1, per table either "record" or "text" (recorded in the fingerprint). A record's hash is a linear
 # combination of its columns' hashes (31 * h + next), whose sum would depend only on each column's values, not on
-# which values share a row: each row's record hash is hashed once more before the sum. `t.*` names the whole row
-# even when the table has a column named `t` (plain `t` would then be that column: md5's known blind spot).
-# Version 2 rehashes the record hash as a bigint; version 1 hashed its decimal text (~15% more CPU).
+# which values share a row: each row's record hash is hashed once more before the sum, as its decimal text, so that
+# all 64 bits count (hashint8extended is ~15% cheaper but folds its argument to 32 bits; hashing both halves apart
+# costs more than the text). `t.*` names the whole row even when the table has a column named `t` (plain `t` would
+# then be that column: md5's known blind spot).
 RECORD_HASH_SINCE_VERSION = 140000  # hash_record_extended() arrived in PostgreSQL 14
-TEXT_HASH_QUERY = "SELECT count(*), coalesce(sum(hashtextextended(t.*::text, 0)), 0)::text FROM {} AS t"
 HASH_DIGEST_QUERIES = {
-    DIGEST_HASH: {
-        "record": "SELECT count(*), coalesce(sum(hashint8extended(hash_record_extended(t.*, 0), 0)), 0)::text "
-        "FROM {} AS t",
-        "text": TEXT_HASH_QUERY,
-    },
-    DIGEST_HASH_V1: {
-        "record": "SELECT count(*), "
-        "coalesce(sum(hashtextextended(hash_record_extended(t.*, 0)::text, 0)), 0)::text FROM {} AS t",
-        "text": TEXT_HASH_QUERY,
-    },
+    "record": "SELECT count(*), coalesce(sum(hashtextextended(hash_record_extended(t.*, 0)::text, 0)), 0)::text "
+    "FROM {} AS t",
+    "text": "SELECT count(*), coalesce(sum(hashtextextended(t.*::text, 0)), 0)::text FROM {} AS t",
 }
 
 
@@ -117,7 +108,7 @@ def fingerprint_connection(connection: psycopg.Connection[Any], expected: Finger
     """
     digest = DIGEST_HASH if expected is None else str(expected.get("digest", DIGEST_MD5))
     expected_tables: dict[str, dict[str, Any]] = expected.get("tables", {}) if expected is not None else {}
-    if digest != DIGEST_MD5 and digest not in HASH_DIGEST_QUERIES:
+    if digest not in (DIGEST_MD5, DIGEST_HASH):
         digest, expected_tables = DIGEST_HASH, {}
     tables: dict[str, dict[str, Any]] = {}
     records_supported = connection.info.server_version >= RECORD_HASH_SINCE_VERSION
@@ -131,11 +122,10 @@ def fingerprint_connection(connection: psycopg.Connection[Any], expected: Finger
             if digest == DIGEST_MD5:
                 query = MD5_DIGEST_QUERY
             else:
-                queries = HASH_DIGEST_QUERIES[digest]
                 entry["hash"] = expected_tables.get(name, {}).get("hash")
-                if entry["hash"] not in queries:
+                if entry["hash"] not in HASH_DIGEST_QUERIES:
                     entry["hash"] = "record" if record_hashable and records_supported else "text"
-                query = queries[entry["hash"]]
+                query = HASH_DIGEST_QUERIES[entry["hash"]]
             cursor.execute(sql.SQL(query).format(sql.Identifier(schema, table)))
             row = cursor.fetchone()
             assert row is not None
@@ -230,6 +220,12 @@ class PostgresqlStore(Store):
                 fingerprint=lambda: fingerprint_connection(connection),
                 verify_producer=self._verify_dump,
             )
+        except BaseException:
+            # A backup that failed (restic, the destination's probe) does not wait for the fingerprint's table scan
+            # to end: its statement deadline is the dump's, hours.
+            with contextlib.suppress(psycopg.Error):
+                connection.cancel_safe(timeout=CONNECT_TIMEOUT_SECONDS)
+            raise
         finally:
             with contextlib.suppress(psycopg.Error):
                 connection.rollback()
