@@ -225,13 +225,13 @@ def replica_verify(instance: Bench, noted: Noted) -> Sample:
 
 
 def phase_row(
-    scenario: str, phase: str, replica: Noted, raw: Noted, whole: Row, note: str, target: float | None
+    scenario: str, replica: list[float], raw: list[float], whole: Row, note: str, target: float | None
 ) -> Row:
-    """Return a row of the medians of one phase's times, noted during the runs of `whole`."""
+    """Return a row of the medians of a phase's times on each side, noted during the runs of `whole`."""
     return Row(
         scenario=scenario,
-        replica_seconds=statistics.median(replica[phase]),
-        raw_seconds=statistics.median(raw[phase]),
+        replica_seconds=statistics.median(replica),
+        raw_seconds=statistics.median(raw),
         rss_mib=whole.rss_mib,
         restic_processes=None,
         runs=whole.runs,
@@ -282,38 +282,32 @@ def main() -> int:
             )
             primary = phase_row(
                 "backup, primary phase",
-                "primary",
-                replica_noted,
-                raw_noted,
+                replica_noted["primary"],
+                raw_noted["primary"],
                 backup,
                 "replica's backup run (probe, dump, fingerprint, sidecar, catalog) vs pg_dump -Fc into restic",
                 BACKUP_TARGET,
             )
-            replica_noted["same_level"] = replica_noted["primary"]
             same_level = phase_row(
                 f"backup, primary phase vs the same pipeline (--compress={REPLICA_COMPRESSION})",
-                "same_level",
-                replica_noted,
-                raw_noted,
+                replica_noted["primary"],
+                raw_noted["same_level"],
                 backup,
                 "what replica adds to the pipeline it runs: the fingerprint, the probe, the sidecar, the catalog",
                 None,
             )
-            replica_noted["with_digest"] = replica_noted["primary"]
             with_digest = phase_row(
                 "backup, primary phase vs the same pipeline with the fingerprint's queries beside it",
-                "with_digest",
-                replica_noted,
-                raw_noted,
+                replica_noted["primary"],
+                raw_noted["with_digest"],
                 backup,
                 "what replica adds besides its fingerprint's reads: the probe, the sidecar, the catalog",
                 None,
             )
             copy = phase_row(
                 "backup, copy phase",
-                "copy",
-                replica_noted,
-                raw_noted,
+                replica_noted["copy"],
+                raw_noted["copy"],
                 backup,
                 "replica's copy run (probe, restic copy, sidecar, catalog) vs restic copy",
                 None,
@@ -329,19 +323,16 @@ def main() -> int:
             )
             restore = phase_row(
                 "verify, restore + data checks",
-                "restore",
-                replica_noted,
-                raw_noted,
+                replica_noted["restore"],
+                raw_noted["restore"],
                 verify,
                 "replica's RTO (createdb, restore, integrity, fingerprint) vs createdb, restic dump into pg_restore",
                 VERIFY_TARGET,
             )
-            raw_noted["restore_only"] = raw_noted["restore"]
             restore_only = phase_row(
                 "verify, restore alone",
-                "restore_only",
-                replica_noted,
-                raw_noted,
+                replica_noted["restore_only"],
+                raw_noted["restore"],
                 verify,
                 "replica's RTO minus its data checks (integrity, fingerprint) vs createdb, restic dump into pg_restore",
                 None,

@@ -18,6 +18,7 @@ from replica.errors import StoreError, UsageError
 from replica.stores import directory
 from replica.stores.base import Target
 from replica.stores.directory import DirectoryStore, fingerprint_tree, path_hash
+from tests.support.trees import EXCLUDE_PATTERNS, make_exclusion_tree
 
 
 def store_for(path: Path) -> DirectoryStore:
@@ -301,28 +302,9 @@ def restic_backed_up_files(tree: Path, repository: Path, patterns: tuple[str, ..
 def test_the_walk_leaves_out_exactly_what_restic_leaves_out(tmp_path: Path) -> None:
     # GIVEN a tree touched by every kind of pattern: one component, several in a row at any depth, absolute paths
     tree = tmp_path / "tree"
-    files = [
-        "a.txt",
-        "a.tmp",
-        "keep/b.tmp",
-        ".cache/blob",
-        "keep/.cache/blob",
-        "build/main.o",
-        "build/main.c",
-        "build/sub/x.o",
-        "keep/build/main.o",
-        "deep/er/file",
-        "keep/deep/er/file",
-        "deep/err/file",
-        "logs/today.log",
-        "keep/logs/today.log",
-        "cache",
-        "keep/cache/file",
-    ]
-    for relative in files:
-        (tree / relative).parent.mkdir(parents=True, exist_ok=True)
-        (tree / relative).write_text(relative)
-    patterns = ("*.tmp", ".cache", "build/*.o", "deep/er", "cache/", f"{tree}/logs", "/logs")
+    tree.mkdir()
+    make_exclusion_tree(tree)
+    patterns = (*EXCLUDE_PATTERNS, f"{tree}/logs")
 
     # WHEN restic backs it up with those patterns, and replica walks it for the fingerprint
     kept_by_restic = restic_backed_up_files(tree, tmp_path / "repository", patterns)

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from replica.stores.directory import PathSample, path_hash, walk_files
-
-PATTERNS = ("*.tmp", ".cache", "build/*.o", "/logs", "deep/er", "cache/")
+from tests.support.trees import EXCLUDE_PATTERNS, make_exclusion_tree
 
 
 def excluded_by_reference(relative: str, patterns: tuple[str, ...]) -> bool:
@@ -29,42 +28,12 @@ def excluded_by_reference(relative: str, patterns: tuple[str, ...]) -> bool:
     return False
 
 
-def make_tree(root: Path) -> list[str]:
-    """Write a tree that every pattern of PATTERNS touches; return every regular file's relative path."""
-    files = [
-        "a.txt",
-        "a.tmp",
-        "keep/b.txt",
-        "keep/b.tmp",
-        ".cache/blob",
-        "keep/.cache/blob",
-        "build/main.o",
-        "build/main.c",
-        "build/sub/x.o",
-        "keep/build/main.o",
-        "logs/today.log",
-        "keep/logs/today.log",
-        "deep/er/file",
-        "deep/err/file",
-        "keep/deep/er/file",
-        "cache",
-        "keep/cache/file",
-        "Upper.TMP",
-    ]
-    for relative in files:
-        (root / relative).parent.mkdir(parents=True, exist_ok=True)
-        (root / relative).write_text(relative)
-    (root / "keep" / "link").symlink_to(root / "a.txt")
-    (root / "keep" / "dirlink").symlink_to(root / "keep")
-    return files
-
-
 def test_the_walk_keeps_exactly_what_the_path_by_path_rules_keep(tmp_path: Path) -> None:
-    files = make_tree(tmp_path)
+    files = make_exclusion_tree(tmp_path)
 
-    walked = {relative: size for relative, size in walk_files(tmp_path, PATTERNS)}
+    walked = {relative: size for relative, size in walk_files(tmp_path, EXCLUDE_PATTERNS)}
 
-    expected = {relative for relative in files if not excluded_by_reference(relative, PATTERNS)}
+    expected = {relative for relative in files if not excluded_by_reference(relative, EXCLUDE_PATTERNS)}
     assert set(walked) == expected
     assert {"a.txt", "keep/b.txt", "build/main.c", "build/sub/x.o", "deep/err/file", "Upper.TMP"} <= expected
     assert {"logs/today.log", "keep/logs/today.log"} <= expected  # "/logs" is an absolute path, not below the tree
@@ -73,7 +42,7 @@ def test_the_walk_keeps_exactly_what_the_path_by_path_rules_keep(tmp_path: Path)
 
 
 def test_the_walk_without_patterns_yields_every_regular_file_and_no_link(tmp_path: Path) -> None:
-    files = make_tree(tmp_path)
+    files = make_exclusion_tree(tmp_path)
 
     assert sorted(relative for relative, _ in walk_files(tmp_path)) == sorted(files)
 
