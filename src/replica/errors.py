@@ -3,17 +3,53 @@
 Every error that replica expects carries a one-line message built from typed arguments; the CLI maps the
 class to an exit code in one place (`replica.cli.exit_codes`). Anything outside this tree is a bug and is shown
 with a traceback.
+
+Every class also names the *failure state* a run ends in when it raises it (`state`): a short, stable
+identifier that `runs`, `status`, the metrics, the reports and the verification log show, so that people and
+alert rules can tell "the bucket is gone" from "the endpoint throttles us" without reading messages.
+`failure_state` maps any exception to one; FAILURE_STATES lists them all with their meaning.
 """
 
 from __future__ import annotations
+
+from typing import ClassVar
+
+# Every failure state a run can end in, with what it means (README "Failure states" mirrors this table).
+FAILURE_STATES: dict[str, str] = {
+    "storage_unreachable": "the S3 endpoint refuses connections, times out or does not answer",
+    "throttled": "the S3 endpoint kept answering 503 SlowDown after restic's retries",
+    "auth_failed": "the S3 endpoint refused the credentials",
+    "wrong_password": "the repository password does not open the repository",
+    "repository_missing": "the bucket, or the restic repository inside it, does not exist",
+    "repository_locked": "another process holds an exclusive lock on the repository",
+    "clock_skew": "the S3 endpoint refused requests because this host's clock is off",
+    "source_unreachable": "the protected store could not be reached (connection refused, unknown host, no file)",
+    "source_dump_failed": "the protected store was reached but its dump or read failed",
+    "partial_source_read": "restic could not read part of the source; the snapshot is no recovery point",
+    "target_full": "the restore target ran out of space",
+    "timeout": "a process did not finish within its deadline, or made no progress for too long",
+    "interrupted": "the work was stopped on purpose (SIGTERM, SIGINT)",
+    "abandoned": "the process running the work died (kill -9, power loss) and a later sweep found it",
+    "corrupt": "data at rest is damaged: a repository file no longer matches its content hash",
+    "verification_failed": "a restored copy did not pass its checks (integrity, fingerprint, canary)",
+    "inconclusive": "a check failed but the damage could not be confirmed at rest (a transient fault)",
+    "busy": "another run held the job",
+    "config_invalid": "a settings, job or policy file is invalid",
+    "failed": "any other failure (the message says what)",
+}
+FALLBACK_STATE = "failed"
 
 
 class ReplicaError(Exception):
     """Base of every error replica expects and reports in one line."""
 
+    state: ClassVar[str] = FALLBACK_STATE
+
 
 class ConfigError(ReplicaError):
     """A settings, job or policy file is invalid; the message names the file and field."""
+
+    state: ClassVar[str] = "config_invalid"
 
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
@@ -26,6 +62,8 @@ class UsageError(ReplicaError):
 
 class Interrupted(ReplicaError):
     """Work was stopped on purpose (SIGTERM to the daemon, its grace period over); the run ends `interrupted`."""
+
+    state: ClassVar[str] = "interrupted"
 
     def __init__(self, what: str) -> None:
         self.what = what
@@ -43,6 +81,8 @@ class Cancelled(ReplicaError):
 
 class JobBusy(ReplicaError):
     """Another run holds the job (one run per job at a time); the message names it."""
+
+    state: ClassVar[str] = "busy"
 
 
 class CatalogError(ReplicaError):
@@ -83,11 +123,15 @@ class ResticError(ReplicaError):
 class RepositoryMissing(ResticError):
     """The destination's bucket exists but holds no restic repository (run `replica init`)."""
 
+    state: ClassVar[str] = "repository_missing"
+
     summary = "no restic repository here (run 'replica init JOB')"
 
 
 class WrongPassword(ResticError):
     """The repository password does not open the repository."""
+
+    state: ClassVar[str] = "wrong_password"
 
     summary = "wrong repository password"
 
@@ -95,17 +139,23 @@ class WrongPassword(ResticError):
 class RepositoryLocked(ResticError):
     """Another process holds an exclusive lock on the repository."""
 
+    state: ClassVar[str] = "repository_locked"
+
     summary = "repository is locked"
 
 
 class RepositoryCorrupt(ResticError):
     """restic reports damaged data in the repository."""
 
+    state: ClassVar[str] = "corrupt"
+
     summary = "repository data is damaged"
 
 
 class PartialSourceRead(ResticError):
     """restic could not read part of the source (exit 3) but saved a snapshot, which is no recovery point."""
+
+    state: ClassVar[str] = "partial_source_read"
 
     summary = "some source files could not be read"
 
@@ -117,6 +167,8 @@ class PartialSourceRead(ResticError):
 class ResticTimeout(ResticError):
     """restic did not finish within its deadline (a silent or stalled endpoint)."""
 
+    state: ClassVar[str] = "timeout"
+
     summary = "restic did not finish in time"
 
 
@@ -127,17 +179,49 @@ class StorageError(ReplicaError):
 class StorageUnreachable(StorageError):
     """The S3 endpoint refuses, times out or does not answer."""
 
+    state: ClassVar[str] = "storage_unreachable"
+
+
+class StorageThrottled(StorageError):
+    """The S3 endpoint kept answering 503 SlowDown (or 429) after every retry."""
+
+    state: ClassVar[str] = "throttled"
+
+
+class ClockSkew(StorageError):
+    """The S3 endpoint refused a request as signed too far from its own time (RequestTimeTooSkewed)."""
+
+    state: ClassVar[str] = "clock_skew"
+
 
 class BucketMissing(StorageError):
     """The destination's bucket does not exist."""
+
+    state: ClassVar[str] = "repository_missing"
 
 
 class StorageAccessDenied(StorageError):
     """The credentials are refused by the S3 endpoint."""
 
+    state: ClassVar[str] = "auth_failed"
+
 
 class StoreError(ReplicaError):
     """The protected data store cannot be read, dumped or restored."""
+
+    state: ClassVar[str] = "source_dump_failed"
+
+
+class SourceUnreachable(StoreError):
+    """The protected store cannot be reached: connection refused, unknown host, missing file or socket."""
+
+    state: ClassVar[str] = "source_unreachable"
+
+
+class TargetFull(StoreError):
+    """The restore target ran out of space (ENOSPC); what was restored there is incomplete."""
+
+    state: ClassVar[str] = "target_full"
 
 
 class TargetNotEmpty(ReplicaError):
@@ -150,6 +234,23 @@ class LogTampered(ReplicaError):
 
 class VerificationFailed(ReplicaError):
     """At least one critical check of a verification failed."""
+
+    state: ClassVar[str] = "verification_failed"
+
+
+def failure_state(error: BaseException) -> str:
+    """Return the failure state a run that raised `error` ends in (see FAILURE_STATES); never raises.
+
+    A process that ran out of time is a `timeout` whatever it was; Ctrl-C is `interrupted`; anything replica does
+    not expect is `failed`.
+    """
+    if isinstance(error, KeyboardInterrupt):
+        return "interrupted"
+    if isinstance(error, ProcessFailed) and error.timed_out:
+        return "timeout"
+    if isinstance(error, ReplicaError):
+        return error.state
+    return FALLBACK_STATE
 
 
 def last_meaningful_line(text: str) -> str:

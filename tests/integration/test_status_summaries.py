@@ -22,7 +22,6 @@ import pytest
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import create_engine, delete, func, inspect, select, text, update
-from sqlalchemy.orm import sessionmaker
 
 import replica.catalog.summaries
 from replica.actions.context import Context
@@ -256,11 +255,13 @@ def _alembic(url: str, action: Callable[..., None], revision: str) -> None:
 
 
 def test_migration_0005_seeds_revisions_of_an_existing_catalog_and_downgrades(catalog_url: str) -> None:
-    # GIVEN a catalog at revision 0004 with history, written by the catalog's own write path
-    _alembic(catalog_url, command.upgrade, "0004")
+    # GIVEN a catalog at revision 0004 with history, written by the catalog's own write path (at the newest
+    # revision, whose columns today's models write, then downgraded)
     engine = create_engine(catalog_url)
-    history = History(Catalog(sessionmaker(engine, expire_on_commit=False)))
+    history = History(Catalog(open_catalog(catalog_url)))
     history.backup("alpha", 0)
+    history.catalog.sessions.kw["bind"].dispose()
+    _alembic(catalog_url, command.downgrade, "0004")
 
     # WHEN replica opens it THEN it is migrated, the job with history at revision 1
     catalog = Catalog(open_catalog(catalog_url))

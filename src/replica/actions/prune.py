@@ -12,7 +12,7 @@ from replica.actions.runs import recorded_run
 from replica.catalog.models import Snapshot
 from replica.catalog.records import utc_now
 from replica.config.models import DestinationConfig, JobConfig, PolicyConfig
-from replica.errors import Interrupted, ReplicaError
+from replica.errors import FALLBACK_STATE, Interrupted, ReplicaError, failure_state
 from replica.policy.retention import RetentionCandidate, RetentionDecision, apply_retention
 from replica.restic.prune import forget_and_prune
 from replica.restic.snapshots import list_snapshots
@@ -111,7 +111,7 @@ def _prune_destination(
         except Interrupted:
             raise  # stopped on purpose: the remaining destinations must not start
         except ReplicaError as error:
-            run.fail(str(error))
+            run.fail(str(error), failure_state(error))
             result.error = str(error)
             # forget may have removed some before failing (in prune, or halfway): mark what is really gone, so
             # that no later restore or verify picks a snapshot that no longer exists.
@@ -121,7 +121,7 @@ def _prune_destination(
         _mark_pruned(context, job, destination, set(removed_ids) - set(still_listed), run.run_id)
         if still_listed:
             result.error = f"restic did not remove {', '.join(still_listed)} (still listed after forget)"
-            run.fail(result.error)
+            run.fail(result.error, FALLBACK_STATE)
         return result
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from replica.actions.locking import name_run_in_lock
 from replica.catalog.records import INTERRUPTED, Catalog
-from replica.errors import Interrupted
+from replica.errors import Interrupted, VerificationFailed, failure_state
 
 
 @dataclass
@@ -21,15 +21,17 @@ class RunRecorder:
     details: dict[str, Any] = field(default_factory=dict)
     succeeded: bool | None = None
     error: str | None = None
+    failure: str | None = None
     snapshot_id: str | None = None
 
     def phase(self, name: str, **details: Any) -> None:
         """Record that the run entered phase `name`."""
         self.catalog.set_phase(self.run_id, name, **details)
 
-    def fail(self, error: str) -> None:
-        """Mark the run to be finished as failed with `error` (the work itself did not raise)."""
-        self.succeeded, self.error = False, error
+    def fail(self, error: str, failure: str = VerificationFailed.state) -> None:
+        """Mark the run to be finished as failed with `error` and the failure state `failure` (the work itself
+        did not raise: a check found the data wrong)."""
+        self.succeeded, self.error, self.failure = False, error, failure
 
 
 @contextlib.contextmanager
@@ -56,6 +58,7 @@ def recorded_run(catalog: Catalog, job: str, kind: str, **start: Any) -> Iterato
             error=message,
             snapshot_id=recorder.snapshot_id,
             status=INTERRUPTED if stopped else None,
+            failure=failure_state(error),
             **recorder.details,
         )
         raise
@@ -65,5 +68,6 @@ def recorded_run(catalog: Catalog, job: str, kind: str, **start: Any) -> Iterato
         succeeded=succeeded,
         error=recorder.error,
         snapshot_id=recorder.snapshot_id,
+        failure=recorder.failure,
         **recorder.details,
     )

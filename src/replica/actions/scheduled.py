@@ -15,7 +15,7 @@ from replica.actions.equivalence import run_verify_all
 from replica.actions.locking import hold_job
 from replica.actions.prune import run_prune
 from replica.catalog.records import STARTED_STATUSES, utc_now
-from replica.errors import Interrupted, JobBusy, ReplicaError
+from replica.errors import Interrupted, JobBusy, ReplicaError, failure_state
 from replica.notify.ping import send_ping
 
 logger = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ def _record_if_unrecorded(context: Context, job: str, kind: str, started_at: dat
             return  # the action recorded its run, and its failure with it
         message = str(error) if isinstance(error, ReplicaError) else f"{type(error).__name__}: {error}"
         run_id = context.catalog.start_run(job, kind, phase="start")
-        context.catalog.finish_run(run_id, succeeded=False, error=message)
+        context.catalog.finish_run(run_id, succeeded=False, error=message, failure=failure_state(error))
     except Exception:  # the catalog itself may be the problem; the failure is logged already
         logger.exception("could not record the failed %s of '%s'", kind, job)
 

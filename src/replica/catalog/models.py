@@ -72,6 +72,8 @@ class Run(Base):
     status: Mapped[str] = mapped_column(String(16), index=True)
     phase: Mapped[str] = mapped_column(String(64))
     error: Mapped[str | None] = mapped_column(Text)
+    # Why a run that did not succeed ended so, one of replica.errors.FAILURE_STATES; NULL for succeeded runs.
+    failure: Mapped[str | None] = mapped_column(String(32), default=None)
     started_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
     host: Mapped[str] = mapped_column(String(255))

@@ -19,6 +19,7 @@ from replica.catalog.latest import LatestRecords, read_latest
 from replica.catalog.models import CheckResult, Report, Run, Snapshot
 from replica.catalog.run_events import run_event
 from replica.catalog.summaries import cached_latest
+from replica.errors import FALLBACK_STATE
 
 if TYPE_CHECKING:  # cryptography costs ~50 ms at start-up; only signing needs it
     from replica.audit.keys import Signer
@@ -136,10 +137,12 @@ class Catalog:
         error: str | None = None,
         snapshot_id: str | None = None,
         status: str | None = None,
+        failure: str | None = None,
         **details: Any,
     ) -> None:
         """End a run as `succeeded` or `failed` (or the given `status`, such as `interrupted`), keeping the phase
-        it ended in and the first line of the error."""
+        it ended in, the first line of the error and, for a run that did not succeed, its failure state (`failed`
+        when none is given)."""
         with self._sessions.begin() as session:
             run = session.get_one(Run, run_id)
             _runs_of_this_process.discard(run_id)
@@ -148,6 +151,8 @@ class Catalog:
             run.finished_at = now
             if error:
                 run.error = first_line(error)
+            if run.status != SUCCEEDED:
+                run.failure = failure or FALLBACK_STATE
             if snapshot_id:
                 run.snapshot_id = snapshot_id
             if details:
@@ -164,6 +169,7 @@ class Catalog:
                 status=SKIPPED,
                 phase="not started",
                 error=first_line(reason),
+                failure="busy",
                 started_at=now,
                 finished_at=now,
                 host=socket.gethostname(),
@@ -190,6 +196,7 @@ class Catalog:
                 run.status = ABANDONED
                 run.finished_at = now
                 run.error = f"process {run.pid} on {host} died while the run was in phase '{run.phase}'"
+                run.failure = "abandoned"
             self._events.append_in(session, [run_event(session, run, now) for run in dead], recorded_at=now)
             return list(dead)
 
@@ -206,6 +213,7 @@ class Catalog:
                 run.status = INTERRUPTED
                 run.finished_at = now
                 run.error = first_line(reason)
+                run.failure = "interrupted"
             self._events.append_in(session, [run_event(session, run, now) for run in runs], recorded_at=now)
             return list(runs)
 

@@ -26,6 +26,8 @@ def run_event(session: Session, run: Run, finished_at: datetime) -> EventDraft:
     }
     figures["started_at"] = run.started_at.isoformat()
     figures["duration_seconds"] = round((finished_at - run.started_at).total_seconds(), 3)
+    if run.failure is not None:
+        figures["failure"] = run.failure
     if run.parent_run_id is not None:
         figures["parent_run_id"] = run.parent_run_id
     if run.kind in ("verify", "restore"):

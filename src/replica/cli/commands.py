@@ -237,6 +237,7 @@ def runs(context: Context, arguments: argparse.Namespace) -> int:
             "started_at": run.started_at.isoformat(),
             "finished_at": run.finished_at.isoformat() if run.finished_at else None,
             "error": run.error,
+            "failure": run.failure,
             "actor": run.actor,
             "details": run.details,
         }
@@ -247,7 +248,7 @@ def runs(context: Context, arguments: argparse.Namespace) -> int:
     else:
         print(
             table(
-                ["ID", "JOB", "KIND", "DESTINATION", "STATUS", "PHASE", "SNAPSHOT", "STARTED", "ERROR"],
+                ["ID", "JOB", "KIND", "DESTINATION", "STATUS", "FAILURE", "PHASE", "SNAPSHOT", "STARTED", "ERROR"],
                 [
                     [
                         str(d["id"]),
@@ -255,6 +256,7 @@ def runs(context: Context, arguments: argparse.Namespace) -> int:
                         d["kind"],
                         d["destination"] or "-",
                         d["status"],
+                        d["failure"] or "-",
                         d["phase"],
                         d["snapshot_id"] or "-",
                         d["started_at"][:19],

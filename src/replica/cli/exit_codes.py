@@ -19,6 +19,8 @@ EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (errors.UsageError, USAGE),
     (errors.TargetNotEmpty, USAGE),
     (errors.StorageUnreachable, STORAGE_UNREACHABLE),
+    (errors.StorageThrottled, STORAGE_UNREACHABLE),
+    (errors.ClockSkew, STORAGE_UNREACHABLE),
     (errors.ResticTimeout, STORAGE_UNREACHABLE),
     (errors.BucketMissing, REPOSITORY_MISSING),
     (errors.RepositoryMissing, REPOSITORY_MISSING),

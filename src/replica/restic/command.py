@@ -30,6 +30,12 @@ EXIT_CODE_ERRORS: dict[int, type[errors.ResticError]] = {
 STDERR_ERRORS: tuple[tuple[re.Pattern[str], type[errors.ReplicaError]], ...] = (
     (re.compile(r"wrong password or no key found", re.I), errors.WrongPassword),
     (re.compile(r"repository is already locked", re.I), errors.RepositoryLocked),
+    # Before "unreachable": a skewed or throttled request can end in a connection reset after the S3 error.
+    (re.compile(r"RequestTimeTooSkewed|RequestExpired|request time and the server's time", re.I), errors.ClockSkew),
+    (
+        re.compile(r"SlowDown|Please reduce your request rate|TooManyRequests|503 Service Unavailable", re.I),
+        errors.StorageThrottled,
+    ),
     (
         re.compile(r"connection refused|no such host|i/o timeout|connection reset|network is unreachable", re.I),
         errors.StorageUnreachable,
