@@ -54,7 +54,7 @@ class History:
         catalog = self.catalog
         run_id = catalog.start_run(job, "backup", phase="probe", destination="primary")
         if not succeeded:
-            catalog.finish_run(run_id, succeeded=False, error="restic backup failed (exit 1)")
+            catalog.finish_run(run_id, succeeded=False, error="restic backup failed (exit 1)", failure="throttled")
             return run_id
         self.counter += 1
         snapshot = f"{self.counter:08x}"
@@ -107,6 +107,7 @@ class History:
             succeeded=status == SUCCEEDED,
             error=None if status == SUCCEEDED else "critical checks failed: fingerprint",
             status=status if status not in (SUCCEEDED, FAILED) else None,
+            failure=None if status == SUCCEEDED else "verification_failed",
             **details,
         )
         return run_id
@@ -219,6 +220,10 @@ def per_job_document(context: Context, job_name: str, now: datetime) -> dict[str
         last_copy_failed=any(r.status == FAILED for r in copies_of_last),
         last_verify_failed=any(r.status == FAILED for r in latest_verify_per_destination.values()),
         abandoned_runs=sum(1 for r in runs if abandoned(r)),
+        last_backup_failure=last_backup.failure if last_backup else None,
+        last_verify_failures=tuple(
+            r.failure for r in latest_verify_per_destination.values() if r.status == FAILED and r.failure
+        ),
     )
     verdict = evaluate(facts, Objectives(policy.rpo, policy.rto, policy.at_risk_fraction), now)
     destinations = []
@@ -240,6 +245,7 @@ def per_job_document(context: Context, job_name: str, now: datetime) -> dict[str
                 "last_verify": {
                     "run_id": last_verify.id,
                     "status": last_verify.status,
+                    "failure": last_verify.failure,
                     "finished_at": last_verify.finished_at.isoformat() if last_verify.finished_at else None,
                 }
                 if last_verify
@@ -262,6 +268,7 @@ def per_job_document(context: Context, job_name: str, now: datetime) -> dict[str
             "snapshot_id": last_backup.snapshot_id,
             "finished_at": last_backup.finished_at.isoformat() if last_backup.finished_at else None,
             "error": last_backup.error,
+            "failure": last_backup.failure,
         }
         if last_backup
         else None,
@@ -301,7 +308,7 @@ def test_grouped_status_equals_the_per_job_computation(catalog_url: str, tmp_pat
         by_name = {job["job"]: job for job in document["jobs"]}
         assert by_name["alpha"]["destinations"][0]["newest_verified_snapshot"] is not None
         assert by_name["alpha"]["destinations"][0]["canary_recovery_point"] is not None
-        assert "last verification failed" in by_name["beta"]["reasons"]
+        assert "last verification failed (verification_failed)" in by_name["beta"]["reasons"]
         assert by_name["delta"]["abandoned_runs"] == 1
         assert by_name["gamma"]["last_backup"] is None
         assert by_name["epsilon"]["rpo_seconds"] == (now - (START + timedelta(hours=9))).total_seconds()

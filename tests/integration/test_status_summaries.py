@@ -30,7 +30,7 @@ from replica.catalog.database import MIGRATIONS_PATH, SQLITE_BUSY_TIMEOUT_MILLIS
 from replica.catalog.latest import LatestRecords
 from replica.catalog.models import CheckResult, JobRevision, JobStatusCache, Run, Snapshot
 from replica.catalog.records import FAILED, Catalog, CheckOutcome
-from replica.catalog.summaries import decode_facts, encode_facts
+from replica.catalog.summaries import FACTS_FORMAT, decode_facts, encode_facts
 from tests.integration.conftest import POSTGRESQL_ADMIN, unique_name
 from tests.integration.test_status_grouped import (
     JOBS,
@@ -169,7 +169,7 @@ def test_facts_survive_their_encoding(context: Context) -> None:
     # WHEN encoded and decoded THEN they are equal, and another format is not decoded
     for latest in facts.values():
         assert decode_facts(encode_facts(latest)) == latest
-    assert decode_facts(encode_facts(LatestRecords()).replace("[1,", "[0,", 1)) is None
+    assert decode_facts(encode_facts(LatestRecords()).replace(f"[{FACTS_FORMAT},", "[1,", 1)) is None
 
 
 def test_a_damaged_cache_row_is_recomputed(context: Context, recomputed: list[str]) -> None:
@@ -178,7 +178,9 @@ def test_a_damaged_cache_row_is_recomputed(context: Context, recomputed: list[st
     assert_cache_matches(catalog)
     with catalog.sessions.begin() as session:
         session.execute(update(JobStatusCache).where(JobStatusCache.job == "alpha").values(facts="{not json"))
-        session.execute(update(JobStatusCache).where(JobStatusCache.job == "beta").values(facts='[1, "short"]'))
+        session.execute(
+            update(JobStatusCache).where(JobStatusCache.job == "beta").values(facts=f'[{FACTS_FORMAT}, "short"]')
+        )
     recomputed.clear()
 
     # WHEN status reads them THEN exactly those two are recomputed, and every job's facts are right
@@ -324,3 +326,23 @@ def test_the_command_line_prints_the_documents_as_json_dumps_would(context: Cont
     lines = as_table.stdout.splitlines()
     assert lines[0].startswith("JOB ") and lines[0].endswith("CANARY LOSS WINDOW")
     assert [line.split()[0] for line in lines[1 : 1 + len(JOBS)]] == sorted(JOBS)
+
+
+def test_migration_0006_downgrade_keeps_the_revision_triggers(catalog_url: str) -> None:
+    # GIVEN a catalog at the newest revision with a failed run and its failure state
+    catalog = Catalog(open_catalog(catalog_url))
+    run_id = catalog.start_run("alpha", "backup", phase="start")
+    catalog.finish_run(run_id, succeeded=False, error="SlowDown", failure="throttled")
+    assert catalog.runs(job="alpha", limit=1)[0].failure == "throttled"
+    catalog.sessions.kw["bind"].dispose()
+
+    # WHEN downgraded to 0005 THEN the column is gone and a write still bumps the job's revision (the triggers
+    # on `runs` survived the column's removal)
+    _alembic(catalog_url, command.downgrade, "0005")
+    engine = create_engine(catalog_url)
+    with engine.begin() as connection:
+        assert "failure" not in {column["name"] for column in inspect(connection).get_columns("runs")}
+        before = connection.scalar(text("SELECT revision FROM job_revisions WHERE job = 'alpha'"))
+        connection.execute(text("UPDATE runs SET phase = 'done' WHERE job = 'alpha'"))
+        assert connection.scalar(text("SELECT revision FROM job_revisions WHERE job = 'alpha'")) == before + 1
+    engine.dispose()

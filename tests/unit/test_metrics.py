@@ -53,6 +53,7 @@ def billing(*, backup_status: str = "succeeded", state: str = "at risk") -> dict
             "snapshot_id": "4e06424e",
             "finished_at": "2026-11-26T15:59:00+00:00",
             "error": None if backup_status == "succeeded" else "pg_dump: connection refused",
+            "failure": None if backup_status == "succeeded" else "source_unreachable",
         },
         "destinations": [
             destination("primary", verified_at="2026-11-26T15:59:00+00:00", rpo=60.0, verify="succeeded"),
@@ -188,6 +189,24 @@ def test_a_failed_backup_keeps_the_last_success_seen(metrics: DaemonMetrics) -> 
     metrics.update_status(document(failed))
 
     assert value(metrics, "replica_last_backup_success_timestamp_seconds", job="billing") == success
+
+
+def test_failed_runs_are_exposed_with_their_failure_state(metrics: DaemonMetrics) -> None:
+    # GIVEN a job whose last backup failed as source_unreachable and whose offsite verification failed
+    failed = billing(backup_status="failed")
+    failed["destinations"][1]["last_verify"]["failure"] = "corrupt"
+    metrics.update_status(document(failed))
+
+    # THEN each failure is one sample labelled with its state; a success has none
+    assert value(metrics, "replica_last_backup_failure", job="billing", failure="source_unreachable") == 1.0
+    offsite = {"job": "billing", "destination": "offsite"}
+    assert value(metrics, "replica_destination_last_verify_failure", **offsite, failure="corrupt") == 1.0
+    present = {(name, labels) for name, labels in samples(metrics) if name.endswith("_failure")}
+    assert len(present) == 2
+
+    # WHEN the next backup succeeds THEN its failure sample is gone
+    metrics.update_status(document(billing()))
+    assert not [name for name, _ in samples(metrics) if name == "replica_last_backup_failure"]
 
 
 def test_a_job_removed_by_a_later_update_disappears(metrics: DaemonMetrics) -> None:

@@ -85,6 +85,20 @@ def test_each_failed_run_kind_makes_the_job_failing() -> None:
         assert (verdict.state, verdict.reasons) == (FAILING, [reason]), flag
 
 
+def test_failure_states_are_named_in_the_reasons() -> None:
+    facts = replace(
+        HEALTHY,
+        last_backup_failed=True,
+        last_backup_failure="throttled",
+        last_verify_failed=True,
+        last_verify_failures=("corrupt", "inconclusive", "corrupt"),
+    )
+
+    verdict = evaluate(facts, OBJECTIVES, NOW)
+
+    assert verdict.reasons == ["last backup failed (throttled)", "last verification failed (corrupt, inconclusive)"]
+
+
 def test_abandoned_runs_put_the_job_at_risk() -> None:
     verdict = evaluate(replace(HEALTHY, abandoned_runs=2), OBJECTIVES, NOW)
 

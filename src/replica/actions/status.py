@@ -65,6 +65,10 @@ def _job_document(
         last_copy_failed=latest.last_backup_copy_failed,
         last_verify_failed=any([run.status == FAILED for run in verifications.values()]),
         abandoned_runs=sum(1 for host, pid in latest.running if _abandoned(host, pid)) if latest.running else 0,
+        last_backup_failure=last_backup.failure if last_backup is not None else None,
+        last_verify_failures=tuple(
+            [run.failure for run in verifications.values() if run.status == FAILED and run.failure]
+        ),
     )
     verdict = evaluate(facts, objectives or Objectives(policy.rpo, policy.rto, policy.at_risk_fraction), now)
     destinations = []
@@ -89,6 +93,7 @@ def _job_document(
                 "last_verify": {
                     "run_id": last_verify.id,
                     "status": last_verify.status,
+                    "failure": last_verify.failure,
                     "finished_at": _iso(last_verify.finished_at),
                 }
                 if last_verify
@@ -111,6 +116,7 @@ def _job_document(
             "snapshot_id": last_backup.snapshot_id,
             "finished_at": _iso(last_backup.finished_at),
             "error": last_backup.error,
+            "failure": last_backup.failure,
         }
         if last_backup
         else None,

@@ -50,6 +50,7 @@ class RunFacts(NamedTuple):
     finished_at: datetime | None
     error: str | None
     details: Mapping[str, Any] = MappingProxyType({})  # read-only: the default is shared
+    failure: str | None = None  # the failure state of a run that did not succeed (replica.errors.FAILURE_STATES)
 
 
 class VerifiedPointFacts(NamedTuple):
@@ -127,7 +128,7 @@ def _read_chunk(connection: Connection, jobs: list[str]) -> dict[str, LatestReco
         if row.backup_id is not None:
             latest.last_backup = RunFacts(
                 row.backup_id, row.backup_destination, row.backup_status, row.backup_snapshot_id,
-                row.backup_finished_at, row.backup_error,
+                row.backup_finished_at, row.backup_error, failure=row.backup_failure,
             )  # fmt: skip
             latest.last_backup_copy_failed = bool(row.copy_failed)
         if row.rto_details is not None:
@@ -141,7 +142,7 @@ def _read_chunk(connection: Connection, jobs: list[str]) -> dict[str, LatestReco
         if row.verification_id is not None:
             run = RunFacts(
                 row.verification_id, row.destination, row.verification_status, row.verification_snapshot_id,
-                row.verification_finished_at, None,
+                row.verification_finished_at, None, failure=row.verification_failure,
             )  # fmt: skip
             key = row.destination or ""
             if key not in latest.latest_verifications or run.id > latest.latest_verifications[key].id:
@@ -211,6 +212,7 @@ def _per_job(job: ColumnElement[str], materialized: bool) -> Any:
             backup.c.snapshot_id.label("backup_snapshot_id"),
             backup.c.finished_at.label("backup_finished_at"),
             backup.c.error.label("backup_error"),
+            backup.c.failure.label("backup_failure"),
             copy_failed.label("copy_failed"),
             rto.c.details.label("rto_details"),
             ids.c.blank_id,
@@ -299,6 +301,7 @@ def _per_destination(job: ColumnElement[str], materialized: bool) -> Any:
             verification.c.status.label("verification_status"),
             verification.c.snapshot_id.label("verification_snapshot_id"),
             verification.c.finished_at.label("verification_finished_at"),
+            verification.c.failure.label("verification_failure"),
             snapshot.c.id.label("point_id"),
             snapshot.c.snapshot_id.label("point_snapshot_id"),
             snapshot.c.taken_at.label("point_taken_at"),

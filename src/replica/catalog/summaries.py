@@ -38,7 +38,7 @@ from replica.catalog.models import JobRevision, JobStatusCache
 
 logger = logging.getLogger(__name__)
 # Stored first in every cached document: a replica that encodes facts differently recomputes instead of misreading.
-FACTS_FORMAT = 1
+FACTS_FORMAT = 2
 # How long `status` waits for SQLite's write lock to store summaries before it gives up (they are a shortcut).
 CACHE_WRITE_WAIT_MILLISECONDS = 200
 
@@ -148,12 +148,15 @@ def _decode_or_none(text: str) -> LatestRecords | None:
 
 
 def _run(run: RunFacts | None) -> list[Any] | None:
-    """Return a run as [id, destination, status, snapshot id, finished at, error, details], trailing defaults cut."""
+    """Return a run as [id, destination, status, snapshot id, finished at, error, details, failure], trailing
+    defaults cut."""
     if run is None:
         return None
     finished = run.finished_at.isoformat() if run.finished_at else None
     value: list[Any] = [run.id, run.destination, run.status, run.snapshot_id, finished]
-    if run.details:
+    if run.failure is not None:
+        value += [run.error, dict(run.details), run.failure]
+    elif run.details:
         value += [run.error, dict(run.details)]
     elif run.error is not None:
         value.append(run.error)

@@ -28,6 +28,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from replica.actions.status import STATUS_FORMAT
+from replica.errors import FALLBACK_STATE
 
 logger = logging.getLogger(__name__)
 
@@ -74,13 +75,26 @@ STATE_METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
         "When the last successful verification of the destination finished.",
         DESTINATION_LABELS,
     ),
+    "replica_last_backup_failure": (
+        "1 while the job's last backup failed, labelled with its failure state (absent after a success).",
+        JOB_LABELS,
+    ),
+    "replica_destination_last_verify_failure": (
+        "1 while the destination's last verification failed, labelled with its failure state.",
+        DESTINATION_LABELS,
+    ),
     "replica_broken_job_files": ("Job files disabled because they do not validate.", ()),
     "replica_daemon_up": ("1 while the daemon runs.", ()),
     "replica_daemon_start_time_seconds": ("When the daemon started.", ()),
     "replica_daemon_last_tick_timestamp_seconds": ("When the daemon's watchdog last ticked.", ()),
     "replica_daemon_running_runs": ("Runs in progress in the daemon.", ()),
 }
-EXTRA_LABELS = {"replica_job_state": ("state",), "replica_objective_breached": ("objective",)}
+EXTRA_LABELS = {
+    "replica_job_state": ("state",),
+    "replica_objective_breached": ("objective",),
+    "replica_last_backup_failure": ("failure",),
+    "replica_destination_last_verify_failure": ("failure",),
+}
 
 
 def _timestamp(text: str | None) -> float | None:
@@ -246,6 +260,9 @@ def _render_state(state: _State, now: float) -> Iterator[Metric]:
         add("replica_data_loss_window_seconds", [name], _aged(job.get("data_loss_window_seconds"), age))
         add("replica_abandoned_runs", [name], job.get("abandoned_runs"))
         add("replica_last_backup_success_timestamp_seconds", [name], state.backup_successes.get(name))
+        last_backup = job.get("last_backup")
+        if last_backup and last_backup.get("status") == "failed":
+            add("replica_last_backup_failure", [name, last_backup.get("failure") or FALLBACK_STATE], 1)
         current = str(job["state"]).replace(" ", "_")
         for each in (*JOB_STATES, *([current] if current not in JOB_STATES else [])):
             add("replica_job_state", [name, each], 1 if each == current else 0)
@@ -261,6 +278,10 @@ def _render_state(state: _State, now: float) -> Iterator[Metric]:
             add("replica_destination_data_loss_window_seconds", labels, window)
             verified_at = state.verify_successes.get((name, destination["name"]))
             add("replica_destination_last_verify_success_timestamp_seconds", labels, verified_at)
+            last_verify = destination.get("last_verify")
+            if last_verify and last_verify.get("status") == "failed":
+                failure = last_verify.get("failure") or FALLBACK_STATE
+                add("replica_destination_last_verify_failure", [*labels, failure], 1)
         add("replica_newest_verified_recovery_point_timestamp_seconds", [name], max(newest, default=None))
     for (name, objective), breached in sorted(state.breaches.items()):
         add("replica_objective_breached", [name, objective], 1 if breached else 0)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from replica.config.durations import format_duration
+from replica.errors import FALLBACK_STATE
 
 OK, AT_RISK, BREACHED, FAILING = "ok", "at risk", "breached", "failing"
 STATE_ORDER = (OK, AT_RISK, BREACHED, FAILING)
@@ -21,6 +22,9 @@ class JobFacts:
     last_copy_failed: bool
     last_verify_failed: bool
     abandoned_runs: int
+    # The failure states (replica.errors.FAILURE_STATES) behind a failed last backup and failed last verifications.
+    last_backup_failure: str | None = None
+    last_verify_failures: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -76,12 +80,18 @@ def evaluate(facts: JobFacts, objectives: Objectives, now: datetime) -> Verdict:
                 )
             )
     if facts.last_backup_failed:
-        reasons.append((FAILING, "last backup failed"))
+        reasons.append((FAILING, "last backup failed" + _because(facts.last_backup_failure)))
     if facts.last_copy_failed:
         reasons.append((FAILING, "last copy to a secondary destination failed"))
     if facts.last_verify_failed:
-        reasons.append((FAILING, "last verification failed"))
+        reasons.append((FAILING, "last verification failed" + _because(*facts.last_verify_failures)))
     if facts.abandoned_runs:
         reasons.append((AT_RISK, f"{facts.abandoned_runs} run(s) abandoned while running"))
     state = max((state for state, _ in reasons), key=STATE_ORDER.index, default=OK)
     return Verdict(state, rpo_seconds, facts.last_rto_seconds, [reason for _, reason in reasons])
+
+
+def _because(*failures: str | None) -> str:
+    """Return " (STATE, ...)" naming the distinct failure states given, or "" when none tells more than `failed`."""
+    named = sorted({failure for failure in failures if failure and failure != FALLBACK_STATE})
+    return f" ({', '.join(named)})" if named else ""
