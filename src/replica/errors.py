@@ -12,7 +12,10 @@ alert rules can tell "the bucket is gone" from "the endpoint throttles us" witho
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from replica.restic.lock_messages import Lock
 
 # Every failure state a run can end in, with what it means (README "Failure states" mirrors this table).
 FAILURE_STATES: dict[str, str] = {
@@ -137,11 +140,19 @@ class WrongPassword(ResticError):
 
 
 class RepositoryLocked(ResticError):
-    """Another process holds an exclusive lock on the repository."""
+    """Another process holds a lock on the repository that the work cannot share; `holder` is that lock when
+    restic named it (host, pid, user, age), and the message then names it too."""
 
     state: ClassVar[str] = "repository_locked"
 
     summary = "repository is locked"
+
+    def __init__(self, destination: str, detail: str, *, holder: Lock | None = None) -> None:
+        self.holder = holder
+        super().__init__(destination, holder.describe() if holder is not None else detail)
+        if holder is not None:
+            # "repository is locked exclusively by pid 4242 on host db7 (user backup) since ... (35 min ago)"
+            self.args = (f"destination '{destination}': {self.summary} {self.detail}",)
 
 
 class RepositoryCorrupt(ResticError):

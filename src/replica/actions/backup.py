@@ -12,14 +12,16 @@ from replica.actions.context import Context, sidecar_key
 from replica.actions.locking import holding_job
 from replica.actions.notifications import notifying
 from replica.actions.probing import probing_beside
+from replica.actions.repository_locks import stale_lock_clearing
 from replica.actions.runs import recorded_run
 from replica.catalog.records import utc_now
 from replica.config.models import DestinationConfig, JobConfig
-from replica.errors import Cancelled, Interrupted, PartialSourceRead, ReplicaError, StoreError
+from replica.errors import Cancelled, Interrupted, PartialSourceRead, ReplicaError, RepositoryLocked, StoreError
 from replica.execute import Cancellation
 from replica.restic.backup import backup_stream, backup_tree
 from replica.restic.command import Repository
 from replica.restic.copy import copy_snapshot
+from replica.restic.locks import clear_after_locked
 from replica.restic.messages import BackupSummary
 from replica.restic.snapshots import forget_snapshot
 from replica.stores.base import Canary, Fingerprint, PreparedBackup
@@ -60,9 +62,23 @@ class BackupOutcome:
 def run_backup(context: Context, job_name: str) -> BackupOutcome:
     """Back up a job to its primary destination and copy to the others; return what happened.
 
+    A backup kept out by stale locks of this host only (an exclusive one left by a prune killed with SIGTERM) is
+    recorded as failed, the locks are removed with plain `restic unlock` (logged, an `unlock` event) and the
+    backup runs once more as a new run: the dump cannot be replayed into a second restic, so the run is redone.
     Raises (after recording the run as failed) StoreError when the source cannot be read or its dump failed,
-    StorageError/ResticError when the primary destination cannot take the backup, ConfigError for a broken job.
+    StorageError/ResticError when the primary destination cannot take the backup (RepositoryLocked naming the
+    holder of a lock of another host or a live process), ConfigError for a broken job.
     """
+    try:
+        return _back_up_job(context, job_name)
+    except RepositoryLocked as error:
+        job, _ = context.job(job_name)
+        clearing = stale_lock_clearing(context, job, job.primary, during="backup")
+        clear_after_locked(context.restic, context.repository(job, job.primary), clearing, error)
+    return _back_up_job(context, job_name)
+
+
+def _back_up_job(context: Context, job_name: str) -> BackupOutcome:
     job, policy = context.job(job_name)
     store = context.store(job, policy)
     primary = job.primary
@@ -309,7 +325,8 @@ def _copy(
             context.probe(destination)
             run.phase("copy")
             context.progress(f"copying snapshot {snapshot_id} to '{destination.name}'")
-            copied = copy_snapshot(context.restic, source, context.repository(job, destination), snapshot_id)
+            clearing = stale_lock_clearing(context, job, destination, during="copy", run_id=run_id)
+            copied = copy_snapshot(context.restic, source, context.repository(job, destination), snapshot_id, clearing)
             run.snapshot_id = copied.short_id
             run.phase("record")
             _write_sidecar(context, job, destination, copied.short_id, snapshot_id, taken_at, stored_name, fingerprint)

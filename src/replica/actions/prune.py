@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from replica.actions.context import Context
-from replica.actions.locking import hold_job
 from replica.actions.notifications import notifying
 from replica.actions.recovery_points import verified_points
+from replica.actions.repository_locks import holding_repository, stale_lock_clearing
 from replica.actions.runs import recorded_run
 from replica.catalog.models import Snapshot
 from replica.catalog.records import utc_now
@@ -26,6 +26,8 @@ class DestinationPrune:
     decision: RetentionDecision
     run_id: int | None = None
     error: str | None = None
+    # The error that failed the run, when one did (the CLI's exit code says what kind of failure it was).
+    exception: ReplicaError | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -73,7 +75,8 @@ def run_prune(context: Context, job_name: str, *, dry_run: bool, destination_nam
 
     A dry run decides and records nothing. Otherwise the job's lock is held, each destination's prune is a run of
     its own, and a destination that fails (unreachable, locked) does not stop the others: its error is in the
-    outcome. Raises JobBusy when another run holds the job, ConfigError/UsageError for a bad job or destination.
+    outcome. The locks of the other jobs sharing one of its repositories are held too. Raises JobBusy when another
+    run holds the job or one of those, ConfigError/UsageError for a bad job or destination.
     """
     job, policy = context.job(job_name)
     destinations = [context.destination(job, destination_name)] if destination_name else list(job.destinations)
@@ -84,7 +87,8 @@ def run_prune(context: Context, job_name: str, *, dry_run: bool, destination_nam
                 DestinationPrune(destination.name, decide_retention(context, job, policy, destination.name))
             )
         return outcome
-    with hold_job(context, job.name, "prune"):
+    # Under the locks of every job sharing a repository with this one: a prune never overlaps their backups.
+    with holding_repository(context, job, "prune"):
         for destination in destinations:
             outcome.destinations.append(_prune_destination(context, job, policy, destination))
     return outcome
@@ -107,12 +111,17 @@ def _prune_destination(
             context.probe(destination)
             run.phase("forget")
             context.progress(f"removing {len(removed_ids)} snapshot(s) from '{destination.name}'")
-            still_listed = forget_and_prune(context.restic, context.repository(job, destination), removed_ids)
+            still_listed = forget_and_prune(
+                context.restic,
+                context.repository(job, destination),
+                removed_ids,
+                stale_lock_clearing(context, job, destination, during="prune", run_id=run.run_id),
+            )
         except Interrupted:
             raise  # stopped on purpose: the remaining destinations must not start
         except ReplicaError as error:
             run.fail(str(error), failure_state(error))
-            result.error = str(error)
+            result.error, result.exception = str(error), error
             # forget may have removed some before failing (in prune, or halfway): mark what is really gone, so
             # that no later restore or verify picks a snapshot that no longer exists.
             _mark_gone(context, job, destination, removed_ids, run.run_id)

@@ -11,7 +11,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from replica.cli.collector import collector_paused
-from replica.cli.exit_codes import FAILED, OK, USAGE
+from replica.cli.exit_codes import FAILED, OK, USAGE, exit_code_for
 from replica.cli.json_text import indented_json
 from replica.cli.render import status_table, table
 from replica.config.durations import format_duration
@@ -19,6 +19,7 @@ from replica.errors import UsageError
 
 if TYPE_CHECKING:
     from replica.actions.context import Context
+    from replica.actions.prune import PruneOutcome
     from replica.actions.verify import VerifyOutcome
 
 
@@ -123,7 +124,8 @@ def restore(context: Context, arguments: argparse.Namespace) -> int:
 
 
 def prune(context: Context, arguments: argparse.Namespace) -> int:
-    """Apply retention (or show it with --dry-run); exit 1 when a destination could not be pruned."""
+    """Apply retention (or show it with --dry-run); exit non-zero when a destination could not be pruned: with
+    the code of its error (6 when locked) when every failed destination failed alike, else 1."""
     from replica.actions.prune import run_prune
 
     outcome = run_prune(context, arguments.job, dry_run=arguments.dry_run, destination_name=arguments.destination)
@@ -150,7 +152,7 @@ def prune(context: Context, arguments: argparse.Namespace) -> int:
     ]
     if arguments.json:
         _print_json({"job": outcome.job, "dry_run": outcome.dry_run, "destinations": documents})
-        return OK if outcome.succeeded else FAILED
+        return _prune_exit_code(outcome)
     if outcome.dry_run:
         print("dry run, nothing changed:")
     for document in documents:
@@ -167,7 +169,13 @@ def prune(context: Context, arguments: argparse.Namespace) -> int:
             for snapshot in document["snapshots"]
         ]
         print(table(["SNAPSHOT", "TAKEN AT", "ACTION", "REASONS"], rows))
-    return OK if outcome.succeeded else FAILED
+    return _prune_exit_code(outcome)
+
+
+def _prune_exit_code(outcome: PruneOutcome) -> int:
+    failed = [destination for destination in outcome.destinations if destination.error]
+    codes = {exit_code_for(d.exception) if d.exception is not None else FAILED for d in failed}
+    return OK if not failed else codes.pop() if len(codes) == 1 else FAILED
 
 
 def status(context: Context, arguments: argparse.Namespace) -> int:

@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import json
 import os
+import posixpath
 import sys
 import tempfile
 import time
@@ -26,7 +27,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from replica.config.models import JobConfig, PolicyConfig
+from replica.config.models import DestinationConfig, JobConfig, PolicyConfig
 from replica.config.notify import NOTIFIER_KIND_NAMES
 from replica.config.yaml_files import UnreadableFile, read_yaml_mapping, yaml_version
 from replica.errors import ConfigError, UsageError
@@ -36,7 +37,7 @@ Model = TypeVar("Model", bound=BaseModel)
 _DISCRIMINATOR_TAGS = {"directory", "sqlite", "postgresql", "mariadb", "redis", *NOTIFIER_KIND_NAMES}
 
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 RACY_SECONDS = 2.0
 # The modules whose code decides whether a file is valid and what it means: a change to any of them drops the cache.
 _VALIDATING_MODULES = (
@@ -57,11 +58,28 @@ class JobOutline:
     store_kind: str
     policy: str
     destinations: tuple[str, ...]
+    # `repository_key` of each destination, in the same order: what finds two jobs sharing a repository.
+    repositories: tuple[str, ...] = field(default=(), compare=False)
 
     @classmethod
     def of(cls, job: JobConfig) -> JobOutline:
         """Return the outline of a job."""
-        return cls(job.name, job.store.kind, job.policy, tuple(destination.name for destination in job.destinations))
+        return cls(
+            job.name,
+            job.store.kind,
+            job.policy,
+            tuple(destination.name for destination in job.destinations),
+            tuple(repository_key(destination) for destination in job.destinations),
+        )
+
+
+def repository_key(destination: DestinationConfig) -> str:
+    """Return a digest naming a destination's restic repository: its endpoint (none: the settings' one), bucket and
+    prefix as restic joins them (`a//b/` and `a/b` are one repository). A digest, since the cache holds no file
+    content."""
+    prefix = posixpath.normpath(destination.prefix) if destination.prefix else ""
+    location = f"{(destination.endpoint_url or '').lower()}\n{destination.bucket}\n{'' if prefix == '.' else prefix}"
+    return hashlib.sha256(location.encode()).hexdigest()[:32]
 
 
 class ValidJobs(Mapping[str, JobConfig]):
@@ -126,6 +144,17 @@ class Configuration:
     def policy_of(self, job: JobConfig) -> PolicyConfig:
         """Return the policy a valid job names (always present: load_configuration checked it)."""
         return self.policies[job.policy]
+
+    def sharing_repositories(self, name: str) -> list[str]:
+        """Return the other valid jobs that have a destination in one of the repositories of job `name`, sorted
+        (from the outlines: no job file is read)."""
+        outline = self.outlines.get(name)
+        if outline is None:
+            return []
+        mine = set(outline.repositories)
+        return sorted(
+            other for other, theirs in self.outlines.items() if other != name and mine.intersection(theirs.repositories)
+        )
 
 
 def format_location(location: tuple[int | str, ...]) -> str:
@@ -272,7 +301,13 @@ class _OutcomeCache:
             self._new[key] = (
                 {
                     "stat": identity,
-                    "outline": [outline.name, outline.store_kind, outline.policy, [*outline.destinations]],
+                    "outline": [
+                        outline.name,
+                        outline.store_kind,
+                        outline.policy,
+                        [*outline.destinations],
+                        [*outline.repositories],
+                    ],
                 }
                 if outline is not None
                 else {"stat": identity, "problems": problems}
@@ -309,12 +344,20 @@ def _identity(path: str) -> list[int] | None:
 
 
 def _outline_from(value: object) -> JobOutline | None:
-    if not isinstance(value, list) or len(value) != 4:
+    if not isinstance(value, list) or len(value) != 5:
         return None
-    name, store_kind, policy, destinations = value
-    if not all(isinstance(item, str) for item in (name, store_kind, policy)) or not isinstance(destinations, list):
+    name, store_kind, policy, destinations, repositories = value
+    if not all(isinstance(item, str) for item in (name, store_kind, policy)):
         return None
-    return JobOutline(name, store_kind, policy, tuple(str(destination) for destination in destinations))
+    if not isinstance(destinations, list) or not isinstance(repositories, list):
+        return None
+    return JobOutline(
+        name,
+        store_kind,
+        policy,
+        tuple(str(destination) for destination in destinations),
+        tuple(str(key) for key in repositories),
+    )
 
 
 def _validating_code() -> str:

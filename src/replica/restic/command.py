@@ -16,6 +16,7 @@ from pydantic import SecretStr
 
 from replica import errors
 from replica.execute import Command, Completed, run
+from replica.restic.lock_messages import parse_locked_error
 
 EXIT_OK = 0
 EXIT_PARTIAL_READ = 3
@@ -132,15 +133,25 @@ def classify_failure(completed: Completed, destination: str) -> errors.ReplicaEr
     if completed.timed_out:
         return errors.ResticTimeout(destination, f"no result within {completed.command.timeout_seconds:.0f}s")
     if completed.exit_code in EXIT_CODE_ERRORS:
-        return EXIT_CODE_ERRORS[completed.exit_code](destination, detail)
+        coded = EXIT_CODE_ERRORS[completed.exit_code]
+        return (
+            _locked(completed, destination, detail) if coded is errors.RepositoryLocked else coded(destination, detail)
+        )
     for pattern, error_class in STDERR_ERRORS:
         if pattern.search(completed.stderr_tail):
+            if error_class is errors.RepositoryLocked:
+                return _locked(completed, destination, detail)
             if issubclass(error_class, errors.ResticError):
                 return error_class(destination, detail)
             return error_class(f"destination '{destination}': {detail}")
     if completed.exit_code == EXIT_CANCELLED:
         return errors.ResticError(destination, "interrupted")
     return errors.ResticError(destination, detail or f"exit code {completed.exit_code}")
+
+
+def _locked(completed: Completed, destination: str, detail: str) -> errors.RepositoryLocked:
+    """Return RepositoryLocked naming the lock restic ran into, when its message names one."""
+    return errors.RepositoryLocked(destination, detail, holder=parse_locked_error(completed.stderr_tail))
 
 
 def raise_for_restic(completed: Completed, destination: str) -> None:

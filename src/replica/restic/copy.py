@@ -6,9 +6,10 @@ import re
 from dataclasses import dataclass
 
 from replica.errors import ResticError
-from replica.execute import run
+from replica.execute import Completed, run
 from replica.restic.command import Repository, Restic, raise_for_restic
 from replica.restic.init import from_repository_environment
+from replica.restic.locks import StaleLockClearing, retrying_after_stale_locks
 from replica.restic.snapshots import list_snapshots
 
 # restic 0.14's copy prints no JSON, only these lines (cmd_copy.go); the short ids are 8 hex digits.
@@ -38,13 +39,21 @@ def copied_snapshot_id(stdout: str, snapshot_id: str) -> str | None:
     return saved[0] if len(saved) == 1 else None
 
 
-def copy_snapshot(restic: Restic, source: Repository, destination: Repository, snapshot_id: str) -> CopiedSnapshot:
+def copy_snapshot(
+    restic: Restic,
+    source: Repository,
+    destination: Repository,
+    snapshot_id: str,
+    clearing: StaleLockClearing | None = None,
+) -> CopiedSnapshot:
     """Copy `snapshot_id` from `source` to `destination` and return the copy's short id.
 
     restic 0.14's copy prints no JSON. The id comes from the one line copy prints about the new snapshot: every
     restic process spends ~0.5 s deriving the key before doing anything, so a `snapshots` listing to find the copy
     by its `original` field (which holds the source's full id) is only the fallback when that line is missing
-    (another restic version). Copying twice is harmless (restic skips it). Raises a classified ResticError.
+    (another restic version). Copying twice is harmless (restic skips it). With `clearing`, stale locks of this host
+    in the destination that keep the copy out are removed and the copy runs once more (see `replica.restic.locks`).
+    Raises a classified ResticError.
     """
     command = restic.command(
         destination,
@@ -52,8 +61,13 @@ def copy_snapshot(restic: Restic, source: Repository, destination: Repository, s
         long_running=True,
         extra_environment=from_repository_environment(source),
     )
-    completed = run(command)
-    raise_for_restic(completed, destination.name)
+
+    def copy() -> Completed:
+        completed = run(command)
+        raise_for_restic(completed, destination.name)
+        return completed
+
+    completed = retrying_after_stale_locks(restic, destination, clearing, copy)
     reported = copied_snapshot_id(completed.stdout, snapshot_id)
     if reported is not None:
         return CopiedSnapshot(reported)

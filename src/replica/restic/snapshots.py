@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from replica.errors import ResticError
 from replica.restic.command import Repository, Restic
+from replica.restic.locks import StaleLockClearing, retrying_after_stale_locks
 from replica.restic.messages import ResticSnapshot, UnexpectedOutput, parse_snapshots
 
 
@@ -21,6 +22,12 @@ def list_snapshots(restic: Restic, repository: Repository, *, tags: Sequence[str
         raise ResticError(repository.name, str(error)) from None
 
 
-def forget_snapshot(restic: Restic, repository: Repository, snapshot_id: str) -> None:
-    """Remove one snapshot's record (its data goes at the next prune). Raises a ResticError."""
-    restic.run(repository, ["forget", snapshot_id])
+def forget_snapshot(
+    restic: Restic, repository: Repository, snapshot_id: str, clearing: StaleLockClearing | None = None
+) -> None:
+    """Remove one snapshot's record (its data goes at the next prune); forget takes the exclusive lock, so with
+    `clearing` stale locks of this host are removed first when they are in the way (see `replica.restic.locks`).
+
+    Raises a ResticError (RepositoryLocked naming the holder of a lock that is not stale here).
+    """
+    retrying_after_stale_locks(restic, repository, clearing, lambda: restic.run(repository, ["forget", snapshot_id]))

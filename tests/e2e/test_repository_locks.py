@@ -1,0 +1,164 @@
+"""restic locks left behind, end to end with real restic on moto: a stale lock of a dead process of this host is
+removed with plain `restic unlock` (logged, an `unlock` event) and the prune goes on; a lock of another host is
+never removed, and the prune fails as `repository_locked` naming its holder and age.
+
+A lock is left behind the way it happens in the field: a real `restic backup` is killed with SIGTERM (restic
+releases its lock on SIGINT only). The other host is a UTS namespace with its own hostname.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import Deployment, assert_ok, catalog_rows
+from tests.e2e.sources import DirectorySource
+from tests.support.s3server import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY
+
+JOB = "locked"
+KEEP_ONLY_THE_NEWEST = {"keep_last": 1, "keep_hourly": 0, "keep_daily": 0, "keep_weekly": 0, "keep_monthly": 0}
+LOCK_WAIT_SECONDS = 15
+
+
+@pytest.fixture(scope="module")
+def destination(deployment: Deployment, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The primary destination of a job with two snapshots, the newest verified: every prune of it must remove the
+    older one (keep_last 1), so it always runs restic's exclusive `forget --prune`."""
+    deployment.write_policy("keep-one-locks", rpo="1h", rto="10m", retention=KEEP_ONLY_THE_NEWEST)
+    source = DirectorySource(tmp_path_factory.mktemp("locks-source"))
+    destinations = deployment.two_destinations("locks")
+    deployment.write_job(JOB, source.store_config(), destinations, policy="keep-one-locks")
+    assert_ok(deployment.replica("init", JOB))
+    for _ in range(2):
+        source.add_rows(3)
+        assert_ok(deployment.replica("backup", JOB))
+    assert_ok(deployment.replica("verify", JOB))
+    return destinations[0]
+
+
+def lock_keys(deployment: Deployment, destination: dict[str, Any]) -> list[str]:
+    """Return the keys of the lock files in the destination's repository, read from the bucket itself."""
+    listed = deployment.s3.client().list_objects_v2(
+        Bucket=destination["bucket"], Prefix=f"{destination['prefix']}/locks/"
+    )
+    return sorted(item["Key"] for item in listed.get("Contents", []))
+
+
+def snapshot_count(deployment: Deployment, destination: dict[str, Any]) -> int:
+    listed = deployment.s3.client().list_objects_v2(
+        Bucket=destination["bucket"], Prefix=f"{destination['prefix']}/snapshots/"
+    )
+    return len(listed.get("Contents", []))
+
+
+def leave_lock_behind(deployment: Deployment, destination: dict[str, Any], hostname: str | None = None) -> int:
+    """Start a real `restic backup` of a stdin that never ends (on `hostname`, in a UTS namespace of its own, when
+    given), wait until its lock is in the bucket, SIGTERM it and return its pid: its lock stays behind."""
+    environment = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": str(deployment.root),
+        "RESTIC_REPOSITORY": f"s3:{deployment.s3.endpoint_url}/{destination['bucket']}/{destination['prefix']}",
+        "RESTIC_PASSWORD_FILE": str(deployment.password_file),
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY_ID,
+        "AWS_SECRET_ACCESS_KEY": SECRET_ACCESS_KEY,
+        "AWS_DEFAULT_REGION": REGION,
+    }
+    backup = "restic backup --stdin --stdin-filename never-ends"
+    # `unshare` and `sh` exec in place (no fork): the pid restic writes into its lock is the pid started here.
+    argv = ["unshare", "--uts", "sh", "-c", f"hostname {hostname} && exec {backup}"] if hostname else backup.split()
+    before = set(lock_keys(deployment, destination))
+    process = subprocess.Popen(
+        argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=environment
+    )
+    try:
+        deadline = time.monotonic() + LOCK_WAIT_SECONDS
+        while not set(lock_keys(deployment, destination)) - before:
+            assert process.poll() is None, "restic ended before taking its lock"
+            assert time.monotonic() < deadline, "restic took no lock"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        assert process.stdin is not None
+        process.stdin.close()
+    return process.pid
+
+
+def unlock_events(deployment: Deployment) -> list[tuple[str, str, str, str]]:
+    return [
+        (row[0], row[1], row[2], row[3])
+        for row in catalog_rows(
+            deployment, "SELECT outcome, destination, figures, detail FROM events WHERE kind='unlock'"
+        )
+    ]
+
+
+def test_a_lock_of_another_host_is_never_removed_and_the_prune_names_its_holder_and_age(
+    deployment: Deployment, destination: dict[str, Any]
+) -> None:
+    # GIVEN a lock left in the repository by a restic of another host (killed there, so it never goes away itself)
+    pid = leave_lock_behind(deployment, destination, hostname="other-host")
+    held = lock_keys(deployment, destination)
+    snapshots_before = snapshot_count(deployment, destination)
+    assert len(held) == 1 and snapshots_before == 2
+
+    # WHEN retention is applied
+    result = deployment.replica("prune", JOB, "--destination", "primary")
+
+    # THEN the prune fails as locked (exit 6), naming the holder's host, pid and user and the lock's age
+    assert result.returncode == 6, result.stdout + result.stderr
+    (line,) = [line for line in result.stdout.splitlines() if "FAILED" in line]
+    assert f"repository is locked by pid {pid} on host other-host (user root) since " in line
+    assert line.endswith(" s ago)"), line
+    # AND the run is recorded as repository_locked, nothing was removed, and the lock is still there
+    ((failure, error),) = catalog_rows(
+        deployment, f"SELECT failure, error FROM runs WHERE job='{JOB}' AND kind='prune' ORDER BY id DESC LIMIT 1"
+    )
+    assert failure == "repository_locked" and "other-host" in error
+    assert snapshot_count(deployment, destination) == snapshots_before
+    assert lock_keys(deployment, destination) == held
+    assert unlock_events(deployment) == []
+
+    # (the other host's operator clears it; replica never does)
+    deployment.s3.client().delete_object(Bucket=destination["bucket"], Key=held[0])
+
+
+def test_a_stale_lock_of_a_dead_process_here_is_cleared_with_restic_unlock_recorded_and_the_prune_goes_on(
+    deployment: Deployment, destination: dict[str, Any], tmp_path: Path
+) -> None:
+    # GIVEN a lock left by a restic of this host killed with SIGTERM (its pid is gone), which keeps a prune's
+    # exclusive lock out
+    pid = leave_lock_behind(deployment, destination)
+    assert len(lock_keys(deployment, destination)) == 1
+    snapshots_before = snapshot_count(deployment, destination)
+
+    # WHEN retention is applied
+    result = deployment.replica("prune", JOB, "--destination", "primary")
+
+    # THEN the stale lock was removed, said so, and the prune removed the older snapshot
+    assert_ok(result)
+    assert f"removed the stale lock of dead pid {pid} with restic unlock" in result.stderr
+    assert lock_keys(deployment, destination) == []
+    assert snapshot_count(deployment, destination) == snapshots_before - 1
+    # AND the verification log holds one `unlock` event naming the holder and the lock's age
+    ((outcome, name, figures_text, detail),) = unlock_events(deployment)
+    figures = json.loads(figures_text)
+    assert (outcome, name) == ("cleared", "primary")
+    assert figures["holder_pid"] == pid and figures["holder_host"] == socket.gethostname()
+    assert figures["during"] == "prune" and figures["exclusive"] is False
+    assert 0 <= figures["age_seconds"] < 60
+    assert f"dead pid {pid}" in detail
+    ((failure,),) = catalog_rows(
+        deployment, f"SELECT failure FROM runs WHERE job='{JOB}' AND kind='prune' ORDER BY id DESC LIMIT 1"
+    )
+    assert failure is None
