@@ -156,11 +156,19 @@ class RepositoryLocked(ResticError):
 
 
 class RepositoryCorrupt(ResticError):
-    """restic reports damaged data in the repository."""
+    """restic reports damaged data in the repository (damage at rest, or in transit: confirm before reporting).
+
+    `suspects` are the repository files restic named, as paths relative to the repository (`data/94/94826f21...`),
+    possibly shortened to an id prefix; empty when it named none.
+    """
 
     state: ClassVar[str] = "corrupt"
 
     summary = "repository data is damaged"
+
+    def __init__(self, destination: str, detail: str, suspects: tuple[str, ...] = ()) -> None:
+        self.suspects = suspects
+        super().__init__(destination, detail)
 
 
 class PartialSourceRead(ResticError):

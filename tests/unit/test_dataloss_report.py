@@ -16,6 +16,7 @@ from replica.report.dataloss import (
     build_report,
     render_markdown,
 )
+from replica.report.html import render_html
 
 CREATED = datetime(2026, 11, 26, 14, 0, tzinfo=UTC)
 TAKEN = CREATED - timedelta(hours=2)
@@ -141,3 +142,29 @@ def test_a_pipe_in_a_checks_detail_stays_inside_its_cell(facts: ReportFacts) -> 
     markdown = render_markdown(build_report(replace(facts, failed_checks=[check])))
 
     assert "| canary | yes | expected a\\|b got c |" in markdown
+
+
+def test_objects_confirmed_at_rest_are_listed_in_json_markdown_and_html(facts: ReportFacts) -> None:
+    pack = "37da3b7731a6c7a9fff5d7c9d2f84058cef1fe81e771296cd53099f815866ec2"
+    damaged = {
+        "key": f"restic/billing/data/37/{pack}",
+        "state": "damaged",
+        "expected_sha256": pack,
+        "found_sha256": "51c101f6bb3efbac8267ed9949f571a49617fd5138f0977684f0cb278af17f9b",
+    }
+    missing = {
+        "key": "restic/billing/index/0e773cc428",
+        "state": "missing",
+        "expected_sha256": None,
+        "found_sha256": None,
+    }
+
+    report = build_report(replace(facts, damaged_objects=[damaged, missing]))
+    markdown = render_markdown(report)
+
+    assert report["damaged_objects"] == [damaged, missing]
+    assert f"- `restic/billing/data/37/{pack}`: damaged (SHA-256 51c101f6bb3e…)" in markdown
+    assert "- `restic/billing/index/0e773cc428`: missing" in markdown
+    assert f"<code>restic/billing/data/37/{pack}</code>: damaged" in render_html(report)
+    # a report whose failure was not confirmed at rest (a fingerprint mismatch) lists none
+    assert "confirmed at rest" not in render_markdown(build_report(facts))

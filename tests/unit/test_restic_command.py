@@ -134,3 +134,14 @@ def test_a_restore_by_hand_takes_the_shared_lock_and_a_verification_does_not() -
     verification = dump_command(restic, REPOSITORY, "abc12345", "dump.pgfc", shared_lock=False)
     assert by_hand.argv == ("/usr/bin/restic", "--json", "dump", "abc12345", "dump.pgfc")
     assert verification.argv == ("/usr/bin/restic", "--json", "dump", "--no-lock", "abc12345", "dump.pgfc")
+
+
+def test_damage_carries_the_repository_files_restic_named() -> None:
+    pack = "37da3b7731a6c7a9fff5d7c9d2f84058cef1fe81e771296cd53099f815866ec2"
+    stderr = f"Pack ID does not match, want {pack}, got {'51c101f6' * 8}\nFatal: repository contains errors"
+
+    error = classify_failure(failed(stderr), "primary")
+
+    assert isinstance(error, errors.RepositoryCorrupt)
+    assert error.suspects == (f"data/37/{pack}",)
+    assert error.state == "corrupt"

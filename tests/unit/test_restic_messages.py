@@ -1,4 +1,5 @@
-"""restic argv builders and the parsing of its `--json` output into frozen dataclasses."""
+"""restic argv builders, the parsing of its `--json` output into frozen dataclasses, and the repository files its
+damage reports name."""
 
 from __future__ import annotations
 
@@ -11,7 +12,12 @@ from pydantic import SecretStr
 from replica.restic.backup import backup_arguments
 from replica.restic.command import Repository
 from replica.restic.init import from_repository_environment
-from replica.restic.messages import UnexpectedOutput, parse_backup_summary, parse_snapshots
+from replica.restic.messages import (
+    UnexpectedOutput,
+    named_repository_files,
+    parse_backup_summary,
+    parse_snapshots,
+)
 
 # Output of restic 0.14 `backup --json --stdin`: status lines, then the summary.
 BACKUP_STDOUT = "\n".join(
@@ -130,3 +136,65 @@ def test_from_repository_environment_names_the_source_by_environment_only() -> N
         "RESTIC_FROM_REPOSITORY": "s3:http://127.0.0.1:9000/acme/billing",
         "RESTIC_FROM_PASSWORD": "pw-one",
     }
+
+
+# stderr of restic 0.14 `check --read-data-subset=100%`, `restore --verify` and `dump`, captured from scratch
+# repositories with one file damaged at rest (16 bytes flipped mid-pack, a pack deleted, an index or snapshot file
+# flipped).
+PACK_ID = "94826f2184d5b624ad4f3376e746e638e13d7cba1c1118938413a8c103e4d290"
+CHECK_DAMAGED_PACK = (
+    f"Pack ID does not match, want {PACK_ID}, "
+    "got 3f5bb4f36c87222861ec081a411dca7612ded6673fafde4f1d25172e6f77e1ba\n"
+    "Fatal: repository contains errors\n"
+)
+MISSING_ID = "d4f3152a0cafe0438f1139b30919f584772e874d46a83733b9af14534e869a70"
+CHECK_MISSING_PACK = (
+    f"pack {MISSING_ID}: does not exist\n"
+    "Load(<data/d4f3152a0c>, 3000358, 0) returned error, retrying after 552.330144ms: "
+    f"open /tmp/r-missingpack/data/d4/{MISSING_ID}: no such file or directory\n"
+    f"pack {MISSING_ID} failed to download: StreamPack: open /tmp/r-missingpack/data/d4/{MISSING_ID}: "
+    "no such file or directory\n"
+    "Fatal: repository contains errors\n"
+)
+INDEX_ID = "6169b4fc11d170bb44787fc28f180accccc7c024bbdb12fba3549735eb02ddb2"
+CHECK_DAMAGED_INDEX = (
+    f"error: error loading index {INDEX_ID}: load <index/6169b4fc11>: invalid data returned\n"
+    "Fatal: LoadIndex returned errors\n"
+)
+CHECK_DAMAGED_SNAPSHOT = "error: load <snapshot/0e773cc428>: invalid data returned\nFatal: repository contains errors\n"
+RESTORE_DAMAGED_PACK = "ignoring error for /src1/a.bin: ciphertext verification failed\nFatal: There were 1 errors\n"
+DUMP_DAMAGED_PACK = (
+    "cannot dump file: decrypting blob f7a1b39287fac873629707a7d3821acddbb536278ec26b8c2539074a06dd87c3 failed: "
+    "ciphertext verification failed\n"
+)
+
+
+def test_a_pack_whose_hash_does_not_match_is_named_by_its_wanted_id_in_its_subfolder() -> None:
+    assert named_repository_files(CHECK_DAMAGED_PACK) == (f"data/94/{PACK_ID}",)
+
+
+def test_a_missing_pack_is_named_once_although_restic_names_it_shortened_and_in_full() -> None:
+    assert named_repository_files(CHECK_MISSING_PACK) == (f"data/d4/{MISSING_ID}",)
+
+
+def test_a_damaged_index_file_is_named_in_the_index_folder() -> None:
+    assert named_repository_files(CHECK_DAMAGED_INDEX) == (f"index/{INDEX_ID}",)
+
+
+def test_a_snapshot_file_named_by_a_shortened_id_stays_a_prefix() -> None:
+    assert named_repository_files(CHECK_DAMAGED_SNAPSHOT) == ("snapshots/0e773cc428",)
+
+
+@pytest.mark.parametrize("stderr", [RESTORE_DAMAGED_PACK, DUMP_DAMAGED_PACK, "Fatal: repository contains errors\n"])
+def test_restore_and_dump_name_no_repository_file_only_blobs_or_paths_of_the_snapshot(stderr: str) -> None:
+    # A blob id is not a file of the repository: the caller then looks at every file.
+    assert named_repository_files(stderr) == ()
+
+
+def test_lock_files_and_words_like_packs_are_not_named() -> None:
+    stderr = (
+        "Load(<lock/0a1b2c3d4e>, 0, 0) returned error, retrying after 1s: connection reset\n"
+        "read 100.0% of data packs\ncheck all packs\n"
+    )
+
+    assert named_repository_files(stderr) == ()

@@ -126,7 +126,7 @@ def run_restore(context: Context, plan: RestorePlan, expected: ExpectedData) -> 
                 SnapshotRef(plan.snapshot_id, expected.stored_name),
                 staged,
                 shared_lock=True,  # not under the job's lock: restic's shared lock keeps a prune out
-            )
+            ).check
             checks = [restored]
             context.progress(f"      {restored.detail}")
             if restored.passed:

@@ -7,11 +7,26 @@ from dataclasses import dataclass
 
 from replica.actions.context import Context
 from replica.catalog.records import CheckOutcome
-from replica.errors import Interrupted, ProcessFailed, ReplicaError, StorageError, WrongPassword
+from replica.errors import (
+    Interrupted,
+    ProcessFailed,
+    ReplicaError,
+    RepositoryCorrupt,
+    StorageError,
+    WrongPassword,
+)
 from replica.execute import run_pipeline
 from replica.restic.command import Repository, classify_failure
 from replica.restic.restore import dump_command, dump_to_file, restore_tree
 from replica.stores.base import Store, Target
+
+
+@dataclass(frozen=True)
+class Restored:
+    """The `restore` check, and the damage restic reported when that is why it failed (to confirm at rest)."""
+
+    check: CheckOutcome
+    damage: RepositoryCorrupt | None = None
 
 
 @dataclass(frozen=True)
@@ -30,8 +45,9 @@ def restore_snapshot(
     target: Target,
     *,
     shared_lock: bool,
-) -> CheckOutcome:
-    """Bring a snapshot's data into `target` and return the `restore` check (never raises for restore failures).
+) -> Restored:
+    """Bring a snapshot's data into `target` and return the `restore` check (never raises for restore failures),
+    with restic's damage report when it failed on damaged data.
 
     `shared_lock` takes restic's shared lock so that a prune cannot remove what is being read: a restore by hand
     needs it; a verification holds the job's lock, which already keeps the job's prune out, and saves the cost.
@@ -69,15 +85,17 @@ def restore_snapshot(
     except (ProcessFailed, ReplicaError) as error:
         if _says_nothing_about_data(error):
             raise
-        return CheckOutcome(
+        failed = CheckOutcome(
             "restore",
             False,
             True,
             f"restore of snapshot {snapshot.snapshot_id} failed: {error}",
             time.monotonic() - started,
         )
+        return Restored(failed, error if isinstance(error, RepositoryCorrupt) else None)
     duration = time.monotonic() - started
-    return CheckOutcome("restore", True, True, f"snapshot {snapshot.snapshot_id} restored in {duration:.1f}s", duration)
+    detail = f"snapshot {snapshot.snapshot_id} restored in {duration:.1f}s"
+    return Restored(CheckOutcome("restore", True, True, detail, duration))
 
 
 def _says_nothing_about_data(error: Exception) -> bool:

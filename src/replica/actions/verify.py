@@ -16,10 +16,24 @@ from replica.actions.runs import RunRecorder, recorded_run
 from replica.catalog.models import Snapshot
 from replica.catalog.records import CheckOutcome, utc_now
 from replica.config.models import CHECK_NAMES, DestinationConfig, JobConfig, PolicyConfig
-from replica.errors import Interrupted, ReplicaError, UsageError
+from replica.errors import (
+    Interrupted,
+    ReplicaError,
+    RepositoryCorrupt,
+    StorageError,
+    UsageError,
+    VerificationFailed,
+)
 from replica.policy.canary import evaluate_canary
 from replica.restic.check import check_repository
+from replica.restic.command import Repository
 from replica.stores.base import Canary, Fingerprint, Store, Target
+
+# A restic check or restore that fails on damaged data is confirmed at rest; when the stored files are intact (a
+# fault in transit, an interrupted read), the verification runs once more before it is called inconclusive.
+VERIFY_ATTEMPTS = 2
+INCONCLUSIVE = "inconclusive"  # the failure state (errors.FAILURE_STATES) of damage that is not at rest
+AT_REST_CHECK = "at-rest"
 
 
 @dataclass
@@ -34,6 +48,13 @@ class VerifyOutcome:
     rto_seconds: float | None = None
     report_id: int | None = None
     report_path: Path | None = None
+    # Why it failed (errors.FAILURE_STATES): `corrupt` (damage confirmed at rest), `inconclusive` (restic saw damage
+    # the stored files do not have: no data-loss report), `verification_failed`; None when it passed.
+    failure: str | None = None
+    # Repository files confirmed damaged or missing at rest (`key`, `state`, `expected_sha256`, `found_sha256`).
+    damaged_objects: list[dict[str, str | None]] = field(default_factory=list)
+    # Attempts whose damage report the stored files contradicted (see VERIFY_ATTEMPTS).
+    inconclusive_attempts: int = 0
 
     @property
     def passed(self) -> bool:
@@ -132,52 +153,27 @@ def run_verify(
             phase="probe",
         ) as run:
             outcome = VerifyOutcome(job.name, destination.name, expected.snapshot_id, run.run_id)
-            with probing_beside(context, destination, run) as probe:
-                run.phase("check")
-                context.progress(
-                    f"checking repository '{destination.name}' (reading {policy.verification.read_data_subset} of data)"
+            for attempt in range(1, VERIFY_ATTEMPTS + 1):
+                checks, outcome.rto_seconds, suspects = _attempt(
+                    context, job, policy, destination, store, repository, expected, run
                 )
-                started = time.monotonic()
-                report = check_repository(
-                    context.restic,
-                    repository,
-                    read_data_subset=policy.verification.read_data_subset,
-                    cancellation=probe.cancellation,
-                )
-            outcome.checks.append(
-                _critical(
-                    policy,
-                    CheckOutcome("repository", report.passed, True, report.detail, time.monotonic() - started),
-                )
-            )
-            run.phase("restore")
-            context.progress(f"restoring snapshot {expected.snapshot_id} into a scratch target")
-            rto_started = time.monotonic()
-            label = f"{job.name}-{run.run_id}"
-            with store.scratch_target(context.settings.scratch_path, label) as target:
-                restored = restore_snapshot(
-                    context,
-                    store,
-                    repository,
-                    SnapshotRef(expected.snapshot_id, expected.stored_name),
-                    target,
-                    shared_lock=False,  # the job's lock keeps its prune out
-                )
-                outcome.checks.append(_critical(policy, restored))
-                if restored.passed:
-                    run.phase("check-data")
-                    context.progress("checking the restored data")
-                    location = store.restored_location(target, expected.stored_name)
-                    checks_started = time.monotonic()
-                    for check in store.check_restored(location, expected.fingerprint, policy.verification):
-                        outcome.checks.append(_critical(policy, check))
-                    # What the RTO spends on proving the data usable, beside what the restore itself took.
-                    run.details.update(data_checks_seconds=round(time.monotonic() - checks_started, 3))
-                    if "canary" in expected.fingerprint:
-                        outcome.checks.append(_critical(policy, _check_canary(store, location, expected, run)))
-                restore_and_checks_passed = all(c.passed for c in outcome.checks[1:] if c.critical)
-                if restored.passed and restore_and_checks_passed:
-                    outcome.rto_seconds = time.monotonic() - rto_started
+                outcome.checks, outcome.failure, outcome.damaged_objects = checks, None, []
+                if outcome.passed or suspects is None:
+                    break
+                # restic saw damage: it is data loss only if the stored bytes no longer hash to their names.
+                run.phase("confirm")
+                confirmation = _confirm_at_rest(context, destination, suspects)
+                outcome.checks.append(confirmation.check)
+                outcome.failure, outcome.damaged_objects = confirmation.failure, list(confirmation.damaged_objects)
+                if outcome.failure != INCONCLUSIVE:
+                    break
+                reason = "; ".join(f"{c.name}: {c.detail}" for c in outcome.checks if not c.passed)
+                reason += f"; {AT_REST_CHECK}: {confirmation.check.detail}" if confirmation.check.passed else ""
+                outcome.inconclusive_attempts = attempt
+                run.details.update(inconclusive_attempts=attempt, inconclusive_reason=reason)
+                if not confirmation.may_retry or attempt == VERIFY_ATTEMPTS:
+                    break
+                context.progress(f"damage not confirmed at rest ({confirmation.check.detail}); verifying again")
             run.details.update(
                 rto_seconds=outcome.rto_seconds,
                 checks_total=len(outcome.checks),
@@ -185,8 +181,14 @@ def run_verify(
             )
             context.catalog.add_checks(run.run_id, outcome.checks)
             if not outcome.passed:
-                failed = [c.name for c in outcome.checks if c.critical and not c.passed]
-                run.fail(f"critical checks failed: {', '.join(failed)}")
+                outcome.failure = outcome.failure or VerificationFailed.state
+                failed = ", ".join(c.name for c in outcome.checks if c.critical and not c.passed)
+                run.fail(
+                    f"inconclusive: restic reported damage that is not confirmed at rest ({failed} failed)"
+                    if outcome.failure == INCONCLUSIVE
+                    else f"critical checks failed: {failed}",
+                    outcome.failure,
+                )
     except ReplicaError as error:
         # A verification we stopped ourselves (daemon shutdown) says nothing about the data: no report.
         if outcome is not None and not isinstance(error, Interrupted):
@@ -195,9 +197,116 @@ def run_verify(
             _report(context, job, policy, outcome)
             context.progress(f"data-loss report written: {outcome.report_path}")
         raise
-    if not outcome.passed:
+    # An inconclusive verification alerts as a failure (the run failed) but is no data loss: no report.
+    if not outcome.passed and outcome.failure != INCONCLUSIVE:
         _report(context, job, policy, outcome)
     return outcome
+
+
+def _attempt(
+    context: Context,
+    job: JobConfig,
+    policy: PolicyConfig,
+    destination: DestinationConfig,
+    store: Store,
+    repository: Repository,
+    expected: ExpectedData,
+    run: RunRecorder,
+) -> tuple[list[CheckOutcome], float | None, tuple[str, ...] | None]:
+    """Run a verification's checks once: repository check, restore into a scratch target, checks of the data.
+
+    Return the checks, the measured RTO (None unless the restore and its critical checks passed) and the
+    repository files restic named when a check failed on damaged data (None when none did; empty when restic named
+    no file).
+    """
+    suspects: tuple[str, ...] | None = None
+    with probing_beside(context, destination, run) as probe:
+        run.phase("check")
+        context.progress(
+            f"checking repository '{destination.name}' (reading {policy.verification.read_data_subset} of data)"
+        )
+        started = time.monotonic()
+        report = check_repository(
+            context.restic,
+            repository,
+            read_data_subset=policy.verification.read_data_subset,
+            cancellation=probe.cancellation,
+        )
+    if not report.passed:
+        suspects = report.suspects
+    checks = [
+        _critical(policy, CheckOutcome("repository", report.passed, True, report.detail, time.monotonic() - started))
+    ]
+    rto_seconds = None
+    run.phase("restore")
+    context.progress(f"restoring snapshot {expected.snapshot_id} into a scratch target")
+    rto_started = time.monotonic()
+    label = f"{job.name}-{run.run_id}"
+    with store.scratch_target(context.settings.scratch_path, label) as target:
+        restored = restore_snapshot(
+            context,
+            store,
+            repository,
+            SnapshotRef(expected.snapshot_id, expected.stored_name),
+            target,
+            shared_lock=False,  # the job's lock keeps its prune out
+        )
+        checks.append(_critical(policy, restored.check))
+        if restored.damage is not None:
+            suspects = tuple(sorted({*(suspects or ()), *restored.damage.suspects}))
+        if restored.check.passed:
+            run.phase("check-data")
+            context.progress("checking the restored data")
+            location = store.restored_location(target, expected.stored_name)
+            checks_started = time.monotonic()
+            for check in store.check_restored(location, expected.fingerprint, policy.verification):
+                checks.append(_critical(policy, check))
+            # What the RTO spends on proving the data usable, beside what the restore itself took.
+            run.details.update(data_checks_seconds=round(time.monotonic() - checks_started, 3))
+            if "canary" in expected.fingerprint:
+                checks.append(_critical(policy, _check_canary(store, location, expected, run)))
+        if restored.check.passed and all(c.passed for c in checks[1:] if c.critical):
+            rto_seconds = time.monotonic() - rto_started
+    return checks, rto_seconds, suspects
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """What re-reading restic's suspect files at rest decided."""
+
+    check: CheckOutcome  # the `at-rest` check
+    failure: str  # `corrupt` (damaged or gone at rest) or `inconclusive`
+    may_retry: bool  # False when the storage could not even be read, or the damage is confirmed
+    damaged_objects: tuple[dict[str, str | None], ...] = ()  # for the data-loss report
+
+
+def _confirm_at_rest(context: Context, destination: DestinationConfig, suspects: tuple[str, ...]) -> Confirmation:
+    """Re-download the suspect repository files (every file when restic named none) and hash them against their
+    names; return the decision."""
+    from replica.storage.content import confirm_at_rest  # deferred: only a failed verification needs it
+
+    context.progress(f"confirming at rest: re-downloading {len(suspects) or 'every'} suspect repository file(s)")
+    started = time.monotonic()
+    try:
+        found = confirm_at_rest(context.storage(destination), destination.bucket, destination.prefix, suspects)
+    except StorageError as error:
+        detail = f"could not re-read the repository files to confirm the damage: {error}"
+        return Confirmation(
+            CheckOutcome(AT_REST_CHECK, False, True, detail, time.monotonic() - started), INCONCLUSIVE, False
+        )
+    duration = time.monotonic() - started
+    if found.confirmed:
+        objects: list[dict[str, str | None]] = [
+            {"key": d.key, "state": "damaged", "expected_sha256": d.expected_sha256, "found_sha256": d.found_sha256}
+            for d in found.damaged
+        ]
+        objects += [
+            {"key": key, "state": "missing", "expected_sha256": None, "found_sha256": None} for key in found.missing
+        ]
+        check = CheckOutcome(AT_REST_CHECK, False, True, found.describe(), duration)
+        return Confirmation(check, RepositoryCorrupt.state, False, tuple(objects))
+    detail = f"{found.describe()}: the damage restic saw is not at rest (a fault in transit or an interrupted read)"
+    return Confirmation(CheckOutcome(AT_REST_CHECK, True, True, detail, duration), INCONCLUSIVE, True)
 
 
 def _check_canary(store: Store, location: Target, expected: ExpectedData, run: RunRecorder) -> CheckOutcome:
@@ -224,6 +333,13 @@ def _critical(policy: PolicyConfig, check: CheckOutcome) -> CheckOutcome:
 
 def _report(context: Context, job: JobConfig, policy: PolicyConfig, outcome: VerifyOutcome) -> None:
     report_id, path = write_data_loss_report(
-        context, job, policy, outcome.destination, outcome.snapshot_id, outcome.run_id, outcome.checks
+        context,
+        job,
+        policy,
+        outcome.destination,
+        outcome.snapshot_id,
+        outcome.run_id,
+        outcome.checks,
+        damaged_objects=outcome.damaged_objects,
     )
     outcome.report_id, outcome.report_path = report_id, path

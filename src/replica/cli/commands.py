@@ -83,13 +83,19 @@ def _verify_all(context: Context, arguments: argparse.Namespace) -> int:
 
 
 def _print_verification(outcome: VerifyOutcome) -> None:
+    verdict = "PASSED" if outcome.passed else "INCONCLUSIVE" if outcome.failure == "inconclusive" else "FAILED"
     print(
         f"verification of '{outcome.job}' snapshot {outcome.snapshot_id} in '{outcome.destination}' "
-        f"(run {outcome.run_id}): {'PASSED' if outcome.passed else 'FAILED'}"
+        f"(run {outcome.run_id}): {verdict}"
     )
     for check in outcome.checks:
         mark = "ok  " if check.passed else ("FAIL" if check.critical else "warn")
         print(f"  [{mark}] {check.name}: {check.detail}")
+    if outcome.inconclusive_attempts:
+        print(
+            f"  {outcome.inconclusive_attempts} attempt(s) inconclusive: restic reported damage that the stored "
+            "files do not have (re-downloaded and hashed)"
+        )
     if outcome.rto_seconds is not None:
         print(f"  measured RTO: {format_duration(outcome.rto_seconds)}")
     if outcome.report_path is not None:

@@ -8,11 +8,13 @@ Optional keys of a report body, absent from bodies written before they existed (
 - `report_id` (int): the catalog id, set by `replica.actions.report.save_report` once the row exists.
 - `events` (list of `{"seq": int, "kind": str, "hash": str}`): the verification-log events the report rests on,
   rendered as evidence references.
+- `damaged_objects` (list of `{"key", "state": "damaged"|"missing", "expected_sha256", "found_sha256"}`): the
+  repository files re-downloaded and found damaged (their SHA-256 is not their name) or gone at rest.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -77,6 +79,7 @@ class ReportFacts:
     rto_objective_seconds: float
     rpo_objective_seconds: float
     created_at: datetime
+    damaged_objects: list[dict[str, str | None]] = field(default_factory=list)
 
 
 def build_report(facts: ReportFacts) -> dict[str, Any]:
@@ -96,6 +99,7 @@ def build_report(facts: ReportFacts) -> dict[str, Any]:
         "snapshot_taken_at": facts.snapshot_taken_at.isoformat() if facts.snapshot_taken_at else None,
         "verify_run_id": facts.verify_run_id,
         "failed_checks": [{"name": c.name, "critical": c.critical, "detail": c.detail} for c in facts.failed_checks],
+        "damaged_objects": facts.damaged_objects,
         "newest_verified_recovery_points": {
             name: point_document(point) for name, point in sorted(facts.newest_verified.items())
         },
@@ -225,6 +229,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             for c in report["failed_checks"]
         ],
         "",
+        *damaged_object_lines(report),
         *impact_lines(report),
         f"## {AT_RISK_HEADING}",
         "",
@@ -246,6 +251,20 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines += ["", *expected_recovery_lines(report["expected_recovery"])]
     lines += evidence_lines(report)
     return "\n".join(lines)
+
+
+def damaged_object_lines(report: dict[str, Any]) -> list[str]:
+    """Return the Markdown list of repository files confirmed damaged or missing at rest, or nothing."""
+    objects = report.get("damaged_objects") or []
+    if not objects:
+        return []
+    lines = ["Repository files confirmed at rest (re-downloaded, SHA-256 compared with the name):", ""]
+    for item in objects:
+        if item["state"] == "missing":
+            lines.append(f"- `{item['key']}`: missing")
+        else:
+            lines.append(f"- `{item['key']}`: damaged (SHA-256 {short_hash(str(item['found_sha256']))})")
+    return [*lines, ""]
 
 
 def report_id_lines(report: dict[str, Any]) -> list[str]:

@@ -18,6 +18,8 @@ class CheckReport:
 
     passed: bool
     detail: str
+    # The repository files restic named in its damage report (see RepositoryCorrupt.suspects).
+    suspects: tuple[str, ...] = ()
 
 
 def check_repository(
@@ -25,8 +27,8 @@ def check_repository(
 ) -> CheckReport:
     """Check the repository without locking it and return the report.
 
-    Damage found is a failed report, not an exception; any other failure (wrong password, unreachable, timeout)
-    raises the classified ResticError; Cancelled when `cancellation` stopped the check.
+    Damage found is a failed report naming the suspect files, not an exception; any other failure (wrong password,
+    unreachable, timeout) raises the classified ResticError; Cancelled when `cancellation` stopped the check.
     """
     completed = run(
         restic.command(repository, ["check", "--no-lock", f"--read-data-subset={read_data_subset}"], long_running=True),
@@ -37,5 +39,5 @@ def check_repository(
     error = classify_failure(completed, repository.name)
     if isinstance(error, RepositoryCorrupt):
         lines = [line.strip() for line in completed.stderr_tail.splitlines() if ERROR_LINE.search(line)]
-        return CheckReport(False, "; ".join(lines[:3]) or error.detail)
+        return CheckReport(False, "; ".join(lines[:3]) or error.detail, error.suspects)
     raise error

@@ -17,6 +17,7 @@ from pydantic import SecretStr
 from replica import errors
 from replica.execute import Command, Completed, run
 from replica.restic.lock_messages import parse_locked_error
+from replica.restic.messages import named_repository_files
 
 EXIT_OK = 0
 EXIT_PARTIAL_READ = 3
@@ -141,6 +142,8 @@ def classify_failure(completed: Completed, destination: str) -> errors.ReplicaEr
         if pattern.search(completed.stderr_tail):
             if error_class is errors.RepositoryLocked:
                 return _locked(completed, destination, detail)
+            if error_class is errors.RepositoryCorrupt:
+                return errors.RepositoryCorrupt(destination, detail, named_repository_files(completed.stderr_tail))
             if issubclass(error_class, errors.ResticError):
                 return error_class(destination, detail)
             return error_class(f"destination '{destination}': {detail}")

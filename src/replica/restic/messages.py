@@ -1,8 +1,11 @@
-"""restic's `--json` output parsed into frozen dataclasses. Human output is never scraped for data."""
+"""restic's `--json` output parsed into frozen dataclasses. Human output is never scraped for data, with one
+exception: restic 0.14 reports damage only as text on stderr (no JSON), so `named_repository_files` reads which
+repository files its error lines name, to be re-downloaded and hashed before anyone is told data was lost."""
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -100,3 +103,44 @@ def parse_snapshots(stdout: str) -> list[ResticSnapshot]:
         )
         for item in document
     ]
+
+
+# restic 0.14's handle of a repository file, `<data/94826f2184>` (type, then the id shortened to 10 characters), as
+# printed by `Load(<data/...>) returned error` and `load <snapshot/...>: invalid data returned`.
+_HANDLE = re.compile(r"<(data|index|snapshot|key)/([0-9a-f]{8,64})>")
+# A path of a repository file: the local and S3 backends print it in "open .../data/d4/d4f3...: no such file".
+_PATH = re.compile(r"(?<![0-9a-z])(data/[0-9a-f]{2}|index|snapshots|keys)/([0-9a-f]{8,64})(?![0-9a-f])")
+# `check --read-data`: "Pack ID does not match, want ID, got HASH", "pack ID: does not exist", "pack ID failed to
+# download", "pack ID contains N errors"; and "error loading index ID".
+_WANTED_PACK = re.compile(r"Pack ID does not match, want ([0-9a-f]{8,64})")
+_PACK = re.compile(r"(?<![0-9a-z])pack ([0-9a-f]{8,64})(?![0-9a-f])")
+_INDEX = re.compile(r"error loading index ([0-9a-f]{8,64})")
+_FOLDER_OF_TYPE = {"data": "data", "index": "index", "snapshot": "snapshots", "key": "keys"}
+
+
+def repository_file_path(folder: str, file_id: str) -> str:
+    """Return where a repository file (or, for a shortened id, every file starting with it) lives, relative to the
+    repository: `data/94/94826f...` for a pack (its first two hex digits name a subfolder), `index/ID` otherwise."""
+    return f"data/{file_id[:2]}/{file_id}" if folder == "data" else f"{folder}/{file_id}"
+
+
+def named_repository_files(stderr: str) -> tuple[str, ...]:
+    """Return the repository files restic's error output names, as sorted paths relative to the repository
+    (`repository_file_path`); a shortened id stays a prefix, dropped when a full path it starts is named too.
+
+    Lock files and `config` are never named: locks come and go, and `config` is not named by its hash. Returns an
+    empty tuple when restic named no file (the caller then has to look at every file).
+    """
+    paths: set[str] = set()
+    for match in _WANTED_PACK.finditer(stderr):
+        paths.add(repository_file_path("data", match.group(1)))
+    for match in _PACK.finditer(stderr):
+        paths.add(repository_file_path("data", match.group(1)))
+    for match in _INDEX.finditer(stderr):
+        paths.add(repository_file_path("index", match.group(1)))
+    for match in _HANDLE.finditer(stderr):
+        paths.add(repository_file_path(_FOLDER_OF_TYPE[match.group(1)], match.group(2)))
+    for match in _PATH.finditer(stderr):
+        folder = match.group(1).split("/", 1)[0]
+        paths.add(repository_file_path(folder, match.group(2)))
+    return tuple(sorted(path for path in paths if not any(o != path and o.startswith(path) for o in paths)))

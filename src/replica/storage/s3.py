@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 MISSING_CODES = {"404", "NoSuchBucket", "NotFound"}
+HASH_CHUNK_BYTES = 1024 * 1024
 DENIED_CODES = {"403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled"}
 
 
@@ -111,3 +114,28 @@ class S3Storage:
         except ValueError:
             raise StorageError(f"bucket '{bucket}' at {self.location}: {key} is not valid JSON") from None
         return document if isinstance(document, dict) else None
+
+    def keys(self, bucket: str, prefix: str) -> Iterator[str]:
+        """Yield every key of the bucket that starts with `prefix`, in key order. Raises StorageError."""
+        try:
+            for page in self._client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+                for item in page.get("Contents", []):
+                    yield item["Key"]
+        except (ClientError, BotoCoreError) as error:
+            raise self._translate(error, bucket, f"list {prefix}") from None
+
+    def sha256(self, bucket: str, key: str) -> str | None:
+        """Return the hex SHA-256 of an object's bytes, read as a stream (never whole in memory), or None when
+        there is no such key. Raises StorageError (also when the connection breaks mid-object)."""
+        digest = hashlib.sha256()
+        try:
+            body = self._client.get_object(Bucket=bucket, Key=key)["Body"]
+            for chunk in body.iter_chunks(HASH_CHUNK_BYTES):
+                digest.update(chunk)
+        except ClientError as error:
+            if str(error.response.get("Error", {}).get("Code", "")) in {"NoSuchKey", "404"}:
+                return None
+            raise self._translate(error, bucket, f"read {key}") from None
+        except BotoCoreError as error:
+            raise self._translate(error, bucket, f"read {key}") from None
+        return digest.hexdigest()
