@@ -41,6 +41,9 @@ FAILURE_STATES: dict[str, str] = {
     "failed": "any other failure (the message says what)",
 }
 FALLBACK_STATE = "failed"
+# Faults of the moment, not of the data: a verification that cannot run because of one says nothing about whether
+# data was lost, so it alerts as a failure but writes no data-loss report.
+TRANSIENT_STATES = frozenset({"storage_unreachable", "throttled", "clock_skew", "timeout", "interrupted"})
 
 
 class ReplicaError(Exception):

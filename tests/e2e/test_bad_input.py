@@ -429,3 +429,33 @@ def test_store_going_down_mid_dump_leaves_no_recovery_point(
     assert leftovers.stdout == ""
     scratch = deployment.state_dir / "scratch"
     assert not scratch.exists() or not [path for path in scratch.iterdir() if path.name.startswith(f"backup-{job}")]
+
+
+def test_a_verify_kept_from_running_by_a_transient_fault_reports_no_data_loss_but_an_unreadable_repository_does(
+    deployment: Deployment, sqlite_source: SqliteSource, initialised: dict[str, list[dict[str, str]]]
+) -> None:
+    # GIVEN a job with a snapshot, in repositories whose password is 'right'
+    destinations = initialised["wrongpw"]
+    right = deployment.environment(E2E_REPOSITORY_PASSWORD="right")
+    deployment.write_job("verifyfault", sqlite_source.store_config(), destinations)
+    assert_ok(deployment.replica("backup", "verifyfault", env=right))
+    reports = "SELECT count(*) FROM reports WHERE job = 'verifyfault'"
+    assert catalog_rows(deployment, reports) == [(0,)]
+
+    # WHEN the primary's endpoint refuses connections during a verify
+    refused = [{**destinations[0], "endpoint_url": f"http://127.0.0.1:{free_port()}"}, destinations[1]]
+    deployment.write_job("verifyfault", sqlite_source.store_config(), refused)
+    result = deployment.replica("verify", "verifyfault", env=right)
+
+    # THEN it fails as storage_unreachable (exit 3) and writes no data-loss report: the fault says nothing of the data
+    assert result.returncode == 3, result.stderr
+    failure = "SELECT failure FROM runs WHERE job = 'verifyfault' AND kind = 'verify' ORDER BY id DESC LIMIT 1"
+    assert catalog_rows(deployment, failure) == [("storage_unreachable",)]
+    assert catalog_rows(deployment, reports) == [(0,)]
+
+    # WHEN the repository cannot be opened at all (a wrong password) THEN nothing could be restored from it: a report
+    deployment.write_job("verifyfault", sqlite_source.store_config(), destinations)
+    result = deployment.replica("verify", "verifyfault", env=deployment.environment(E2E_REPOSITORY_PASSWORD="wrong"))
+    assert result.returncode == 5, result.stderr
+    assert catalog_rows(deployment, failure) == [("wrong_password",)]
+    assert catalog_rows(deployment, reports) == [(1,)]

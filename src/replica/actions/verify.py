@@ -17,12 +17,13 @@ from replica.catalog.models import Snapshot
 from replica.catalog.records import CheckOutcome, utc_now
 from replica.config.models import CHECK_NAMES, DestinationConfig, JobConfig, PolicyConfig
 from replica.errors import (
-    Interrupted,
+    TRANSIENT_STATES,
     ReplicaError,
     RepositoryCorrupt,
     StorageError,
     UsageError,
     VerificationFailed,
+    failure_state,
 )
 from replica.policy.canary import evaluate_canary
 from replica.restic.check import check_repository
@@ -190,8 +191,10 @@ def run_verify(
                     outcome.failure,
                 )
     except ReplicaError as error:
-        # A verification we stopped ourselves (daemon shutdown) says nothing about the data: no report.
-        if outcome is not None and not isinstance(error, Interrupted):
+        # A verification we stopped ourselves (daemon shutdown), or one that a fault of the moment kept from running
+        # (endpoint unreachable or throttling, a deadline), says nothing about the data: no report. One that cannot
+        # read the repository at all (wrong password, repository gone) can: nothing could be restored from it.
+        if outcome is not None and failure_state(error) not in TRANSIENT_STATES:
             outcome.checks.append(CheckOutcome("verification", False, True, f"verification could not run: {error}"))
             context.catalog.add_checks(outcome.run_id, outcome.checks)
             _report(context, job, policy, outcome)
