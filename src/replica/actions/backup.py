@@ -18,6 +18,7 @@ from replica.catalog.records import utc_now
 from replica.config.models import DestinationConfig, JobConfig
 from replica.errors import Cancelled, Interrupted, PartialSourceRead, ReplicaError, RepositoryLocked, StoreError
 from replica.execute import Cancellation
+from replica.failpoints import failpoint
 from replica.restic.backup import backup_stream, backup_tree
 from replica.restic.command import Repository
 from replica.restic.copy import copy_snapshot
@@ -108,6 +109,7 @@ def _back_up_job(context: Context, job_name: str) -> BackupOutcome:
             probe.cancellation.raise_if_cancelled("backup")
             with store.prepare_backup(context.settings.scratch_path, job.name) as prepared:
                 run.phase("backup")
+                failpoint("backup-before-upload")
                 summary, fingerprint = _back_up(context, prepared, repository, tags, pool, probe.cancellation)
             try:
                 probe.settle()
@@ -121,7 +123,7 @@ def _back_up_job(context: Context, job_name: str) -> BackupOutcome:
         run.phase("record")
         # The sidecar first: a snapshot only becomes a recovery point in the catalog once its fingerprint is
         # stored in both places, so a failed write leaves nothing half-recorded.
-        _write_sidecar(
+        write_sidecar(
             context,
             job,
             primary,
@@ -131,6 +133,7 @@ def _back_up_job(context: Context, job_name: str) -> BackupOutcome:
             prepared.source.stored_name,
             fingerprint,
         )
+        failpoint("backup-before-record")
         catalog.add_snapshot(
             job=job.name,
             destination=primary.name,
@@ -235,6 +238,7 @@ def _store(
                 exclude=source.exclude,
                 cancellation=cancellation,
             )
+            failpoint("backup-after-snapshot")
         except PartialSourceRead as error:
             # restic saved a snapshot of part of the tree: it must never become a recovery point.
             if error.snapshot_id:
@@ -254,6 +258,7 @@ def _store(
         host=context.host,
         cancellation=cancellation,
     )
+    failpoint("backup-after-snapshot")
     try:
         prepared.verify_producer(outcome.producer)
         fingerprint = fingerprint_future.result()
@@ -272,7 +277,7 @@ def _forget_quietly(context: Context, repository: Repository, snapshot_id: str) 
         context.progress(f"warning: could not forget unusable snapshot {snapshot_id}: {error}")
 
 
-def _write_sidecar(
+def write_sidecar(
     context: Context,
     job: JobConfig,
     destination: DestinationConfig,
@@ -327,9 +332,10 @@ def _copy(
             context.progress(f"copying snapshot {snapshot_id} to '{destination.name}'")
             clearing = stale_lock_clearing(context, job, destination, during="copy", run_id=run_id)
             copied = copy_snapshot(context.restic, source, context.repository(job, destination), snapshot_id, clearing)
+            failpoint("copy-after-restic")
             run.snapshot_id = copied.short_id
             run.phase("record")
-            _write_sidecar(context, job, destination, copied.short_id, snapshot_id, taken_at, stored_name, fingerprint)
+            write_sidecar(context, job, destination, copied.short_id, snapshot_id, taken_at, stored_name, fingerprint)
             context.catalog.add_snapshot(
                 job=job.name,
                 destination=destination.name,

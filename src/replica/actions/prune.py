@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from replica.actions.context import Context
@@ -13,7 +14,8 @@ from replica.catalog.models import Snapshot
 from replica.catalog.records import utc_now
 from replica.config.models import DestinationConfig, JobConfig, PolicyConfig
 from replica.errors import FALLBACK_STATE, Interrupted, ReplicaError, failure_state
-from replica.policy.retention import RetentionCandidate, RetentionDecision, apply_retention
+from replica.failpoints import failpoint
+from replica.policy.retention import NOTHING_VERIFIED, RetentionCandidate, RetentionDecision, apply_retention
 from replica.restic.prune import forget_and_prune
 from replica.restic.snapshots import list_snapshots
 
@@ -60,13 +62,31 @@ def decide_retention(context: Context, job: JobConfig, policy: PolicyConfig, des
         for point in verified_points(context.catalog, job.name)
         if point.snapshot.destination == destination
     }
-    return apply_retention(
-        [RetentionCandidate(row.snapshot_id, row.taken_at) for row in rows],
+    decision = apply_retention(
+        [RetentionCandidate(row.snapshot_id, row.taken_at) for row in rows if row.usable],
         policy.retention,
         verified_ids=verified,
         now=utc_now(),
         rpo=policy.rpo,
     )
+    add_unusable(decision, [row for row in rows if not row.usable], any_verified=bool(verified))
+    return decision
+
+
+def add_unusable(decision: RetentionDecision, unusable: Sequence[Snapshot], *, any_verified: bool) -> None:
+    """Add a destination's unusable snapshots to a retention decision, with their reasons.
+
+    An unusable snapshot (adopted by reconciliation after a crash) is never a recovery point: it takes no keep slot
+    and is removed as soon as the destination has a verified point. Before that, nothing at all is removed.
+    """
+    for row in unusable:
+        candidate = RetentionCandidate(row.snapshot_id, row.taken_at)
+        if any_verified:
+            decision.remove.append(candidate)
+            decision.reasons[row.snapshot_id] = [f"unusable, never a recovery point: {row.unusable_reason or '?'}"]
+        else:
+            decision.keep.append(candidate)
+            decision.reasons[row.snapshot_id] = [NOTHING_VERIFIED]
 
 
 @notifying
@@ -109,7 +129,9 @@ def _prune_destination(
         try:
             run.phase("probe")
             context.probe(destination)
-            run.phase("forget")
+            # The ids go to the catalog before restic removes anything: a crash after the forget leaves an abandoned
+            # run that says which rows reconciliation may mark pruned (replica.actions.reconcile).
+            run.phase("forget", removed_ids=removed_ids)
             context.progress(f"removing {len(removed_ids)} snapshot(s) from '{destination.name}'")
             still_listed = forget_and_prune(
                 context.restic,
@@ -117,6 +139,7 @@ def _prune_destination(
                 removed_ids,
                 stale_lock_clearing(context, job, destination, during="prune", run_id=run.run_id),
             )
+            failpoint("prune-after-forget")
         except Interrupted:
             raise  # stopped on purpose: the remaining destinations must not start
         except ReplicaError as error:

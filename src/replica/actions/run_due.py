@@ -3,31 +3,51 @@ returns; safe every minute, and when two calls overlap (the job lock and a secon
 
 from __future__ import annotations
 
+import logging
 import socket
 from dataclasses import dataclass, field
 
 from replica.actions.context import Context
 from replica.actions.due import ScheduledWork, scheduled_work, work_for
 from replica.actions.locking import process_alive
+from replica.actions.reconcile import Reconciled, reconcile_abandoned
 from replica.actions.scheduled import NOT_DUE, WorkOutcome, run_work
 from replica.actions.watchdog import WatchEvent, watch_objectives
 from replica.catalog.models import Run
 from replica.catalog.records import utc_now
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass
 class RunDueReport:
-    """Everything one `run-due` call did: runs found abandoned, work run, breaches opened or cleared."""
+    """Everything one `run-due` call did: runs found abandoned (and what reconciling them did), work run,
+    breaches opened or cleared."""
 
     abandoned: list[Run] = field(default_factory=list)
+    reconciled: list[Reconciled] = field(default_factory=list)
     outcomes: list[WorkOutcome] = field(default_factory=list)
     watch_events: list[WatchEvent] = field(default_factory=list)
     broken_jobs: dict[str, list[str]] = field(default_factory=dict)
 
 
+def sweep(context: Context) -> tuple[list[Run], list[Reconciled]]:
+    """Mark the `running` runs of this host whose process died as `abandoned`, then reconcile the destinations
+    they touched (snapshots the crash left unrecorded; see replica.actions.reconcile); return both. Never raises
+    for a destination that cannot be reconciled (that is a `failed` reconcile event)."""
+    abandoned = context.catalog.mark_abandoned(host=socket.gethostname(), is_alive=process_alive)
+    if not abandoned:
+        return abandoned, []
+    try:
+        return abandoned, reconcile_abandoned(context, abandoned)
+    except Exception:  # a bug in this housekeeping must never stop the backups due after it: logged, not raised
+        logger.exception("reconciling after the abandoned runs %s failed", [run.id for run in abandoned])
+        return abandoned, []
+
+
 def sweep_abandoned(context: Context) -> list[Run]:
-    """Mark the `running` runs of this host whose process died as `abandoned` and return them."""
-    return context.catalog.mark_abandoned(host=socket.gethostname(), is_alive=process_alive)
+    """Sweep (see `sweep`) and return the runs found abandoned; what reconciliation did is logged."""
+    return sweep(context)[0]
 
 
 def run_due(context: Context) -> RunDueReport:
@@ -37,7 +57,7 @@ def run_due(context: Context) -> RunDueReport:
     Raises KeyboardInterrupt when interrupted (the run in progress is recorded `interrupted`).
     """
     report = RunDueReport(broken_jobs=dict(context.configuration.broken_jobs))
-    report.abandoned = sweep_abandoned(context)
+    report.abandoned, report.reconciled = sweep(context)
     for work in scheduled_work(context, utc_now()):
         if work.next_run > utc_now():
             continue

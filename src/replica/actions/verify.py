@@ -93,6 +93,19 @@ def resolve_expected(
         raise UsageError(f"snapshot id '{snapshot_id}' is ambiguous in destination '{destination.name}'")
     if matches:
         return _expected_from_row(matches[0])
+    unusable = next(
+        (
+            s
+            for s in context.catalog.snapshots(job.name, destination.name)
+            if not s.usable and s.snapshot_id.startswith(snapshot_id)
+        ),
+        None,
+    )
+    if unusable is not None:
+        # Adopted by reconciliation after a crash: even a fingerprint sidecar beside it must not make it one.
+        raise UsageError(
+            f"snapshot '{snapshot_id}' in '{destination.name}' is not a recovery point: {unusable.unusable_reason}"
+        )
     elsewhere = sorted(
         {s.destination for s in context.catalog.snapshots(job.name) if s.snapshot_id.startswith(snapshot_id)}
     )

@@ -109,6 +109,8 @@ class Snapshot(Base):
     stored_name: Mapped[str] = mapped_column(String(255))  # file name inside the snapshot (or the tree root)
     fingerprint: Mapped[dict[str, Any]] = mapped_column(default=dict)
     usable: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Why a snapshot is not usable (adopted by startup reconciliation after a crash, see actions.reconcile).
+    unusable_reason: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime]
     # Set when retention removed the snapshot from its repository; the row stays as evidence.
     pruned_at: Mapped[datetime | None] = mapped_column(default=None)

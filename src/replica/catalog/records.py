@@ -17,6 +17,7 @@ from replica.catalog.breaches import Breaches
 from replica.catalog.events import EventDraft, EventLog
 from replica.catalog.latest import LatestRecords, read_latest
 from replica.catalog.models import CheckResult, Report, Run, Snapshot
+from replica.catalog.reconciliation import Reconciliation
 from replica.catalog.run_events import run_event
 from replica.catalog.summaries import cached_latest
 from replica.errors import FALLBACK_STATE
@@ -83,6 +84,11 @@ class Catalog:
     def breaches(self) -> Breaches:
         """Return the objective breaches recorded by the watchdog."""
         return Breaches(self._sessions, self._events)
+
+    @property
+    def reconciliation(self) -> Reconciliation:
+        """Return what startup reconciliation reads and writes (adopted snapshots, their events)."""
+        return Reconciliation(self._sessions, self._events)
 
     @property
     def events(self) -> EventLog:

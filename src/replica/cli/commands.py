@@ -208,6 +208,7 @@ def snapshots(context: Context, arguments: argparse.Namespace) -> int:
             "taken_at": row.taken_at.isoformat(),
             "bytes_processed": row.bytes_processed,
             "usable": row.usable,
+            "unusable_reason": row.unusable_reason,
             "backup_run_id": row.backup_run_id,
         }
         for row in rows

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
-from replica import __version__
+from replica import __version__, failpoints
 from replica.cli import commands, scheduling
 from replica.cli.audit import add_audit_parser
 from replica.cli.collector import collector_paused, start_up_done
@@ -100,6 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
         scheduling.run_due_command,
         "run whatever is due now according to the catalog, then exit (for cron; safe to overlap)",
     )
+    reconcile = command(
+        "reconcile",
+        scheduling.reconcile,
+        "mark dead runs abandoned and make the catalog agree with the repositories after a crash",
+    )
+    reconcile.add_argument("job", nargs="?", help="only this job (default: every valid job)")
     daemon = command("daemon", scheduling.daemon, "run every job's schedules until SIGTERM")
     daemon.add_argument("--workers", type=_positive_int, default=4, help="runs at a time across jobs (default 4)")
     daemon.add_argument(
@@ -132,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Commands that change or prove data: the configuration they run under is recorded first (when it changed).
-COMMANDS_THAT_WORK = frozenset({"init", "backup", "verify", "restore", "prune", "run-due"})
+COMMANDS_THAT_WORK = frozenset({"init", "backup", "verify", "restore", "prune", "run-due", "reconcile"})
 
 
 def _raise_interrupt(signal_number: int, frame: object) -> None:
@@ -146,6 +152,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _raise_interrupt)
     parser = build_parser()
     arguments = parser.parse_args(argv)
+    if failpoints.armed():
+        print(
+            f"replica: warning: failpoints armed, this process kills itself at {', '.join(sorted(failpoints.armed()))}",
+            file=sys.stderr,
+        )
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )

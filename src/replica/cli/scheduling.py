@@ -63,6 +63,8 @@ def run_due_command(context: Context, arguments: argparse.Namespace) -> int:
     report = run_due(context)
     for run in report.abandoned:
         print(f"run {run.id} ({run.kind} of '{run.job}') was left running by a dead process: marked abandoned")
+    for reconciled in report.reconciled:
+        print(reconciled.describe())
     for outcome in report.outcomes:
         print(f"{outcome.kind} of '{outcome.job}': {outcome.outcome}: {outcome.detail}")
     for event in report.watch_events:
@@ -72,6 +74,25 @@ def run_due_command(context: Context, arguments: argparse.Namespace) -> int:
     if any(outcome.outcome == FAILED for outcome in report.outcomes):
         return EXIT_FAILED
     return USAGE if report.broken_jobs else OK
+
+
+def reconcile(context: Context, arguments: argparse.Namespace) -> int:
+    """Sweep dead runs, then compare every destination of the job (or of every valid job) with the catalog and
+    reconcile what a crash left behind; exit 1 when a destination could not be reconciled."""
+    import socket
+
+    from replica.actions.locking import process_alive
+    from replica.actions.reconcile import FAILED, reconcile_job
+
+    _log_to_stderr()
+    for run in context.catalog.mark_abandoned(host=socket.gethostname(), is_alive=process_alive):
+        print(f"run {run.id} ({run.kind} of '{run.job}') was left running by a dead process: marked abandoned")
+    names = [arguments.job] if arguments.job else sorted(context.configuration.jobs)
+    results = [result for name in names for result in reconcile_job(context, name)]
+    for result in results:
+        print(result.describe())
+    print(f"reconciled {len(names)} job(s): {len(results)} change(s)")
+    return EXIT_FAILED if any(result.outcome == FAILED for result in results) else OK
 
 
 def daemon(context: Context, arguments: argparse.Namespace) -> int:

@@ -70,6 +70,7 @@ class ResticSnapshot:
     hostname: str
     tags: tuple[str, ...]
     original: str | None
+    tree: str | None = None  # the root tree's id: a copy made by `restic copy` has its original's
 
 
 def parse_time(text: str) -> datetime:
@@ -100,6 +101,7 @@ def parse_snapshots(stdout: str) -> list[ResticSnapshot]:
             hostname=str(item.get("hostname", "")),
             tags=tuple(item.get("tags") or ()),
             original=item.get("original"),
+            tree=item.get("tree"),
         )
         for item in document
     ]
