@@ -49,26 +49,44 @@ class History:
         self.catalog = catalog
         self.counter = 0
 
-    def backup(self, job: str, hours: float, *, succeeded: bool = True, copy: bool | None = True) -> int:
-        """Record a backup (and its copy to the offsite); return the backup's run id."""
+    def backup(
+        self,
+        job: str,
+        hours: float,
+        *,
+        succeeded: bool = True,
+        copy: bool | None = True,
+        locks: dict[str, dict[str, Any]] | None = None,
+    ) -> int:
+        """Record a backup (and its copy to the offsite), each with the Object Lock state `locks` gives for its
+        destination; return the backup's run id."""
         catalog = self.catalog
+        locks = locks or {}
+        primary_lock = {"object_lock": locks["primary"]} if "primary" in locks else {}
+        offsite_lock = {"object_lock": locks["offsite"]} if "offsite" in locks else {}
         run_id = catalog.start_run(job, "backup", phase="probe", destination="primary")
         if not succeeded:
-            catalog.finish_run(run_id, succeeded=False, error="restic backup failed (exit 1)", failure="throttled")
+            catalog.finish_run(
+                run_id, succeeded=False, error="restic backup failed (exit 1)", failure="throttled", **primary_lock
+            )
             return run_id
         self.counter += 1
         snapshot = f"{self.counter:08x}"
         taken_at = START + timedelta(hours=hours)
         self._snapshot(job, "primary", snapshot, snapshot, run_id, taken_at)
-        catalog.finish_run(run_id, succeeded=True, snapshot_id=snapshot, bytes_processed=10, bytes_added=1)
+        catalog.finish_run(
+            run_id, succeeded=True, snapshot_id=snapshot, bytes_processed=10, bytes_added=1, **primary_lock
+        )
         if copy is not None:
             copy_id = catalog.start_run(job, "copy", phase="probe", destination="offsite", parent_run_id=run_id)
             if copy:
                 copied = f"c{self.counter:07x}"
                 self._snapshot(job, "offsite", copied, snapshot, run_id, taken_at)
-                catalog.finish_run(copy_id, succeeded=True, snapshot_id=copied, original_snapshot_id=snapshot)
+                catalog.finish_run(
+                    copy_id, succeeded=True, snapshot_id=copied, original_snapshot_id=snapshot, **offsite_lock
+                )
             else:
-                catalog.finish_run(copy_id, succeeded=False, error="restic copy failed (exit 1)")
+                catalog.finish_run(copy_id, succeeded=False, error="restic copy failed (exit 1)", **offsite_lock)
         return run_id
 
     def _snapshot(self, job: str, destination: str, snapshot: str, original: str, run_id: int, taken: datetime) -> None:
@@ -112,38 +130,52 @@ class History:
         )
         return run_id
 
-    def prune(self, job: str, destination: str, keep: int) -> None:
-        """Mark all but the newest `keep` snapshots of a destination pruned, under a prune run."""
+    def prune(self, job: str, destination: str, keep: int, lock: dict[str, Any] | None = None) -> None:
+        """Mark all but the newest `keep` snapshots of a destination pruned, under a prune run (which recorded the
+        Object Lock state `lock`, when given)."""
         rows = self.catalog.snapshots(job, destination)
         run_id = self.catalog.start_run(job, "prune", phase="decide", destination=destination)
         self.catalog.mark_pruned([row.id for row in rows[keep:]], run_id)
-        self.catalog.finish_run(run_id, succeeded=True, kept=keep, removed=len(rows) - keep)
+        details: dict[str, Any] = {"object_lock": lock} if lock is not None else {}
+        self.catalog.finish_run(run_id, succeeded=True, kept=keep, removed=len(rows) - keep, **details)
 
 
 def snapshot_ids(catalog: Catalog, job: str, destination: str) -> list[str]:
     return [row.snapshot_id for row in catalog.snapshots(job, destination, include_pruned=True)]
 
 
+# Object Lock states as S3Storage.object_lock gives them.
+LOCKED = {"enabled": True, "mode": "GOVERNANCE", "retention_days": 1, "retention_years": None}
+COMPLIANCE = {"enabled": True, "mode": "COMPLIANCE", "retention_days": None, "retention_years": 7}
+UNLOCKED = {"enabled": False, "mode": None, "retention_days": None, "retention_years": None}
+UNKNOWN = {**UNLOCKED, "enabled": None, "detail": "Object Lock state not readable (AccessDenied)"}
+
+
 def write_history(catalog: Catalog) -> None:
     history = History(catalog)
     # alpha: healthy, then a newer verification of an older snapshot; the newest offsite verification failed.
+    # Object Lock: the states of the fifth backup and its copy (the sixth, of an older replica, recorded none),
+    # then a prune of the primary that recorded a newer one.
     for hour in range(6):
-        history.backup("alpha", hour)
+        history.backup("alpha", hour, locks={"primary": LOCKED, "offsite": UNLOCKED} if hour == 4 else None)
     primary = snapshot_ids(catalog, "alpha", "primary")
     offsite = snapshot_ids(catalog, "alpha", "offsite")
     history.verify("alpha", "primary", primary[0], rto=2.5, canary_at=START + timedelta(hours=5, minutes=1))
     history.verify("alpha", "primary", primary[3], rto=3.75)
     history.verify("alpha", "offsite", offsite[1])
     history.verify("alpha", "offsite", offsite[0], status=FAILED)
-    history.prune("alpha", "primary", keep=4)
+    history.prune("alpha", "primary", keep=4, lock=COMPLIANCE)
     # beta: the newest verified snapshot failed a later verification; the last backup failed; a copy failed before.
-    history.backup("beta", 1)
-    history.backup("beta", 2, copy=False)
+    # Object Lock: known from the first backup; the failed copy and the failed backup recorded other states.
+    history.backup("beta", 1, locks={"primary": LOCKED, "offsite": LOCKED})
+    history.backup("beta", 2, copy=False, locks={"offsite": UNKNOWN})
     beta = snapshot_ids(catalog, "beta", "primary")
     history.verify("beta", "primary", beta[1])
     history.verify("beta", "primary", beta[0])
     history.verify("beta", "primary", beta[0], status=FAILED)
-    history.backup("beta", 3, succeeded=False)
+    history.backup("beta", 3, succeeded=False, locks={"primary": UNLOCKED})
+    # delta: a state that could not be read is shown as such.
+    history.backup("delta", 0, locks={"primary": UNKNOWN, "offsite": UNLOCKED})
     # delta: a copy of the last backup failed; runs still running (alive, and dead on this host), interrupted,
     # skipped; a scheduled verification that found nothing to verify (no destination); an unusable snapshot.
     history.backup("delta", 1)
@@ -210,6 +242,23 @@ def per_job_document(context: Context, job_name: str, now: datetime) -> dict[str
         None,
     )
 
+    def object_lock(destination: str) -> dict[str, Any] | None:
+        recorded = next(
+            (
+                r
+                for r in runs
+                if r.kind in ("backup", "copy", "prune")
+                and r.destination == destination
+                and r.status == SUCCEEDED
+                and "object_lock" in r.details
+            ),
+            None,
+        )
+        if recorded is None:
+            return None
+        finished_at = recorded.finished_at.isoformat() if recorded.finished_at else None
+        return {**recorded.details["object_lock"], "checked_at": finished_at, "run_id": recorded.id}
+
     def abandoned(run: Run) -> bool:
         return run.status == RUNNING and run.host == socket.gethostname() and not process_alive(run.pid)
 
@@ -250,6 +299,7 @@ def per_job_document(context: Context, job_name: str, now: datetime) -> dict[str
                 }
                 if last_verify
                 else None,
+                "object_lock": object_lock(destination.name),
             }
         )
     return {
@@ -311,6 +361,11 @@ def test_grouped_status_equals_the_per_job_computation(catalog_url: str, tmp_pat
         assert "last verification failed (verification_failed)" in by_name["beta"]["reasons"]
         assert by_name["delta"]["abandoned_runs"] == 1
         assert by_name["gamma"]["last_backup"] is None
+        alpha_primary, alpha_offsite = by_name["alpha"]["destinations"]
+        assert (alpha_primary["object_lock"]["mode"], alpha_offsite["object_lock"]["enabled"]) == ("COMPLIANCE", False)
+        assert [d["object_lock"]["mode"] for d in by_name["beta"]["destinations"]] == ["GOVERNANCE", "GOVERNANCE"]
+        assert by_name["delta"]["destinations"][0]["object_lock"]["enabled"] is None
+        assert by_name["gamma"]["destinations"][0]["object_lock"] is None
         assert by_name["epsilon"]["rpo_seconds"] == (now - (START + timedelta(hours=9))).total_seconds()
     finally:
         context.catalog.sessions.kw["bind"].dispose()

@@ -161,3 +161,33 @@ def test_get_json_of_a_damaged_document_is_a_storage_error(s3_server: S3Server, 
 
     with pytest.raises(StorageError, match=r"state\.json"):
         storage_at(s3_server.endpoint_url).get_json(bucket, "state.json")
+
+
+def test_object_lock_state_of_a_locked_and_a_plain_bucket(s3_server: S3Server, bucket: str) -> None:
+    # GIVEN a bucket with Object Lock and a default COMPLIANCE retention counted in years, and a plain bucket
+    client = s3_server.client()
+    locked = unique_name("replica-it-worm")
+    client.create_bucket(Bucket=locked, ObjectLockEnabledForBucket=True)
+    client.put_object_lock_configuration(
+        Bucket=locked,
+        ObjectLockConfiguration={
+            "ObjectLockEnabled": "Enabled",
+            "Rule": {"DefaultRetention": {"Mode": "COMPLIANCE", "Years": 7}},
+        },
+    )
+    storage = storage_at(s3_server.endpoint_url)
+
+    # WHEN their state is read THEN each is told apart (an unreadable state: see tests/integration/test_least_privilege)
+    assert storage.object_lock(locked) == {
+        "enabled": True,
+        "mode": "COMPLIANCE",
+        "retention_days": None,
+        "retention_years": 7,
+    }
+    assert storage.object_lock(bucket) == {
+        "enabled": False,
+        "mode": None,
+        "retention_days": None,
+        "retention_years": None,
+    }
+    client.delete_bucket(Bucket=locked)

@@ -3,6 +3,7 @@ text below was printed by the previous renderer from the same document."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from replica.cli.render import status_table, table
@@ -136,3 +137,20 @@ def test_table_pads_every_column_to_its_widest_cell_and_keeps_braces_as_text() -
         "A                 C\nx{}\nlong {0} cell  y  z"
     )
     assert table(["ONE", "TWO"], []) == "ONE  TWO"
+
+
+def test_status_table_marks_each_destination_with_its_object_lock_state() -> None:
+    # GIVEN alpha's destinations with recorded Object Lock states: a locked offsite, an unlocked primary; and a
+    # destination whose state could not be read
+    document = copy.deepcopy(DOCUMENT)
+    unlocked = {"enabled": False, "mode": None, "retention_days": None, "retention_years": None}
+    primary, offsite = document["jobs"][0]["destinations"]
+    primary["object_lock"] = {**unlocked, "checked_at": "2026-11-27T09:58:30+00:00", "run_id": 7}
+    offsite["object_lock"] = {**unlocked, "enabled": True, "mode": "COMPLIANCE", "retention_years": 7}
+    document["jobs"][1]["destinations"][0]["object_lock"] = {**unlocked, "enabled": None, "detail": "AccessDenied"}
+
+    # WHEN the table is rendered THEN each destination's cell says so; destinations never checked say nothing
+    lines = status_table(document).splitlines()
+    assert "primary: 4e06424e (1h02m ago) [not locked]; offsite: none [locked COMPLIANCE 7y]" in lines[1]
+    assert "primary: 00ab (3d04h ago) [lock unknown]" in lines[2]
+    assert "[" not in status_table(DOCUMENT).splitlines()[1]

@@ -11,7 +11,7 @@ from datetime import datetime
 from replica.actions.context import Context, sidecar_key
 from replica.actions.locking import holding_job
 from replica.actions.notifications import notifying
-from replica.actions.probing import probing_beside
+from replica.actions.probing import ObjectLockBeside, probing_beside
 from replica.actions.repository_locks import stale_lock_clearing
 from replica.actions.runs import recorded_run
 from replica.catalog.records import utc_now
@@ -91,7 +91,7 @@ def _back_up_job(context: Context, job_name: str) -> BackupOutcome:
         # releases its global read lock and wakes its fingerprint thread), and only then is the thread joined.
         with (
             concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool,
-            probing_beside(context, primary, run) as probe,
+            probing_beside(context, primary, run, object_lock=True) as probe,
         ):
             run.phase("prepare")
             context.progress(f"backing up {store.describe()} to '{primary.name}'")
@@ -330,9 +330,11 @@ def _copy(
             context.probe(destination)
             run.phase("copy")
             context.progress(f"copying snapshot {snapshot_id} to '{destination.name}'")
+            object_lock = ObjectLockBeside(context, destination)
             clearing = stale_lock_clearing(context, job, destination, during="copy", run_id=run_id)
             copied = copy_snapshot(context.restic, source, context.repository(job, destination), snapshot_id, clearing)
             failpoint("copy-after-restic")
+            object_lock.record(run)
             run.snapshot_id = copied.short_id
             run.phase("record")
             write_sidecar(context, job, destination, copied.short_id, snapshot_id, taken_at, stored_name, fingerprint)

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from replica.catalog.database import open_catalog
 from replica.catalog.records import Catalog
@@ -166,6 +166,10 @@ class Context:
         Raises StorageUnreachable, BucketMissing or StorageAccessDenied naming the bucket and endpoint.
         """
         self.storage(destination).probe_bucket(destination.bucket)
+
+    def object_lock(self, destination: DestinationConfig) -> dict[str, Any]:
+        """Return the destination bucket's Object Lock state (see S3Storage.object_lock); never raises."""
+        return self.storage(destination).object_lock(destination.bucket)
 
 
 def sidecar_key(destination: DestinationConfig, snapshot_id: str) -> str:

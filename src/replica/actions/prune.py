@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from replica.actions.context import Context
 from replica.actions.notifications import notifying
+from replica.actions.probing import ObjectLockBeside
 from replica.actions.recovery_points import verified_points
 from replica.actions.repository_locks import holding_repository, stale_lock_clearing
 from replica.actions.runs import recorded_run
@@ -133,6 +134,8 @@ def _prune_destination(
             # run that says which rows reconciliation may mark pruned (replica.actions.reconcile).
             run.phase("forget", removed_ids=removed_ids)
             context.progress(f"removing {len(removed_ids)} snapshot(s) from '{destination.name}'")
+            # On an Object Lock bucket the deletes only add delete markers; status shows which destinations are.
+            object_lock = ObjectLockBeside(context, destination)
             still_listed = forget_and_prune(
                 context.restic,
                 context.repository(job, destination),
@@ -140,6 +143,7 @@ def _prune_destination(
                 stale_lock_clearing(context, job, destination, during="prune", run_id=run.run_id),
             )
             failpoint("prune-after-forget")
+            object_lock.record(run)
         except Interrupted:
             raise  # stopped on purpose: the remaining destinations must not start
         except ReplicaError as error:

@@ -9,7 +9,7 @@ from typing import Any
 
 from replica.actions.context import Context
 from replica.actions.locking import process_alive
-from replica.catalog.latest import LatestRecords, VerifiedPointFacts
+from replica.catalog.latest import LatestRecords, RunFacts, VerifiedPointFacts
 from replica.catalog.models import Run
 from replica.catalog.records import FAILED, RUNNING, utc_now
 from replica.config.load import JobOutline
@@ -98,6 +98,7 @@ def _job_document(
                 }
                 if last_verify
                 else None,
+                "object_lock": _object_lock(latest.object_locks.get(name)),
             }
         )
     return {
@@ -124,6 +125,13 @@ def _job_document(
         "abandoned_runs": facts.abandoned_runs,
         "data_loss_window_seconds": window,
     }
+
+
+def _object_lock(run: RunFacts | None) -> dict[str, Any] | None:
+    """Return a destination's Object Lock state as its newest backup, copy or prune recorded it (None: never)."""
+    if run is None:
+        return None
+    return {**run.details["object_lock"], "checked_at": _iso(run.finished_at), "run_id": run.id}
 
 
 def _canary_at(point: VerifiedPointFacts | None) -> datetime | None:

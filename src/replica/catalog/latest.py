@@ -10,7 +10,8 @@ always shown, computed from all of a job's runs:
 - the RTO of the newest successful verification that measured one;
 - per destination, the newest verified recovery point: the newest usable, unpruned snapshot whose latest finished
   verification succeeded (with that verification);
-- the runs still marked `running`.
+- the runs still marked `running`;
+- per destination, the Object Lock state recorded by its newest succeeded backup, copy or prune.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ SUCCEEDED, FAILED, RUNNING = "succeeded", "failed", "running"
 # The details of a verified point's verification that status reads (the canary's recovery point): only these are
 # kept, so that the cached facts (replica.catalog.summaries) stay small whatever figures a verification records.
 POINT_DETAIL_KEYS = ("canary_at",)
+# The runs that write to a destination; each records the bucket's Object Lock state when its probe passed.
+OBJECT_LOCK_KINDS = ("backup", "copy", "prune")
 # Jobs per round of queries: bounds the bind parameters of the id lookups (SQLite allows 32,766 per statement).
 JOBS_PER_QUERY = 2_000
 
@@ -76,6 +79,9 @@ class LatestRecords:
     newest_points: dict[str, VerifiedPointFacts] = field(default_factory=dict)
     # (host, pid) of every run of the job still marked `running`.
     running: list[tuple[str, int]] = field(default_factory=list)
+    # Per destination, the newest succeeded backup, copy or prune that recorded the bucket's Object Lock state
+    # (`details["object_lock"]`).
+    object_locks: dict[str, RunFacts] = field(default_factory=dict)
 
 
 def read_latest(connection: Connection, jobs: Sequence[str]) -> dict[str, LatestRecords]:
@@ -155,6 +161,14 @@ def _read_chunk(connection: Connection, jobs: list[str]) -> dict[str, LatestReco
             latest.newest_points[row.destination] = VerifiedPointFacts(
                 row.destination, row.point_snapshot_id, row.point_taken_at, row.point_id, verification
             )
+    for kind in OBJECT_LOCK_KINDS:
+        for row in connection.execute(_newest_object_locks(names.c.value, kind), parameters):
+            state = (row.details or {}).get("object_lock")
+            known = records[row.job].object_locks.get(row.destination)
+            if state is not None and (known is None or row.id > known.id):
+                records[row.job].object_locks[row.destination] = RunFacts(
+                    row.id, row.destination, SUCCEEDED, None, row.finished_at, None, {"object_lock": state}
+                )
     running = select(_RUNS.c.job, _RUNS.c.host, _RUNS.c.pid).where(
         _RUNS.c.status == RUNNING, _RUNS.c.job.in_(select(names.c.value))
     )
@@ -234,17 +248,7 @@ def _per_destination(job: ColumnElement[str], materialized: bool) -> Any:
     The destinations are those of the job's verifications (a verified point needs one), listed with a loose index
     scan (one index seek per destination, however many runs there are): the job's files may name fewer.
     """
-    first = select(func.min(_RUNS.c.destination)).where(_RUNS.c.job == job, _RUNS.c.kind == "verify")
-    destinations = select(job.label("job"), first.scalar_subquery().label("destination")).cte(
-        "destinations", recursive=True
-    )
-    previous = destinations.alias("previous")
-    following = select(func.min(_RUNS.c.destination)).where(
-        _RUNS.c.job == previous.c.job, _RUNS.c.kind == "verify", _RUNS.c.destination > previous.c.destination
-    )
-    destinations = destinations.union_all(
-        select(previous.c.job, following.scalar_subquery()).where(previous.c.destination.is_not(None))
-    )
+    destinations = _destinations_of(job, "verify")
     group_job, group_destination = destinations.c.job, destinations.c.destination
 
     def newest_with(status: str) -> ScalarSelect[int]:
@@ -318,6 +322,47 @@ def _per_destination(job: ColumnElement[str], materialized: bool) -> Any:
             & (snapshot.c.destination == ids.c.destination)
             & (snapshot.c.snapshot_id == point_verification.c.snapshot_id),
         )
+    )
+
+
+def _destinations_of(job: ColumnElement[str], kind: str) -> Any:
+    """Return a CTE of (job, destination): every destination of the job's runs of `kind`, listed with a loose
+    index scan (one index seek per destination, however many runs there are), ending with a NULL destination."""
+    first = select(func.min(_RUNS.c.destination)).where(_RUNS.c.job == job, _RUNS.c.kind == kind)
+    destinations = select(job.label("job"), first.scalar_subquery().label("destination")).cte(
+        "destinations", recursive=True
+    )
+    previous = destinations.alias("previous")
+    following = select(func.min(_RUNS.c.destination)).where(
+        _RUNS.c.job == previous.c.job, _RUNS.c.kind == kind, _RUNS.c.destination > previous.c.destination
+    )
+    return destinations.union_all(
+        select(previous.c.job, following.scalar_subquery()).where(previous.c.destination.is_not(None))
+    )
+
+
+def _newest_object_locks(job: ColumnElement[str], kind: str) -> Any:
+    """Return the query of each job's newest succeeded run of `kind` per destination that recorded the bucket's
+    Object Lock state (id, finished_at, details). Every such run since replica records it did, so the index walk
+    stops at the newest run (a prune that removed nothing did not probe: the walk passes over it)."""
+    destinations = _destinations_of(job, kind)
+    group_job, group_destination = destinations.c.job, destinations.c.destination
+    newest = _newest(
+        _RUNS.c.job == group_job,
+        _RUNS.c.kind == kind,
+        _RUNS.c.destination == group_destination,
+        _RUNS.c.status == SUCCEEDED,
+        # as_string: JSON_EXTRACT (SQLite) and ->> (PostgreSQL) give NULL for a missing key, the object otherwise.
+        _RUNS.c.details["object_lock"].as_string().is_not(None),
+    )
+    ids = (
+        select(group_job.label("job"), group_destination.label("destination"), newest.label("run_id"))
+        .where(group_destination.is_not(None))
+        .cte("write_ids")
+    )
+    run = _RUNS.alias("write")
+    return select(ids.c.job, ids.c.destination, run.c.id, run.c.finished_at, run.c.details).join(
+        run, run.c.id == ids.c.run_id
     )
 
 

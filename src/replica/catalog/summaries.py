@@ -38,7 +38,7 @@ from replica.catalog.models import JobRevision, JobStatusCache
 
 logger = logging.getLogger(__name__)
 # Stored first in every cached document: a replica that encodes facts differently recomputes instead of misreading.
-FACTS_FORMAT = 2
+FACTS_FORMAT = 3  # 2: failure states; 3: the destinations' Object Lock states
 # How long `status` waits for SQLite's write lock to store summaries before it gives up (they are a shortcut).
 CACHE_WRITE_WAIT_MILLISECONDS = 200
 
@@ -200,6 +200,10 @@ def encode_facts(records: LatestRecords) -> str:
             records.last_rto_seconds,
             points,
             records.running,
+            {
+                name: [run.id, run.finished_at.isoformat() if run.finished_at else None, run.details["object_lock"]]
+                for name, run in records.object_locks.items()
+            },
         ],
         separators=(",", ":"),
     )
@@ -224,7 +228,7 @@ def _records_of(document: Any) -> LatestRecords | None:
 
 
 def _records_from(document: list[Any]) -> LatestRecords:
-    _, backup, copy_failed, verifications, rto, points, running = document
+    _, backup, copy_failed, verifications, rto, points, running, object_locks = document
     newest_points = {}
     for name, (snapshot_id, taken_at, row_id, verification) in points.items():
         if len(verification) == 3:  # implied by the point (see encode_facts)
@@ -241,4 +245,12 @@ def _records_from(document: list[Any]) -> LatestRecords:
         rto,
         newest_points,
         [(host, pid) for host, pid in running],
+        {name: _object_lock_of(name, value) for name, value in object_locks.items()},
     )
+
+
+def _object_lock_of(destination: str, value: list[Any]) -> RunFacts:
+    """Return the run that recorded a destination's Object Lock state, from its [id, finished at, state]."""
+    identifier, finished, state = value
+    finished_at = datetime.fromisoformat(finished) if finished else None
+    return RunFacts(identifier, destination, SUCCEEDED, None, finished_at, None, {"object_lock": state})

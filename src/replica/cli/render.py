@@ -25,6 +25,18 @@ def age(timestamp: str | None, now: datetime) -> str:
     return f"{format_duration((now - datetime.fromisoformat(timestamp)).total_seconds())} ago"
 
 
+def object_lock(state: dict[str, Any]) -> str:
+    """Return a destination's Object Lock state in a few words: `locked GOVERNANCE 30d`, `not locked`..."""
+    if state["enabled"] is None:
+        return "lock unknown"
+    if not state["enabled"]:
+        return "not locked"
+    if state["mode"] is None:
+        return "locked, no default retention"
+    retention = f"{state['retention_days']}d" if state["retention_days"] else f"{state['retention_years']}y"
+    return f"locked {state['mode']} {retention}"
+
+
 def status_table(document: dict[str, Any]) -> str:
     """Return the status table: one row per job, then broken job files."""
     now = datetime.fromisoformat(document["generated_at"])
@@ -36,6 +48,7 @@ def status_table(document: dict[str, Any]) -> str:
             [
                 f"{d['name']}: {d['newest_verified_snapshot'] or 'none'}"
                 + (f" ({age(d['newest_verified_at'], now)})" if d["newest_verified_at"] else "")
+                + (f" [{object_lock(d['object_lock'])}]" if d.get("object_lock") else "")
                 for d in job["destinations"]
             ]
         )

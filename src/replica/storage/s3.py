@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 MISSING_CODES = {"404", "NoSuchBucket", "NotFound"}
 HASH_CHUNK_BYTES = 1024 * 1024
+# A bucket without Object Lock answers GetObjectLockConfiguration with this code (AWS, MinIO, moto).
+NO_OBJECT_LOCK_CODES = {"ObjectLockConfigurationNotFoundError"}
 DENIED_CODES = {"403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled"}
 
 
@@ -139,3 +141,32 @@ class S3Storage:
         except BotoCoreError as error:
             raise self._translate(error, bucket, f"read {key}") from None
         return digest.hexdigest()
+
+    def object_lock(self, bucket: str) -> dict[str, Any]:
+        """Return the bucket's Object Lock (WORM) state as recorded in the catalog; never raises.
+
+        `{"enabled": True, "mode": "GOVERNANCE" | "COMPLIANCE" | None, "retention_days": N | None,
+        "retention_years": N | None}` for a locked bucket (mode and retention None without a default retention),
+        `{"enabled": False, ...}` for a bucket without Object Lock, and `{"enabled": None, ..., "detail": why}`
+        when the state cannot be read (credentials without `s3:GetBucketObjectLockConfiguration`, an endpoint
+        without the API, no answer): a backup never fails for want of knowing it.
+        """
+        state: dict[str, Any] = {"enabled": None, "mode": None, "retention_days": None, "retention_years": None}
+        try:
+            configuration = self._client.get_object_lock_configuration(Bucket=bucket)["ObjectLockConfiguration"]
+        except ClientError as error:
+            code = str(error.response.get("Error", {}).get("Code", ""))
+            if code in NO_OBJECT_LOCK_CODES:
+                return {**state, "enabled": False}
+            return {**state, "detail": f"Object Lock state not readable ({code or 'error'})"}
+        except BotoCoreError as error:
+            return {**state, "detail": f"Object Lock state not readable ({type(error).__name__})"}
+        retention = configuration.get("Rule", {}).get("DefaultRetention", {})
+        return {
+            **state,
+            "enabled": configuration.get("ObjectLockEnabled") == "Enabled",
+            "mode": retention.get("Mode"),
+            # Either days or years is set; some servers (moto) answer the other as 0.
+            "retention_days": retention.get("Days") or None,
+            "retention_years": retention.get("Years") or None,
+        }
