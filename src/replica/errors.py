@@ -41,9 +41,12 @@ FAILURE_STATES: dict[str, str] = {
     "failed": "any other failure (the message says what)",
 }
 FALLBACK_STATE = "failed"
-# Faults of the moment, not of the data: a verification that cannot run because of one says nothing about whether
-# data was lost, so it alerts as a failure but writes no data-loss report.
-TRANSIENT_STATES = frozenset({"storage_unreachable", "throttled", "clock_skew", "timeout", "interrupted"})
+# Faults of this side or of the moment, not of the data (a full scratch disk included): a verification that cannot
+# run because of one says nothing about whether data was lost, so it alerts as a failure but writes no data-loss
+# report.
+TRANSIENT_STATES = frozenset(
+    {"storage_unreachable", "throttled", "clock_skew", "timeout", "interrupted", "target_full"}
+)
 
 
 class ReplicaError(Exception):
@@ -98,13 +101,22 @@ class CatalogError(ReplicaError):
 class ProcessFailed(ReplicaError):
     """An external process exited non-zero or did not finish in time."""
 
-    def __init__(self, program: str, exit_code: int | None, stderr_tail: str, timed_out: bool = False) -> None:
+    def __init__(
+        self,
+        program: str,
+        exit_code: int | None,
+        stderr_tail: str,
+        timed_out: bool = False,
+        stalled_seconds: float | None = None,
+    ) -> None:
         self.program = program
         self.exit_code = exit_code
         self.stderr_tail = stderr_tail
-        self.timed_out = timed_out
+        self.timed_out = timed_out or stalled_seconds is not None
         last_line = last_meaningful_line(stderr_tail)
-        if timed_out:
+        if stalled_seconds is not None:
+            message = f"{program} made no progress for {stalled_seconds:g} s and was stopped"
+        elif timed_out:
             message = f"{program} did not finish in time and was stopped"
         else:
             message = f"{program} exited with code {exit_code}"
@@ -187,11 +199,11 @@ class PartialSourceRead(ResticError):
 
 
 class ResticTimeout(ResticError):
-    """restic did not finish within its deadline (a silent or stalled endpoint)."""
+    """restic did not finish within its deadline or made no progress for too long (a silent or stalled endpoint)."""
 
     state: ClassVar[str] = "timeout"
 
-    summary = "restic did not finish in time"
+    summary = "restic was stopped"
 
 
 class StorageError(ReplicaError):

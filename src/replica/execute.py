@@ -7,6 +7,13 @@ travel only in environment variables, which are logged by name, never by value.
 Single commands run through `sh`. Pipelines (a dump streamed into `restic backup --stdin`, `restic dump` streamed
 into `pg_restore`) connect the two processes with an OS pipe via `subprocess.Popen`: the data never passes through
 Python, which the field notes measured at ~1.4 GB/s against ~48 MB/s through `sh`'s captured output.
+
+Besides its wall-clock deadline every process has a stall detector (`Command.stall_seconds`): a process whose I/O
+counters (`/proc/PID/io` rchar and wchar: files, sockets and pipes alike) and captured output have not moved for
+that long is stopped like one past its deadline. restic 0.14 waiting on an endpoint that accepts connections and
+never answers reads and writes nothing at all (measured: 20 s without a byte), while a healthy restic moves data
+every fraction of a second (`check --read-data` and `restore` over a 3 MB/s link: at most 0.2 s without 64 bytes
+of I/O). The counters are read by the wait loops that already poll, at most once a second per process.
 """
 
 from __future__ import annotations
@@ -35,6 +42,12 @@ INTERRUPT_GRACE_SECONDS = 10.0
 WAIT_FIRST_POLL_SECONDS = 0.005
 WAIT_LAST_POLL_SECONDS = 0.1
 PIPELINE_POLL_SECONDS = 0.05
+DEFAULT_STALL_SECONDS = 300.0
+# How often a process's I/O counters are read, and how many bytes of I/O in that time count as progress: a Go
+# program (restic) that waits on the network still reads and writes a byte now and then (its poller's wake-ups,
+# measured at 1 byte every ~2 s), which must not count.
+STALL_SAMPLE_SECONDS = 1.0
+STALL_NOISE_BYTES = 64
 BASE_ENVIRONMENT_NAMES = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "XDG_CACHE_HOME")
 
 
@@ -123,12 +136,20 @@ class Cancellation:
 
 @dataclass(frozen=True)
 class Command:
-    """One process to run: argv, the extra environment it needs, its deadline and working directory."""
+    """One process to run: argv, the extra environment it needs, its deadline and working directory.
+
+    `stall_seconds`: stop the process once it made no progress for that long (None: only the deadline applies).
+    `output_is_progress`: whether bytes on its captured stdout/stderr count as progress; restic's `--json` prints a
+    status line every second whatever it is doing (measured: ~150 bytes a second while stuck on a silent endpoint),
+    so for restic only real I/O counts.
+    """
 
     argv: tuple[str, ...]
     environment: Mapping[str, str] = field(default_factory=dict)
     timeout_seconds: float = 300.0
     cwd: Path | None = None
+    stall_seconds: float | None = DEFAULT_STALL_SECONDS
+    output_is_progress: bool = True
 
     @property
     def program(self) -> str:
@@ -138,7 +159,11 @@ class Command:
 
 @dataclass(frozen=True)
 class Completed:
-    """The outcome of one process: exit code (None when killed by the deadline), output and duration."""
+    """The outcome of one process: exit code (None when stopped early), output and duration.
+
+    `timed_out` is set when replica stopped the process, at its deadline or, with `stalled_seconds` set too,
+    because it made no progress for that long.
+    """
 
     command: Command
     exit_code: int | None
@@ -146,16 +171,26 @@ class Completed:
     stderr_tail: str
     duration_seconds: float
     timed_out: bool = False
+    stalled_seconds: float | None = None
 
     @property
     def succeeded(self) -> bool:
         """Return True when the process exited 0 within its deadline."""
         return self.exit_code == 0 and not self.timed_out
 
+    @property
+    def stop_reason(self) -> str:
+        """Return why replica stopped the process, as a phrase for messages ("" when it was not stopped)."""
+        if self.stalled_seconds is not None:
+            return f"made no progress for {self.stalled_seconds:g} s"
+        return "did not finish in time" if self.timed_out else ""
+
     def raise_for_failure(self) -> None:
         """Raise ProcessFailed unless the process succeeded."""
         if not self.succeeded:
-            raise ProcessFailed(self.command.program, self.exit_code, self.stderr_tail, self.timed_out)
+            raise ProcessFailed(
+                self.command.program, self.exit_code, self.stderr_tail, self.timed_out, self.stalled_seconds
+            )
 
 
 @dataclass(frozen=True)
@@ -214,8 +249,10 @@ def run(command: Command, *, stdout_path: Path | None = None, cancellation: Canc
             keywords["_cwd"] = str(command.cwd)
         running = program(*command.argv[1:], **keywords)
         _register(running.pid)
+        captured = [stderr_file] if stdout_path else [stdout_file, stderr_file]
+        watch = _ProgressWatch(running.pid, command, captured, started)
         try:
-            exit_code, timed_out = _wait_with_deadline(running, command, cancellation)
+            exit_code, timed_out, stalled = _wait_with_deadline(running, command, cancellation, watch)
         except BaseException:
             # Interrupted or terminated ourselves: never leave the child running (restic releases its lock on
             # SIGINT, not on SIGTERM).
@@ -224,14 +261,25 @@ def run(command: Command, *, stdout_path: Path | None = None, cancellation: Canc
         finally:
             _unregister(running.pid)
         stdout = "" if stdout_path else _read_all(stdout_file)
-        completed = Completed(command, exit_code, stdout, _tail(stderr_file), time.monotonic() - started, timed_out)
+        completed = Completed(
+            command,
+            exit_code,
+            stdout,
+            _tail(stderr_file),
+            time.monotonic() - started,
+            timed_out,
+            command.stall_seconds if stalled else None,
+        )
     logger.debug("%s exited %s after %.2fs", command.program, exit_code, completed.duration_seconds)
     if _stopping.is_set() and not completed.succeeded:
         raise Interrupted(f"{command.program} stopped while replica was stopping")
     return completed
 
 
-def _wait_with_deadline(running: Any, command: Command, cancellation: Cancellation | None) -> tuple[int | None, bool]:
+def _wait_with_deadline(
+    running: Any, command: Command, cancellation: Cancellation | None, watch: _ProgressWatch
+) -> tuple[int | None, bool, bool]:
+    """Return (exit code, timed out, stalled) once the process ended or was stopped at its deadline or stall."""
     # sh's own wait(timeout=...) polls every 100 ms and counts its sleeps rather than the clock: ~50 ms lost per
     # process on average (a small job starts several restic processes of ~0.5 s each). Poll from 5 ms, backing
     # off to 100 ms, against a monotonic deadline.
@@ -242,17 +290,103 @@ def _wait_with_deadline(running: Any, command: Command, cancellation: Cancellati
             # Only a process still running is stopped: one that ended meanwhile keeps its own outcome (the caller
             # interrupts the process).
             raise Cancelled(command.program, cancellation.reason)
-        remaining = deadline - time.monotonic()
+        now = time.monotonic()
+        remaining = deadline - now
         if remaining <= 0:
             _interrupt(running)
-            return None, True
+            return None, True, False
+        if watch.stalled(now) and running.is_alive():
+            logger.warning("%s made no progress for %gs; stopping it", command.program, command.stall_seconds)
+            _interrupt(running)
+            return None, True, True
         time.sleep(min(pause, remaining))
         pause = min(pause * 1.5, WAIT_LAST_POLL_SECONDS)
     try:
         running.wait()
-        return running.exit_code, False
+        return running.exit_code, False, False
     except sh.SignalException:
-        return running.process.exit_code, False
+        return running.process.exit_code, False, False
+
+
+class _ProgressWatch:
+    """Tells whether a process still makes progress: its I/O counters or its captured output moved.
+
+    Progress is judged over windows of up to STALL_SAMPLE_SECONDS: more than STALL_NOISE_BYTES of I/O besides the bytes
+    written to its captured output, or (when `output_is_progress`) any new captured output. The kernel counts the
+    I/O of the children a process has reaped as its own (a shell's commands), not that of children still running.
+    """
+
+    def __init__(self, pid: int, command: Command, captured: Sequence[IO[bytes]], started: float) -> None:
+        self.pid = pid
+        self.stall_seconds = command.stall_seconds
+        # Two readings at least per stall period, so that a stall is seen within half a period of its limit.
+        self.sample_seconds = min(STALL_SAMPLE_SECONDS, (command.stall_seconds or STALL_SAMPLE_SECONDS) / 2)
+        self._output_is_progress = command.output_is_progress
+        self._captured = captured
+        self.last_progress_at = started
+        self._sampled_at = started
+        # The baseline (one read of /proc, ~20 us beside a fork and exec): judged windows then start at once, so a
+        # stall is seen between its limit and half a limit later. The start-up's I/O (the loader reading libraries)
+        # counts as progress in the first window.
+        self._io_bytes = _io_bytes(pid)
+        self._output_bytes = 0
+
+    def sample(self, now: float) -> None:
+        """Read the counters when a window has passed since the last reading; note progress when they moved."""
+        if now - self._sampled_at < self.sample_seconds:
+            return
+        io_bytes = _io_bytes(self.pid)
+        output_bytes = sum(_file_size(file) for file in self._captured)
+        output_grew = output_bytes - self._output_bytes
+        other_io = 0
+        if io_bytes is not None and self._io_bytes is not None:
+            other_io = io_bytes - self._io_bytes - output_grew
+        if other_io > STALL_NOISE_BYTES or (self._output_is_progress and output_grew > 0):
+            self.last_progress_at = now
+        self._io_bytes, self._output_bytes, self._sampled_at = io_bytes, output_bytes, now
+
+    def stalled(self, now: float) -> bool:
+        """Return True once the process made no progress for its `stall_seconds` (never when it has none)."""
+        if self.stall_seconds is None:
+            return False
+        self.sample(now)
+        return now - self.last_progress_at >= self.stall_seconds
+
+
+def _io_bytes(pid: int) -> int | None:
+    """Return rchar + wchar of a process (every byte it read or wrote, sockets and pipes included), or None when
+    the kernel does not tell (the process is gone, or no task I/O accounting)."""
+    try:
+        with open(f"/proc/{pid}/io", encoding="ascii") as io_file:
+            counters = dict(line.split(":", 1) for line in io_file if ":" in line)
+        return int(counters["rchar"]) + int(counters["wchar"])
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def _file_size(file: IO[bytes]) -> int:
+    try:
+        return os.fstat(file.fileno()).st_size
+    except (OSError, ValueError):
+        return 0
+
+
+def _pipeline_stalled(watches: Sequence[_ProgressWatch], running: Sequence[bool], now: float) -> float | None:
+    """Return the stall limit a pipeline went past, or None while it still makes progress.
+
+    A pipeline stalls when none of its running processes made progress for the shortest limit among them: a
+    producer blocked on a full pipe waits for its consumer, not for nothing, and a consumer without a limit (a
+    database restore tool waiting on the server) keeps its producer's limit from applying once the producer ended.
+    """
+    live = [watch for watch, alive in zip(watches, running, strict=True) if alive]
+    limits = [watch.stall_seconds for watch in live if watch.stall_seconds is not None]
+    if not limits:
+        return None
+    for watch in live:
+        watch.sample(now)
+    limit = min(limits)
+    last_progress = max(watch.last_progress_at for watch in live)
+    return limit if now - last_progress >= limit else None
 
 
 def _interrupt(running: Any) -> None:
@@ -275,7 +409,8 @@ def run_pipeline(
 ) -> PipelineCompleted:
     """Run `producer | consumer` through an OS pipe and return both outcomes; never raises on exit codes.
 
-    Both processes share one deadline; on expiry both get SIGINT, then SIGKILL. The producer's exit status is
+    Both processes share one deadline; on expiry, or once neither made progress for its stall limit (see
+    `_pipeline_stalled`), both get SIGINT, then SIGKILL. The producer's exit status is
     always reported: a consumer that succeeded does not make a failed producer a success (restic 0.14 saves a
     snapshot from a failed dump).
     Raises ProcessFailed when either program cannot be started, Cancelled when `cancellation` stopped them.
@@ -304,17 +439,23 @@ def run_pipeline(
         for process in (producer_process, consumer_process):
             _register(process.pid)
         deadline = started + timeout_seconds
-        # Only a process still running at the deadline timed out: a restic that already exited 0 while the dump
-        # hangs must not be blamed for it.
-        stopped_at_deadline: set[int] = set()
+        watches = (
+            _ProgressWatch(producer_process.pid, producer, [producer_err], started),
+            _ProgressWatch(consumer_process.pid, consumer, [consumer_out, consumer_err], started),
+        )
+        what = f"{producer.program} | {consumer.program}"
+        # Only a process still running at the deadline or the stall is stopped early: a restic that already exited
+        # 0 while the dump hangs must not be blamed for it.
+        stopped_early: set[int] = set()
+        stalled_seconds: float | None = None
         try:
-            for process in (consumer_process, producer_process):
-                try:
-                    _wait_process(process, deadline, cancellation, f"{producer.program} | {consumer.program}")
-                except subprocess.TimeoutExpired:
-                    stopped_at_deadline = {p.pid for p in (consumer_process, producer_process) if p.poll() is None}
-                    _stop([consumer_process, producer_process])
-                    break
+            stop = _wait_pipeline((producer_process, consumer_process), watches, deadline, cancellation, what)
+            if stop is not None:
+                stalled_seconds = stop.stalled_seconds
+                if stalled_seconds is not None:
+                    logger.warning("%s made no progress for %gs; stopping it", what, stalled_seconds)
+                stopped_early = {p.pid for p in (consumer_process, producer_process) if p.poll() is None}
+                _stop([consumer_process, producer_process])
         except BaseException:
             _stop([consumer_process, producer_process])
             raise
@@ -322,23 +463,25 @@ def run_pipeline(
             for process in (producer_process, consumer_process):
                 _unregister(process.pid)
         duration = time.monotonic() - started
-        producer_timed_out = producer_process.pid in stopped_at_deadline
-        consumer_timed_out = consumer_process.pid in stopped_at_deadline
+        producer_stopped = producer_process.pid in stopped_early
+        consumer_stopped = consumer_process.pid in stopped_early
         producer_result = Completed(
             producer,
-            None if producer_timed_out else producer_process.returncode,
+            None if producer_stopped else producer_process.returncode,
             "",
             _tail(producer_err),
             duration,
-            producer_timed_out,
+            producer_stopped,
+            stalled_seconds if producer_stopped else None,
         )
         consumer_result = Completed(
             consumer,
-            None if consumer_timed_out else consumer_process.returncode,
+            None if consumer_stopped else consumer_process.returncode,
             _read_all(consumer_out),
             _tail(consumer_err),
             duration,
-            consumer_timed_out,
+            consumer_stopped,
+            stalled_seconds if consumer_stopped else None,
         )
     logger.debug(
         "%s exited %s, %s exited %s after %.2fs",
@@ -353,24 +496,44 @@ def run_pipeline(
     return PipelineCompleted(producer_result, consumer_result)
 
 
-def _wait_process(
-    process: subprocess.Popen[bytes], deadline: float, cancellation: Cancellation | None, what: str
-) -> None:
-    """Return when `process` ended. Raises subprocess.TimeoutExpired at `deadline`, Cancelled once cancelled."""
-    if cancellation is None:
-        process.wait(timeout=max(deadline - time.monotonic(), 0.01))
-        return
+@dataclass(frozen=True)
+class _EarlyStop:
+    """Why a pipeline is to be stopped: its deadline (`stalled_seconds` None) or a stall of that many seconds."""
+
+    stalled_seconds: float | None
+
+
+def _wait_pipeline(
+    processes: Sequence[subprocess.Popen[bytes]],
+    watches: Sequence[_ProgressWatch],
+    deadline: float,
+    cancellation: Cancellation | None,
+    what: str,
+) -> _EarlyStop | None:
+    """Return None once every process ended, or why they must be stopped (deadline, stall).
+
+    Raises Cancelled once `cancellation` is flipped while a process still runs (one that ended on its own keeps
+    its outcome).
+    """
+    sample_steps = [watch.sample_seconds for watch in watches if watch.stall_seconds is not None]
     while True:
-        if process.poll() is not None:
-            return  # ended on its own: its outcome stands, even when cancelled meanwhile
-        cancellation.raise_if_cancelled(what)
-        remaining = deadline - time.monotonic()
-        try:
-            process.wait(timeout=max(min(remaining, PIPELINE_POLL_SECONDS), 0.01))
-            return
-        except subprocess.TimeoutExpired:
-            if remaining <= PIPELINE_POLL_SECONDS:
-                raise
+        alive = [process.poll() is None for process in processes]
+        if not any(alive):
+            return None
+        if cancellation is not None:
+            cancellation.raise_if_cancelled(what)
+        now = time.monotonic()
+        if now >= deadline:
+            return _EarlyStop(None)
+        stalled_seconds = _pipeline_stalled(watches, alive, now)
+        if stalled_seconds is not None:
+            return _EarlyStop(stalled_seconds)
+        # Popen.wait polls finely (from 0.5 ms): an exit is seen at once; the step bounds how late a cancellation,
+        # the deadline or a stall is seen.
+        step = min(PIPELINE_POLL_SECONDS if cancellation is not None else STALL_SAMPLE_SECONDS / 2, *sample_steps)
+        first_alive = processes[alive.index(True)]
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            first_alive.wait(timeout=max(min(step, deadline - now), 0.001))
 
 
 def _popen(command: Command, *, stdin: Any, stdout: Any, stderr: Any) -> subprocess.Popen[bytes]:

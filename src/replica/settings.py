@@ -85,6 +85,13 @@ class Settings(BaseSettings):
         description="Deadline of short restic calls (init, snapshots, forget).",
         examples=[300],
     )
+    stall_seconds: float = Field(
+        default=300,
+        ge=0,
+        description="Stop a restic or dump process that made no progress (no byte read or written) for this long, "
+        "as at its deadline (state `timeout`); 0 turns the stall detector off.",
+        examples=[300],
+    )
     s3_endpoint_url: str | None = Field(
         default=None,
         validation_alias=AliasChoices(
@@ -134,6 +141,11 @@ class Settings(BaseSettings):
         if self.scratch_dir is None:
             self.scratch_dir = self.state_dir / "scratch"
         return self
+
+    @property
+    def stall_limit_seconds(self) -> float | None:
+        """Return the stall limit of processes, None when the stall detector is off."""
+        return self.stall_seconds or None
 
     @property
     def reports_path(self) -> Path:

@@ -66,6 +66,7 @@ class Context:
             binary=self.settings.restic_binary,
             timeout_seconds=self.settings.restic_timeout_seconds,
             metadata_timeout_seconds=self.settings.restic_metadata_timeout_seconds,
+            stall_seconds=self.settings.stall_limit_seconds,
         )
 
     def reloaded(self) -> Context:
@@ -87,10 +88,10 @@ class Context:
         return job, self.configuration.policy_of(job)
 
     def store(self, job: JobConfig, policy: PolicyConfig) -> Store:
-        """Return the store a job protects."""
+        """Return the store a job protects, its dump and restore processes under the settings' stall limit."""
         from replica.stores import build_store
 
-        return build_store(job, policy)
+        return build_store(job, policy, stall_seconds=self.settings.stall_limit_seconds)
 
     def destination(self, job: JobConfig, name: str | None) -> DestinationConfig:
         """Return the named destination (the primary when None). Raises UsageError for unknown names."""

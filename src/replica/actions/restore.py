@@ -13,7 +13,7 @@ from replica.actions.runs import recorded_run
 from replica.actions.verify import ExpectedData, resolve_expected
 from replica.catalog.records import CheckOutcome, utc_now
 from replica.config.models import DestinationConfig, JobConfig
-from replica.errors import TargetNotEmpty, UsageError, VerificationFailed
+from replica.errors import TargetFull, TargetNotEmpty, UsageError, VerificationFailed
 from replica.stores.base import Target
 
 
@@ -119,14 +119,20 @@ def run_restore(context: Context, plan: RestorePlan, expected: ExpectedData) -> 
         context.progress(f"[1/3] restoring snapshot {plan.snapshot_id} from '{destination.name}'")
         run.phase("restore")
         with store.staging_target(plan.target, label) as staged:
-            restored = restore_snapshot(
-                context,
-                store,
-                repository,
-                SnapshotRef(plan.snapshot_id, expected.stored_name),
-                staged,
-                shared_lock=True,  # not under the job's lock: restic's shared lock keeps a prune out
-            ).check
+            try:
+                restored = restore_snapshot(
+                    context,
+                    store,
+                    repository,
+                    SnapshotRef(plan.snapshot_id, expected.stored_name),
+                    staged,
+                    shared_lock=True,  # not under the job's lock: restic's shared lock keeps a prune out
+                ).check
+            except TargetFull as error:
+                # The staging copy is removed on the way out: nothing half-restored is left looking like a restore.
+                raise TargetFull(
+                    f"restore into {plan.target.description} failed: {error}; nothing was put in place"
+                ) from None
             checks = [restored]
             context.progress(f"      {restored.detail}")
             if restored.passed:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 
@@ -12,13 +13,17 @@ from replica.errors import (
     ProcessFailed,
     ReplicaError,
     RepositoryCorrupt,
+    ResticTimeout,
     StorageError,
+    TargetFull,
     WrongPassword,
 )
-from replica.execute import run_pipeline
+from replica.execute import Completed, run_pipeline
 from replica.restic.command import Repository, classify_failure
 from replica.restic.restore import dump_command, dump_to_file, restore_tree
 from replica.stores.base import Store, Target
+
+NO_SPACE = re.compile(r"no space left on device", re.I)
 
 
 @dataclass(frozen=True)
@@ -53,7 +58,8 @@ def restore_snapshot(
     needs it; a verification holds the job's lock, which already keeps the job's prune out, and saves the cost.
 
     A failed restore leaves the target to be discarded: restic 0.14 can leave full-size files of wrong content.
-    Raises only for failures that say nothing about the data (wrong password, unreachable storage).
+    Raises only for failures that say nothing about the data (wrong password, unreachable storage, a full target,
+    a process stopped at its deadline or stall).
     """
     method = store.restore_method(target, snapshot.stored_name)
     started = time.monotonic()
@@ -81,6 +87,9 @@ def restore_snapshot(
             outcome = run_pipeline(producer, method.consumer, timeout_seconds=producer.timeout_seconds)
             if not outcome.producer.succeeded:
                 raise classify_failure(outcome.producer, repository.name)
+            if not outcome.consumer.succeeded and NO_SPACE.search(outcome.consumer.stderr_tail):
+                # The restore tool's server ran out of disk ("could not extend file ...: No space left on device").
+                raise TargetFull(f"{target.description} ran out of space: {_no_space_line(outcome.consumer)}")
             outcome.consumer.raise_for_failure()
     except (ProcessFailed, ReplicaError) as error:
         if _says_nothing_about_data(error):
@@ -99,5 +108,13 @@ def restore_snapshot(
 
 
 def _says_nothing_about_data(error: Exception) -> bool:
-    # An interrupted restore was stopped by us (daemon shutdown): it proves nothing about the data either.
-    return isinstance(error, (WrongPassword, StorageError, Interrupted))
+    # An interrupted restore was stopped by us (daemon shutdown), a full target or a stalled process are faults of
+    # this side: none proves anything about the data either.
+    if isinstance(error, ProcessFailed) and error.timed_out:
+        return True
+    return isinstance(error, (WrongPassword, StorageError, Interrupted, TargetFull, ResticTimeout))
+
+
+def _no_space_line(completed: Completed) -> str:
+    lines = [line for line in completed.stderr_tail.splitlines() if NO_SPACE.search(line)]
+    return lines[-1].strip()

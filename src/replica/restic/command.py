@@ -15,7 +15,7 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from replica import errors
-from replica.execute import Command, Completed, run
+from replica.execute import DEFAULT_STALL_SECONDS, Command, Completed, run
 from replica.restic.lock_messages import parse_locked_error
 from replica.restic.messages import named_repository_files
 
@@ -30,6 +30,11 @@ EXIT_CODE_ERRORS: dict[int, type[errors.ResticError]] = {
 }
 # restic 0.14 exits 1 for all of these; the message tells them apart. Checked in order, first match wins.
 STDERR_ERRORS: tuple[tuple[re.Pattern[str], type[errors.ReplicaError]], ...] = (
+    # First: a restore or dump into a full file system prints the failed write ("write /target/f: no space left on
+    # device"), and --verify may then also report the truncated files as not matching, which is no corruption. Only
+    # a command that writes a target is classified so (see classify_failure): a backup whose temporary files fill
+    # the local disk is not a full restore target.
+    (re.compile(r"no space left on device", re.I), errors.TargetFull),
     (re.compile(r"wrong password or no key found", re.I), errors.WrongPassword),
     (re.compile(r"repository is already locked", re.I), errors.RepositoryLocked),
     # Before "unreachable": a skewed or throttled request can end in a connection reset after the S3 error.
@@ -82,11 +87,12 @@ class Repository:
 
 @dataclass(frozen=True)
 class Restic:
-    """The restic binary and its deadlines."""
+    """The restic binary, its deadlines and its stall limit (None: no stall detector)."""
 
     binary: str = "restic"
     timeout_seconds: float = 6 * 3600
     metadata_timeout_seconds: float = 300
+    stall_seconds: float | None = DEFAULT_STALL_SECONDS
 
     def command(
         self,
@@ -105,7 +111,15 @@ class Restic:
         argv = (self.binary, "--json", *arguments)
         environment = {**repository.environment(), **(extra_environment or {})}
         timeout = self.timeout_seconds if long_running else self.metadata_timeout_seconds
-        return Command(argv=argv, environment=environment, timeout_seconds=timeout, cwd=cwd)
+        # Its status lines are no progress: `backup --json` prints one a second even while stuck on the network.
+        return Command(
+            argv=argv,
+            environment=environment,
+            timeout_seconds=timeout,
+            cwd=cwd,
+            stall_seconds=self.stall_seconds,
+            output_is_progress=False,
+        )
 
     def run(
         self,
@@ -128,10 +142,15 @@ class Restic:
         return completed
 
 
-def classify_failure(completed: Completed, destination: str) -> errors.ReplicaError:
-    """Return the exception that best describes a failed restic call (never raises)."""
+def classify_failure(completed: Completed, destination: str, target: str | None = None) -> errors.ReplicaError:
+    """Return the exception that best describes a failed restic call (never raises).
+
+    `target` names what a restore or dump writes: only then is "no space left on device" a TargetFull.
+    """
     detail = errors.last_meaningful_line(_meaningful_stderr(completed.stderr_tail))
     if completed.timed_out:
+        if completed.stalled_seconds is not None:
+            return errors.ResticTimeout(destination, f"made no progress for {completed.stalled_seconds:g} s")
         return errors.ResticTimeout(destination, f"no result within {completed.command.timeout_seconds:.0f}s")
     if completed.exit_code in EXIT_CODE_ERRORS:
         coded = EXIT_CODE_ERRORS[completed.exit_code]
@@ -144,6 +163,11 @@ def classify_failure(completed: Completed, destination: str) -> errors.ReplicaEr
                 return _locked(completed, destination, detail)
             if error_class is errors.RepositoryCorrupt:
                 return errors.RepositoryCorrupt(destination, detail, named_repository_files(completed.stderr_tail))
+            if error_class is errors.TargetFull:
+                if target is None:
+                    continue
+                written = [line for line in completed.stderr_tail.splitlines() if pattern.search(line)]
+                return errors.TargetFull(f"{target} ran out of space: {errors.last_meaningful_line(written[-1])}")
             if issubclass(error_class, errors.ResticError):
                 return error_class(destination, detail)
             return error_class(f"destination '{destination}': {detail}")
@@ -157,10 +181,10 @@ def _locked(completed: Completed, destination: str, detail: str) -> errors.Repos
     return errors.RepositoryLocked(destination, detail, holder=parse_locked_error(completed.stderr_tail))
 
 
-def raise_for_restic(completed: Completed, destination: str) -> None:
-    """Raise the classified exception unless restic exited 0 in time."""
+def raise_for_restic(completed: Completed, destination: str, target: str | None = None) -> None:
+    """Raise the classified exception unless restic exited 0 in time (`target`: see classify_failure)."""
     if not completed.succeeded:
-        raise classify_failure(completed, destination)
+        raise classify_failure(completed, destination, target)
 
 
 def _meaningful_stderr(stderr: str) -> str:

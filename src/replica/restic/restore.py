@@ -20,8 +20,8 @@ def _lock_arguments(shared_lock: bool) -> list[str]:
 def restore_tree(restic: Restic, repository: Repository, snapshot_id: str, target: Path, *, shared_lock: bool) -> None:
     """Restore a whole snapshot into `target`, reading every file back (`--verify`).
 
-    Raises a classified ResticError; note that restic 0.14 may leave full-size wrong files behind on failure,
-    so the caller must discard the target.
+    Raises a classified ResticError, TargetFull when `target` ran out of space; note that restic 0.14 may leave
+    full-size wrong files behind on failure, so the caller must discard the target.
     """
     raise_for_restic(
         run(
@@ -32,6 +32,7 @@ def restore_tree(restic: Restic, repository: Repository, snapshot_id: str, targe
             )
         ),
         repository.name,
+        target=str(target),
     )
 
 
@@ -47,6 +48,7 @@ def dump_command(
 def dump_to_file(
     restic: Restic, repository: Repository, snapshot_id: str, stored_name: str, output: Path, *, shared_lock: bool
 ) -> None:
-    """Write one stored file of a snapshot to `output`. Raises a classified ResticError (output is then invalid)."""
+    """Write one stored file of a snapshot to `output`. Raises a classified ResticError, TargetFull when the file
+    system of `output` is full (output is then invalid either way)."""
     command = dump_command(restic, repository, snapshot_id, stored_name, shared_lock=shared_lock)
-    raise_for_restic(run(command, stdout_path=output), repository.name)
+    raise_for_restic(run(command, stdout_path=output), repository.name, target=str(output))

@@ -14,6 +14,7 @@ from replica.config.models import (
     SqliteStoreConfig,
 )
 from replica.errors import ConfigError
+from replica.execute import DEFAULT_STALL_SECONDS
 from replica.stores.base import Store
 
 # Each kind's module is imported when a job of that kind is used: a database driver costs start-up time for
@@ -64,8 +65,11 @@ STORE_KINDS: dict[str, Callable[[JobConfig, PolicyConfig], Store]] = {
 }
 
 
-def build_store(job: JobConfig, policy: PolicyConfig) -> Store:
-    """Return the Store for a job. Raises ConfigError listing the valid kinds when the kind is unknown."""
+def build_store(job: JobConfig, policy: PolicyConfig, *, stall_seconds: float | None = DEFAULT_STALL_SECONDS) -> Store:
+    """Return the Store for a job, whose processes stop after `stall_seconds` without progress (None: never).
+
+    Raises ConfigError listing the valid kinds when the kind is unknown.
+    """
     factory = STORE_KINDS.get(job.store.kind)
     if factory is None:
         raise ConfigError(
@@ -74,4 +78,6 @@ def build_store(job: JobConfig, policy: PolicyConfig) -> Store:
                 f"(valid: {', '.join(sorted(STORE_KINDS))})"
             ]
         )
-    return factory(job, policy)
+    store = factory(job, policy)
+    store.stall_seconds = stall_seconds
+    return store

@@ -7,6 +7,7 @@ target (`RestoreMethod`); the actions layer joins the two through `execute`.
 from __future__ import annotations
 
 import contextlib
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,8 +17,8 @@ from typing import Any, ClassVar, Literal
 
 from replica.catalog.records import CheckOutcome
 from replica.config.models import VerificationConfig
-from replica.errors import StoreError, last_meaningful_line
-from replica.execute import Command, Completed
+from replica.errors import SourceUnreachable, StoreError, last_meaningful_line
+from replica.execute import DEFAULT_STALL_SECONDS, Command, Completed
 
 Fingerprint = dict[str, Any]
 
@@ -41,10 +42,29 @@ class BackupSource:
         return self.producer is not None
 
 
+# What the clients print when they could not reach their server at all (libpq and pg_dump, PyMySQL and
+# mariadb-dump, redis-py and redis-cli): the store is unreachable, not broken. An authentication failure or a
+# missing database means the server was reached.
+UNREACHABLE = re.compile(
+    r"connection refused|could not translate host name|name or service not known|"
+    r"temporary failure in name resolution|no route to host|network is unreachable|timeout expired|"
+    r"can't connect to|unknown (?:mysql |mariadb )?server host|could not connect to redis|timeout connecting|"
+    r"failed: no such file or directory",
+    re.I,
+)
+
+
+def source_error(message: str, cause: str = "") -> StoreError:
+    """Return SourceUnreachable when `message` or the full text of its `cause` says the store's server could not be
+    reached, else StoreError (with `message`)."""
+    unreachable = UNREACHABLE.search(message) or UNREACHABLE.search(cause)
+    return SourceUnreachable(message) if unreachable else StoreError(message)
+
+
 def require_success(completed: Completed) -> None:
     """Raise StoreError unless the producer exited 0 in time (restic stores a short stream without complaint)."""
     if not completed.succeeded:
-        reason = "did not finish in time" if completed.timed_out else f"exited {completed.exit_code}"
+        reason = completed.stop_reason or f"exited {completed.exit_code}"
         raise StoreError(f"{completed.command.program} {reason}: {last_meaningful_line(completed.stderr_tail)}")
 
 
@@ -107,9 +127,13 @@ class RestoreMethod:
 
 
 class Store(ABC):
-    """One protected data store. Subclasses exist per kind and are listed in `STORE_KINDS`."""
+    """One protected data store. Subclasses exist per kind and are listed in `STORE_KINDS`.
+
+    `stall_seconds` is the stall limit every dump and restore process of the store gets (None: only deadlines).
+    """
 
     kind: ClassVar[str]
+    stall_seconds: float | None = DEFAULT_STALL_SECONDS
 
     @abstractmethod
     def describe(self) -> str:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from replica.catalog.records import CheckOutcome
 from replica.config.models import DirectoryStoreConfig, VerificationConfig
-from replica.errors import StoreError, UsageError
+from replica.errors import SourceUnreachable, StoreError, UsageError
 from replica.stores.base import (
     CANARY_NAME,
     BackupSource,
@@ -243,7 +243,7 @@ class DirectoryStore(Store):
     def prepare_backup(self, scratch: Path, job_name: str) -> Iterator[PreparedBackup]:
         root = self.config.path
         if not root.is_dir():
-            raise StoreError(f"{self.describe()}: does not exist or is not a directory")
+            raise SourceUnreachable(f"{self.describe()}: does not exist or is not a directory")
         if not os.access(root, os.R_OK | os.X_OK):
             raise StoreError(f"{self.describe()}: not readable by this user")
         abandon = threading.Event()
@@ -306,6 +306,8 @@ class DirectoryStore(Store):
         return [integrity, fingerprint]
 
     def write_canary(self, canary: Canary) -> None:
+        if not self.config.path.is_dir():
+            raise SourceUnreachable(f"{self.describe()}: does not exist or is not a directory")
         path = self.config.path / CANARY_FILE
         temporary = path.with_name(path.name + ".tmp")
         try:

@@ -50,6 +50,7 @@ from replica.stores.base import (
     RestoreMethod,
     Store,
     Target,
+    source_error,
 )
 from replica.stores.databases import database_name, temporary_database
 from replica.stores.mariadb_objects import create_like, holds_objects, move_objects
@@ -117,7 +118,7 @@ class MariadbStore(Store):
             )
         except pymysql.Error as error:
             what = self._describe_database(about or database or self.config.database)
-            raise StoreError(f"{what}: cannot connect: {first_line_of(error)}") from None
+            raise source_error(f"{what}: cannot connect: {first_line_of(error)}", str(error)) from None
 
     def _client_argv(self, program: str) -> list[str]:
         # --no-defaults: no option file can change what is dumped or restored (it must come first).
@@ -171,6 +172,7 @@ class MariadbStore(Store):
                 ),
                 environment=self._environment(),
                 timeout_seconds=self._timeout(),
+                stall_seconds=self.stall_seconds,
             )
             yield PreparedBackup(
                 source=BackupSource(stored_name=f"/{job_name}.sql", producer=producer),
@@ -190,10 +192,10 @@ class MariadbStore(Store):
         """
         session.producer_finished()
         if not completed.succeeded:
-            reason = "did not finish in time" if completed.timed_out else f"exited {completed.exit_code}"
+            reason = completed.stop_reason or f"exited {completed.exit_code}"
             errors = [line for line in completed.stderr_tail.splitlines() if "error" in line.lower()]
             detail = errors[-1].strip() if errors else last_meaningful_line(completed.stderr_tail)
-            raise StoreError(f"mariadb-dump of {self.describe()} {reason}: {detail}")
+            raise source_error(f"mariadb-dump of {self.describe()} {reason}: {detail}")
 
     # Targets ---------------------------------------------------------------------------------------------------
 
@@ -246,6 +248,8 @@ class MariadbStore(Store):
             argv=(*self._client_argv("mariadb"), f"--database={target.database}", "--binary-mode", "--batch"),
             environment=self._environment(),
             timeout_seconds=self._timeout(),
+            # No stall limit: while the server builds an index the client waits without a byte of I/O.
+            stall_seconds=None,
         )
         return RestoreMethod(kind="command", consumer=consumer)
 

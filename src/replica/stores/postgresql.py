@@ -35,6 +35,7 @@ from replica.stores.base import (
     RestoreMethod,
     Store,
     Target,
+    source_error,
 )
 from replica.stores.databases import database_name, temporary_database
 from replica.stores.tables import compare_tables
@@ -166,9 +167,13 @@ class PostgresqlStore(Store):
                 application_name="replica",
             )
         except psycopg.Error as error:
-            reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
-            raise StoreError(
-                f"postgresql database '{database}' on {self.config.host}:{self.config.port}: cannot connect: {reason}"
+            # libpq's "connection to server at ... failed: Connection refused" is followed by a hint line.
+            lines = [line.strip() for line in str(error).strip().splitlines()]
+            failed = [line for line in lines if "failed:" in line]
+            reason = (failed or lines or [type(error).__name__])[-1]
+            raise source_error(
+                f"postgresql database '{database}' on {self.config.host}:{self.config.port}: cannot connect: {reason}",
+                str(error),
             ) from None
 
     def _client_argv(self, program: str, database: str) -> list[str]:
@@ -213,6 +218,7 @@ class PostgresqlStore(Store):
                 ),
                 environment=self._environment(),
                 timeout_seconds=self._timeout(),
+                stall_seconds=self.stall_seconds,
             )
             # The exporting transaction stays open until the context closes, i.e. after pg_dump has finished.
             yield PreparedBackup(
@@ -233,10 +239,10 @@ class PostgresqlStore(Store):
 
     def _verify_dump(self, completed: Completed) -> None:
         if not completed.succeeded:
-            reason = "did not finish in time" if completed.timed_out else f"exited {completed.exit_code}"
+            reason = completed.stop_reason or f"exited {completed.exit_code}"
             errors = [line for line in completed.stderr_tail.splitlines() if "error:" in line]
             detail = errors[-1].strip() if errors else last_meaningful_line(completed.stderr_tail)
-            raise StoreError(f"pg_dump of {self.describe()} {reason}: {detail}")
+            raise source_error(f"pg_dump of {self.describe()} {reason}: {detail}")
 
     # Targets ---------------------------------------------------------------------------------------------------
 
@@ -302,6 +308,9 @@ class PostgresqlStore(Store):
             ),
             environment=self._environment(),
             timeout_seconds=self._timeout(),
+            # No stall limit: building an index or validating a constraint, the server works for as long as it
+            # takes while pg_restore waits without a byte of I/O.
+            stall_seconds=None,
         )
         return RestoreMethod(kind="command", consumer=consumer)
 

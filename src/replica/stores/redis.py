@@ -58,6 +58,7 @@ from replica.stores.base import (
     Fingerprint,
     PreparedBackup,
     Target,
+    source_error,
 )
 from replica.stores.paths import SingleFileStore, temporary_directory
 from replica.stores.redis_fingerprint import as_text, compare_fingerprints, measure_rdb
@@ -107,7 +108,7 @@ class RedisStore(SingleFileStore):
                 with contextlib.suppress(redis.ResponseError):  # CONFIG may be renamed away
                     return int(client.config_get("databases").get("databases", 16))
         except redis.RedisError as error:
-            raise StoreError(f"{self.describe()}: cannot connect: {first_line_of(error)}") from None
+            raise source_error(f"{self.describe()}: cannot connect: {first_line_of(error)}", str(error)) from None
         return 16
 
     # Backup ----------------------------------------------------------------------------------------------------
@@ -130,7 +131,11 @@ class RedisStore(SingleFileStore):
             yield PreparedBackup(
                 source=BackupSource(
                     stored_name=f"/{job_name}.rdb",
-                    producer=Command(argv=("cat", str(rdb_path)), timeout_seconds=PRODUCER_TIMEOUT_SECONDS),
+                    producer=Command(
+                        argv=("cat", str(rdb_path)),
+                        timeout_seconds=PRODUCER_TIMEOUT_SECONDS,
+                        stall_seconds=self.stall_seconds,
+                    ),
                 ),
                 # Taken from the file before restic starts: a file that does not load never becomes a snapshot.
                 fingerprint=lambda: fingerprint,
@@ -143,15 +148,23 @@ class RedisStore(SingleFileStore):
             argv=(REDIS_CLI, "-h", self.config.host, "-p", str(self.config.port), "--rdb", str(rdb_path)),
             environment={"REDISCLI_AUTH": password} if password else {},
             timeout_seconds=self._timeout(),
+            # While the server forks and saves, it sends the waiting replica a newline a second: that is progress.
+            stall_seconds=self.stall_seconds,
         )
         try:
             completed = run(command)
         except ProcessFailed as error:
             raise StoreError(f"{self.describe()}: cannot take an RDB: {error}") from None
         if not completed.succeeded:
-            reason = f"did not finish within {self._timeout():.0f}s" if completed.timed_out else "failed"
+            reason = "failed"
+            if completed.timed_out:
+                reason = (
+                    completed.stop_reason
+                    if completed.stalled_seconds
+                    else f"did not finish within {self._timeout():.0f}s"
+                )
             detail = last_meaningful_line(completed.stderr_tail) or last_meaningful_line(completed.stdout)
-            raise StoreError(f"{self.describe()}: redis-cli --rdb {reason}: {detail}")
+            raise source_error(f"{self.describe()}: redis-cli --rdb {reason}: {detail}")
         if not rdb_path.is_file() or rdb_path.stat().st_size == 0:
             raise StoreError(f"{self.describe()}: redis-cli --rdb wrote no data")
 
@@ -224,7 +237,7 @@ class RedisStore(SingleFileStore):
             with self._live_client() as client:
                 client.set(CANARY_NAME, json.dumps(canary.as_document()))
         except redis.RedisError as error:
-            raise StoreError(f"{self.describe()}: cannot write canary: {first_line_of(error)}") from None
+            raise source_error(f"{self.describe()}: cannot write canary: {first_line_of(error)}", str(error)) from None
 
     def read_canary(self, location: Target) -> Canary | None:
         assert location.path is not None

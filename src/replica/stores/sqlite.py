@@ -18,7 +18,7 @@ from typing import Any
 
 from replica.catalog.records import CheckOutcome
 from replica.config.models import SqliteStoreConfig, VerificationConfig
-from replica.errors import StoreError, UsageError
+from replica.errors import SourceUnreachable, StoreError, UsageError
 from replica.execute import Command
 from replica.stores.base import (
     CANARY_NAME,
@@ -105,7 +105,7 @@ class SqliteStore(SingleFileStore):
     def prepare_backup(self, scratch: Path, job_name: str) -> Iterator[PreparedBackup]:
         source_path = self.config.path
         if not source_path.is_file():
-            raise StoreError(f"{self.describe()}: file does not exist")
+            raise SourceUnreachable(f"{self.describe()}: file does not exist")
         with temporary_directory(scratch, f"backup-{job_name}-{os.getpid()}") as directory:
             copy_path = directory / f"{job_name}.sqlite3"
             try:
@@ -125,7 +125,9 @@ class SqliteStore(SingleFileStore):
             yield PreparedBackup(
                 source=BackupSource(
                     stored_name=f"/{job_name}.sqlite3",
-                    producer=Command(argv=("cat", str(copy_path)), timeout_seconds=24 * 3600),
+                    producer=Command(
+                        argv=("cat", str(copy_path)), timeout_seconds=24 * 3600, stall_seconds=self.stall_seconds
+                    ),
                 ),
                 fingerprint=lambda: fingerprint_database(copy_path),
             )
@@ -152,7 +154,7 @@ class SqliteStore(SingleFileStore):
 
     def write_canary(self, canary: Canary) -> None:
         if not self.config.path.is_file():
-            raise StoreError(f"{self.describe()}: file does not exist")
+            raise SourceUnreachable(f"{self.describe()}: file does not exist")
         try:
             connection = sqlite3.connect(self.config.path, timeout=CANARY_LOCK_TIMEOUT_SECONDS)
             try:
