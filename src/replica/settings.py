@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -19,6 +19,7 @@ from pydantic_settings import (
 )
 
 from replica.errors import ConfigError
+from replica.urls import endpoint_problem
 
 CONFIG_FILE_VARIABLE = "REPLICA_CONFIG_FILE"
 
@@ -132,6 +133,17 @@ class Settings(BaseSettings):
         examples=["/etc/replica/audit.key"],
     )
 
+    @field_validator("s3_endpoint_url")
+    @classmethod
+    def _safe_endpoint(cls, value: str | None) -> str | None:
+        # The same rules as a destination's endpoint_url: no credentials in it, plain http:// only to loopback.
+        if not value:
+            return None
+        problem = endpoint_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value.rstrip("/")
+
     @model_validator(mode="after")
     def _fill_derived_paths(self) -> Settings:
         if not self.catalog_url:
@@ -220,5 +232,17 @@ def _describe_settings_error(location: tuple[int | str, ...], message: str, toml
     if from_environment or toml_path is None:
         source = f"environment variable {from_environment[0]}" if from_environment else "environment (REPLICA_*)"
     else:
-        source = str(toml_path)
-    return f"{source}: at '{field_name or key}': {message}"
+        source = f"{toml_path}:{_toml_line(toml_path, field_name or key)}"
+    return f"{source}: at '{field_name or key}': {message.removeprefix('Value error, ')}"
+
+
+def _toml_line(toml_path: Path, key: str) -> int:
+    """Return the line (from 1) that sets `key` at the top of a TOML file; 1 when it cannot be told."""
+    import re
+
+    pattern = re.compile(rf"\s*[\"']?{re.escape(key)}[\"']?\s*=")
+    try:
+        lines = toml_path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return 1
+    return next((number for number, line in enumerate(lines, 1) if pattern.match(line)), 1)

@@ -1,4 +1,11 @@
-"""e2e fixtures: moto's S3 server on 127.0.0.1, a deployment folder per module, the real `replica` CLI."""
+"""e2e fixtures: moto's S3 server on 127.0.0.1, a deployment folder per module, the real `replica` CLI.
+
+Every deployment is also a trap for leaked secrets: its credentials are unique canaries (the repository password,
+the S3 secret key, a PostgreSQL password that PostgreSQL jobs take from `E2E_PGPASSWORD`), every program replica
+starts with credentials at hand runs through a PATH shim that records its command line, and at teardown no canary
+may be found in a command line, in anything the CLI printed, in a daemon's log or in any file under the deployment
+(the catalog, reports, exports).
+"""
 
 from __future__ import annotations
 
@@ -15,6 +22,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.e2e.sources import PG_PASSWORD_VARIABLE
+from tests.support.argv_recorders import ArgvRecorders
 from tests.support.s3server import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, S3Server, start_s3_server
 
 CLI_TIMEOUT_SECONDS = 300
@@ -40,6 +49,16 @@ class Deployment:
     secret_files: set[Path] = field(default_factory=set)
     # Variables every replica process of this deployment gets (a signing key, an SMTP password variable).
     environment_extra: dict[str, str] = field(default_factory=dict)
+    # Logs written outside the deployment folder (a daemon's), swept for secrets too.
+    log_files: list[Path] = field(default_factory=list)
+    # The password of every PostgreSQL job (the local server trusts loopback: any password works, none may show).
+    pg_password: str = field(default_factory=lambda: f"canary-pgpass-{secrets.token_hex(8)}")
+    # The shims every replica process finds first on PATH (in the folder: the file sweep reads their log too).
+    recorders: ArgvRecorders = field(init=False)
+
+    def __post_init__(self) -> None:
+        folder = self.root / "argv-shims"
+        self.recorders = ArgvRecorders(folder) if folder.is_dir() else ArgvRecorders.install(folder)
 
     @property
     def state_dir(self) -> Path:
@@ -50,7 +69,10 @@ class Deployment:
         return self.root / "restic-password"
 
     def environment(self, **extra: str) -> dict[str, str]:
-        """Return the environment of a replica process for this deployment (nothing inherited but PATH/HOME)."""
+        """Return the environment of a replica process for this deployment (nothing inherited but PATH/HOME).
+
+        The argv shims come first on PATH, even on a PATH a test gives (its fakes then run behind a shim).
+        """
         environment = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": os.environ.get("HOME", "/root"),
@@ -64,9 +86,11 @@ class Deployment:
             "AWS_ACCESS_KEY_ID": ACCESS_KEY_ID,
             "AWS_SECRET_ACCESS_KEY": SECRET_ACCESS_KEY,
             "AWS_DEFAULT_REGION": REGION,
+            PG_PASSWORD_VARIABLE: self.pg_password,
         }
         environment.update(self.environment_extra)
         environment.update(extra)
+        environment["PATH"] = self.recorders.path(environment["PATH"])
         return environment
 
     def replica(
@@ -86,17 +110,20 @@ class Deployment:
         return result
 
     def secrets(self) -> list[str]:
-        """Return every secret this deployment uses: repository password, S3 secret key, what tests added."""
-        return [self.password_file.read_text().strip(), SECRET_ACCESS_KEY, *self.extra_secrets]
+        """Return every secret this deployment uses: repository password, S3 secret key, PostgreSQL password, what
+        tests added."""
+        return [self.password_file.read_text().strip(), SECRET_ACCESS_KEY, self.pg_password, *self.extra_secrets]
 
     def leaked_secrets(self) -> list[str]:
-        """Return where a secret appears in the CLI's output or in any file under the deployment (catalog,
-        reports, exports, logs), except the files meant to hold one."""
+        """Return where a secret appears: a command line replica started, the CLI's output, a daemon's log or any
+        file under the deployment (catalog, reports, exports, logs), except the files meant to hold one."""
         needles = [secret.encode() for secret in self.secrets() if secret]
         found = []
+        for line in self.recorders.lines():
+            found += [f"command line: {line}" for needle in needles if needle in line.encode()]
         for index, output in enumerate(self.outputs):
             found += [f"CLI output #{index}" for needle in needles if needle in output.encode()]
-        for path in sorted(self.root.rglob("*")):
+        for path in [*sorted(self.root.rglob("*")), *self.log_files]:
             if path.is_file() and path not in self.secret_files | {self.password_file}:
                 data = path.read_bytes()
                 found += [f"{path} holds secret #{n}" for n, needle in enumerate(needles) if needle in data]
@@ -148,7 +175,7 @@ def deployment(s3_server: S3Server, tmp_path_factory: pytest.TempPathFactory) ->
     root = tmp_path_factory.mktemp("deployment")
     (root / "jobs").mkdir()
     (root / "policies").mkdir()
-    (root / "restic-password").write_text(secrets.token_urlsafe(24))
+    (root / "restic-password").write_text(f"canary-restic-{secrets.token_hex(12)}")
     deployed = Deployment(root, s3_server)
     deployed.write_policy()
     yield deployed

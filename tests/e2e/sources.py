@@ -20,6 +20,8 @@ import pymysql
 import redis
 
 POSTGRES = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
+# PostgreSQL jobs read their password from here (the deployment sets it to a canary: loopback is trusted).
+PG_PASSWORD_VARIABLE = "E2E_PGPASSWORD"
 
 
 class Source(Protocol):
@@ -158,7 +160,7 @@ class PostgresqlSource:
         self.add_rows(2000)
 
     def store_config(self) -> dict[str, Any]:
-        return {"kind": "postgresql", **POSTGRES, "database": self.database}
+        return {"kind": "postgresql", **POSTGRES, "database": self.database, "password_env": PG_PASSWORD_VARIABLE}
 
     def add_rows(self, count: int) -> None:
         with postgres_connect(self.database) as connection:

@@ -261,8 +261,9 @@ def test_the_evidence_pack_matches_the_catalog(deployment: Deployment, audited: 
 
 def test_no_secret_is_in_any_log_line_event_report_or_export(deployment: Deployment, audited: Audited) -> None:
     # GIVEN everything above (the CLI's output, the catalog, the reports, the exports under the deployment)
-    # THEN neither the repository password, the S3 secret key nor the SMTP password appears anywhere
-    assert len(deployment.secrets()) == 3
+    # THEN neither the repository password, the S3 secret key, the PostgreSQL password nor the SMTP password appears
+    # anywhere
+    assert len(deployment.secrets()) == 4
     assert deployment.leaked_secrets() == []
 
 

@@ -43,6 +43,7 @@ class DaemonProcess:
 
     def __init__(self, deployment: Deployment, log: Path, *arguments: str, env: dict[str, str] | None = None):
         self.log = log
+        deployment.log_files.append(log)  # swept for secrets at teardown
         with log.open("ab") as output:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "replica", "daemon", *arguments],
@@ -244,7 +245,10 @@ def test_a_daemon_killed_mid_backup_leaves_an_abandoned_run_and_its_successor_ru
 ) -> None:
     # GIVEN an hourly backup that has never run, a verify every 2 s, and a daemon in the middle of the backup
     job = initialised["killed"]
-    deployment.write_job("killed", job.store, job.destinations, schedule={"backup": "every 1d", "verify": "every 2s"})
+    deployment.write_policy("daily", rpo="2d")  # a daily backup meets no shorter RPO: config validation says so
+    deployment.write_job(
+        "killed", job.store, job.destinations, policy="daily", schedule={"backup": "every 1d", "verify": "every 2s"}
+    )
     slow = slow_restic(tmp_path / "slow-bin", "backup", 60)
     first = DaemonProcess(
         deployment, tmp_path / "first.log", env=deployment.environment(REPLICA_RESTIC_BINARY=str(slow))
@@ -340,7 +344,10 @@ def test_two_run_due_started_at_once_never_run_a_job_twice(
     # GIVEN a job whose backup is due, with a dead-man ping
     pings = PingRecorder()
     job = initialised["due"]
-    deployment.write_job("due", job.store, job.destinations, schedule={"backup": "every 1d"}, ping_url=pings.url)
+    deployment.write_policy("daily", rpo="2d")  # a daily backup meets no shorter RPO: config validation says so
+    deployment.write_job(
+        "due", job.store, job.destinations, policy="daily", schedule={"backup": "every 1d"}, ping_url=pings.url
+    )
     before = deployment.replica_json("schedule")["work"]
     assert [(w["job"], w["kind"], w["schedule"], w["due"], w["last_started"]) for w in before] == [
         ("due", "backup", "every 1d", True, None)

@@ -17,6 +17,14 @@ from tests.e2e.repositories import init_side_by_side
 from tests.e2e.sources import Source, databases_like, make_source
 
 STORE_KINDS = ["directory", "sqlite", "postgresql", "mariadb", "redis"]
+# The programs each kind's backup, verify and restore start with credentials at hand (besides restic).
+TOOLS = {
+    "directory": set(),
+    "sqlite": set(),
+    "postgresql": {"pg_dump", "pg_restore"},
+    "mariadb": {"mariadb-dump", "mariadb"},
+    "redis": {"redis-cli", "redis-server"},
+}
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +122,9 @@ def test_backup_copies_verifies_and_restores_identical_data(
     # AND no scratch target was left behind
     assert not list((deployment.state_dir / "scratch").glob("verify-*"))
     assert databases_like("replica_verify_%") == []
+    # AND restic and the store's tools ran through the recording shims: the deployment's teardown then finds no
+    # secret on any of their command lines (the PostgreSQL password, the repository password, the S3 key)
+    assert {"restic", *TOOLS[source.kind]} <= deployment.recorders.programs()
 
 
 def test_old_snapshot_verifies_against_its_own_fingerprint_and_canary(

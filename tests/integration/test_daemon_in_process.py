@@ -30,7 +30,7 @@ def _actor_restored_and_short_delays(monkeypatch: pytest.MonkeyPatch) -> Iterato
 def write_job(root: Path, name: str, schedule: dict[str, str]) -> None:
     (root / "jobs").mkdir(exist_ok=True)
     (root / "policies").mkdir(exist_ok=True)
-    (root / "policies" / "p.yaml").write_text(yaml.safe_dump({"name": "p", "rpo": "1h", "rto": "15m"}))
+    (root / "policies" / "p.yaml").write_text(yaml.safe_dump({"name": "p", "rpo": "2d", "rto": "15m"}))
     document = {
         "name": name,
         "store": {"kind": "directory", "path": str(root)},

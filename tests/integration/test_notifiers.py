@@ -3,6 +3,7 @@ help, a timeout that holds, failing soft whatever happens, and secrets never in 
 
 from __future__ import annotations
 
+import base64
 import logging
 import socket
 import time
@@ -192,6 +193,28 @@ def test_the_secret_part_of_a_url_is_never_in_a_delivery_or_a_log(
     assert TOKEN not in repr(delivery) and TOKEN not in caplog.text
     [warning] = [record for record in caplog.records if record.levelno == logging.WARNING]
     assert "not sent to it (slack) after 3 attempt(s)" in warning.getMessage()
+
+
+def test_credentials_in_a_webhook_url_travel_as_basic_auth_and_never_show(
+    receiver: WebhookReceiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    # urllib alone would take `user:password@127.0.0.1` for a host name and ask DNS for it, password included.
+    caplog.set_level(logging.DEBUG, logger="replica")
+    hook = configure(kind="webhook", url=receiver.url.replace("://", f"://alerts:{TOKEN}@") + "/hook")
+
+    [delivery] = send(notification(), hook)
+
+    assert delivery.sent
+    (request,) = receiver.requests
+    assert request.path == "/hook"
+    assert request.headers["Authorization"] == "Basic " + base64.b64encode(f"alerts:{TOKEN}".encode()).decode()
+    receiver.respond_with(500, 500, 500)
+    [failed] = send(notification(), hook)
+    assert (
+        failed.error
+        == f"http://alerts:***@127.0.0.1:{receiver.url.rsplit(':', 1)[1]} answered HTTP 500 (server_said_no)"
+    )
+    assert TOKEN not in repr(failed) and TOKEN not in caplog.text
 
 
 def test_a_missing_secret_fails_that_delivery_only(

@@ -14,7 +14,7 @@ from replica.cli.main import build_parser
 @pytest.mark.parametrize(
     ("error", "code"),
     [
-        (errors.ConfigError(["jobs/billing.yaml: at 'policy': missing"]), 2),
+        (errors.ConfigError(["jobs/billing.yaml:7: at 'policy': missing"]), 2),
         (errors.UsageError("no job named 'x'"), 2),
         (errors.StorageUnreachable("connection refused"), 3),
         (errors.ResticTimeout("primary", "no result within 300s"), 3),

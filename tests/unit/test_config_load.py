@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from replica.config.load import Configuration, JobOutline, load_configuration
+from replica.config.yaml_files import YamlDocument
 from replica.errors import ConfigError, UsageError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -77,7 +78,7 @@ def test_unknown_key_is_reported_with_file_and_path(folders: tuple[Path, Path]) 
 
     problems = load(folders).problems
 
-    assert f"{path}: at 'destinations[1].buckets': Extra inputs are not permitted" in problems
+    assert f"{path}:12: at 'destinations[1].buckets': Extra inputs are not permitted" in problems
 
 
 def test_invalid_value_is_reported_with_file_and_indexed_path(folders: tuple[Path, Path]) -> None:
@@ -86,7 +87,7 @@ def test_invalid_value_is_reported_with_file_and_indexed_path(folders: tuple[Pat
 
     problems = load(folders).problems
 
-    assert any(problem.startswith(f"{path}: at 'destinations[1].bucket': ") for problem in problems)
+    assert any(problem.startswith(f"{path}:12: at 'destinations[1].bucket': ") for problem in problems)
 
 
 def test_an_invalid_destination_is_not_also_reported_as_too_few_destinations(folders: tuple[Path, Path]) -> None:
@@ -105,7 +106,7 @@ def test_unknown_store_kind_lists_the_valid_kinds(folders: tuple[Path, Path]) ->
 
     (problem,) = load(folders).problems
 
-    assert problem.startswith(f"{path}: at 'store': ")
+    assert problem.startswith(f"{path}:3: at 'store': ")
     assert "'mysql'" in problem
     for kind in ("directory", "sqlite", "postgresql"):
         assert f"'{kind}'" in problem
@@ -119,7 +120,7 @@ def test_store_errors_do_not_show_the_kind_as_a_path_element(folders: tuple[Path
 
     (problem,) = load(folders).problems
 
-    assert problem.startswith(f"{path}: at 'store.port': ")
+    assert problem.startswith(f"{path}:6: at 'store.port': ")
 
 
 def test_every_problem_of_one_file_is_reported_at_once(folders: tuple[Path, Path]) -> None:
@@ -133,8 +134,10 @@ def test_every_problem_of_one_file_is_reported_at_once(folders: tuple[Path, Path
 
     problems = load(folders).problems
 
-    locations = {problem.removeprefix(f"{path}: at ").split(":")[0] for problem in problems}
+    locations = {problem.removeprefix(f"{path}:").split(": at ")[1].split(":")[0] for problem in problems}
     assert {"'colour'", "'destinations[1].bucket'", "'policy'"} <= locations
+    assert f"{path}:2: at 'colour': Extra inputs are not permitted" in problems
+    assert f"{path}:1: at 'policy': Field required" in problems  # a missing field: the line of its mapping
 
 
 def test_problems_of_several_files_are_all_reported(folders: tuple[Path, Path]) -> None:
@@ -145,7 +148,7 @@ def test_problems_of_several_files_are_all_reported(folders: tuple[Path, Path]) 
 
     problems = load(folders).problems
 
-    assert {problem.split(": at ")[0] for problem in problems} == {
+    assert {problem.split(": at ")[0].rpartition(":")[0] for problem in problems} == {
         str(first),
         str(second),
         str(policies / "strict.yaml"),
@@ -177,7 +180,7 @@ def test_job_name_must_equal_the_file_name(folders: tuple[Path, Path]) -> None:
 
     configuration = load(folders)
 
-    assert configuration.problems == [f"{path}: at 'name': must equal the file name 'billing', got 'invoices'"]
+    assert configuration.problems == [f"{path}:1: at 'name': must equal the file name 'billing', got 'invoices'"]
     with pytest.raises(ConfigError):
         configuration.job("billing")
 
@@ -188,7 +191,7 @@ def test_job_naming_a_missing_policy_is_broken(folders: tuple[Path, Path]) -> No
     configuration = load(folders)
 
     assert "billing" in configuration.broken_jobs
-    assert configuration.problems[0].startswith(f"{path}: at 'policy': no valid policy named 'gold'")
+    assert configuration.problems[0].startswith(f"{path}:13: at 'policy': no valid policy named 'gold'")
 
 
 def test_job_whose_policy_file_is_broken_is_broken_too(folders: tuple[Path, Path]) -> None:
@@ -209,7 +212,7 @@ def test_fewer_than_two_destinations_is_an_error(folders: tuple[Path, Path]) -> 
 
     (problem,) = load(folders).problems
 
-    assert problem.startswith(f"{path}: at 'destinations': ")
+    assert problem.startswith(f"{path}:7: at 'destinations': ")
     assert "at least two are needed" in problem
 
 
@@ -230,8 +233,167 @@ def test_password_in_a_store_is_rejected_without_echoing_it(folders: tuple[Path,
 
     problems = load(folders).problems
 
-    assert problems == [f"{path}: at 'store.password': Extra inputs are not permitted"]
+    assert problems == [f"{path}:6: at 'store.password': Extra inputs are not permitted"]
     assert "hunter2-secret" not in " ".join(problems)
+
+
+# The five unsafe configurations, each rejected with its file and line -----------------------------------------------
+
+
+def test_a_duplicate_key_is_rejected_with_both_lines(folders: tuple[Path, Path]) -> None:
+    text = JOB.format(name="billing", policy="standard").replace("clients:", "policy: gold\nclients:")
+    path = write_job(folders[0], "billing", text)
+
+    assert load(folders).problems == [f"{path}:15: duplicate key 'policy' (first on line 13)"]
+
+
+def test_an_unknown_key_deep_in_a_list_is_rejected_with_its_line(folders: tuple[Path, Path]) -> None:
+    text = JOB.format(name="billing", policy="standard").replace(
+        "    prefix: restic/billing\n", "    prefix: restic/billing\n    storage_class: GLACIER\n"
+    )
+    path = write_job(folders[0], "billing", text)
+
+    assert load(folders).problems == [f"{path}:11: at 'destinations[0].storage_class': Extra inputs are not permitted"]
+
+
+def test_keep_last_zero_is_rejected_with_its_line_and_breaks_the_jobs_of_the_policy(
+    folders: tuple[Path, Path],
+) -> None:
+    jobs, policies = folders
+    (policies / "standard.yaml").write_text(POLICY.replace("keep_last: 7", "keep_last: 0"), encoding="utf-8")
+    write_job(jobs, "billing")
+
+    configuration = load(folders)
+
+    assert configuration.problems[0] == (
+        f"{policies / 'standard.yaml'}:5: at 'retention.keep_last': must be at least 1: keep_last: 0 would let "
+        "prune forget every snapshot"
+    )
+    assert "billing" in configuration.broken_jobs
+
+
+JOB_WITH_SCHEDULE = JOB + "schedule:\n  verify: every 1h\n  backup: {backup}\n"
+
+
+@pytest.mark.parametrize(
+    ("backup", "gap"),
+    [("every 2h", "2h"), ('"0 */6 * * *"', "6h"), ('"@daily"', "1d"), ('"0 3 * * 1-5"', "3d"), ('"0 0 30 2 *"', None)],
+)
+def test_a_job_schedule_slower_than_the_rpo_is_rejected_at_the_schedule_line(
+    folders: tuple[Path, Path], backup: str, gap: str | None
+) -> None:
+    jobs, policies = folders
+    path = write_job(jobs, "billing", JOB_WITH_SCHEDULE.format(name="billing", policy="standard", backup=backup))
+
+    configuration = load(folders)
+
+    apart = f"can be {gap} apart" if gap else "happen less than twice in four years (or never)"
+    assert configuration.problems == [
+        f"{path}:18: at 'schedule.backup': backups on '{backup.strip(chr(34))}' {apart}, longer than the rpo 1h of "
+        f"policy 'standard' ({policies / 'standard.yaml'}:2)"
+    ]
+    assert list(configuration.broken_jobs) == ["billing"]
+
+
+@pytest.mark.parametrize("backup", ["every 1h", "every 20m", '"0 * * * *"', '"*/15 * * * *"', "'off'"])
+def test_a_job_schedule_within_the_rpo_loads(folders: tuple[Path, Path], backup: str) -> None:
+    write_job(folders[0], "billing", JOB_WITH_SCHEDULE.format(name="billing", policy="standard", backup=backup))
+
+    assert load(folders).problems == []
+
+
+def test_a_policy_whose_own_schedule_is_slower_than_its_rpo_is_rejected_at_the_rpo_line(
+    folders: tuple[Path, Path],
+) -> None:
+    jobs, policies = folders
+    (policies / "standard.yaml").write_text(POLICY + "schedule:\n  backup: '@daily'\n", encoding="utf-8")
+    write_job(jobs, "billing")
+
+    configuration = load(folders)
+
+    assert configuration.problems[0] == (
+        f"{policies / 'standard.yaml'}:2: at 'rpo': the rpo 1h is shorter than the schedule of this policy allows: "
+        "backups on '@daily' can be 1d apart (schedule.backup, line 7)"
+    )
+    assert "billing" in configuration.broken_jobs
+
+
+@pytest.mark.usefixtures("settled")
+def test_a_cached_job_is_rejected_when_its_policy_rpo_shrinks_below_its_schedule(
+    folders: tuple[Path, Path], cache_file: Path, reads: list[Path]
+) -> None:
+    # GIVEN a job backed up every 45 minutes under a 1h RPO, vouched for by the cache
+    jobs, policies = folders
+    path = write_job(jobs, "billing", JOB_WITH_SCHEDULE.format(name="billing", policy="standard", backup="every 45m"))
+    assert load_configuration(jobs, policies, cache_file).problems == []
+    # WHEN only the policy changes: its RPO becomes 30 minutes
+    (policies / "standard.yaml").write_text(POLICY.replace("rpo: 1h", "rpo: 30m"), encoding="utf-8")
+    reads.clear()
+
+    configuration = load_configuration(jobs, policies, cache_file)
+
+    # THEN the unchanged job file is not read again, and still rejected at the line of its schedule
+    assert reads == [policies / "standard.yaml"]
+    assert configuration.problems == [
+        f"{path}:18: at 'schedule.backup': backups on 'every 45m' can be 45m apart, longer than the rpo 30m of "
+        f"policy 'standard' ({policies / 'standard.yaml'}:2)"
+    ]
+
+
+@pytest.mark.parametrize("host", ["s3.example.com", "10.1.2.3", "[2001:db8::1]", "127.0.0.1.nip.io"])
+def test_a_plain_http_endpoint_to_another_host_is_rejected_with_its_line(folders: tuple[Path, Path], host: str) -> None:
+    text = JOB.format(name="billing", policy="standard").replace(
+        "bucket: acme-backups-us\n", f"bucket: acme-backups-us\n    endpoint_url: http://{host}:9000\n"
+    )
+    path = write_job(folders[0], "billing", text)
+
+    assert load(folders).problems == [
+        f"{path}:13: at 'destinations[1].endpoint_url': plain http:// to '{host.strip('[]')}' would cross the "
+        "network unencrypted; use https:// (plain http:// is allowed only to localhost, 127.0.0.0/8 and ::1)"
+    ]
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "http://127.0.0.1:8333",
+        "http://127.1.2.3:9000",
+        "http://localhost:9000",
+        "http://[::1]:9000",
+        "https://s3.example.com",
+    ],
+)
+def test_https_and_loopback_endpoints_load(folders: tuple[Path, Path], endpoint: str) -> None:
+    text = JOB.format(name="billing", policy="standard").replace(
+        "bucket: acme-backups-us\n", f"bucket: acme-backups-us\n    endpoint_url: {endpoint}\n"
+    )
+    write_job(folders[0], "billing", text)
+
+    assert load(folders).problems == []
+
+
+def test_credentials_in_an_endpoint_are_rejected_without_repeating_them(folders: tuple[Path, Path]) -> None:
+    text = JOB.format(name="billing", policy="standard").replace(
+        "bucket: acme-backups-us\n", "bucket: acme-backups-us\n    endpoint_url: https://AKIA:s3cr3t-key@s3.example\n"
+    )
+    path = write_job(folders[0], "billing", text)
+
+    (problem,) = load(folders).problems
+
+    assert problem.startswith(f"{path}:13: at 'destinations[1].endpoint_url': must not carry credentials")
+    assert "s3cr3t" not in problem and "AKIA" not in problem
+
+
+def test_a_connection_string_as_database_is_rejected_without_repeating_it(folders: tuple[Path, Path]) -> None:
+    text = JOB.format(name="billing", policy="standard").replace(
+        "database: billing", "database: postgresql://backup:pg-s3cr3t@db1/billing"
+    )
+    path = write_job(folders[0], "billing", text)
+
+    (problem,) = load(folders).problems
+
+    assert problem.startswith(f"{path}:5: at 'store.database': must be a database name, not a connection string")
+    assert "s3cr3t" not in problem
 
 
 def test_shipped_example_files_load_without_problems() -> None:
@@ -262,13 +424,13 @@ def reads(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     import replica.config.load
 
     seen: list[Path] = []
-    real = replica.config.load.read_yaml_mapping
+    real = replica.config.load.read_yaml_document
 
-    def counting(path: Path) -> dict[str, object]:
+    def counting(path: Path) -> YamlDocument:
         seen.append(path)
         return real(path)
 
-    monkeypatch.setattr(replica.config.load, "read_yaml_mapping", counting)
+    monkeypatch.setattr(replica.config.load, "read_yaml_document", counting)
     return seen
 
 
@@ -318,15 +480,15 @@ def test_a_job_file_that_could_not_be_read_once_is_not_remembered_as_broken(
 
     jobs, policies = folders
     write_job(jobs, "billing")
-    real_read_text = Path.read_text
+    real_read_bytes = Path.read_bytes
 
-    def failing(path: Path, *arguments: object, **keywords: object) -> str:
+    def failing(path: Path) -> bytes:
         if path.name == "billing.yaml":
             raise OSError(24, "Too many open files")
-        return real_read_text(path, *arguments, **keywords)  # type: ignore[arg-type]
+        return real_read_bytes(path)
 
     with monkeypatch.context() as patch:
-        patch.setattr(replica.config.yaml_files.Path, "read_text", failing)
+        patch.setattr(replica.config.yaml_files.Path, "read_bytes", failing)
         unreadable = load_configuration(jobs, policies, cache_file)
 
     # WHEN the next load runs with the file readable again
@@ -394,7 +556,7 @@ def test_a_cached_job_whose_policy_is_gone_is_broken(folders: tuple[Path, Path],
     configuration = load_configuration(jobs, policies, cache_file)
 
     assert configuration.broken_jobs["billing"] == [
-        f"{path}: at 'policy': no valid policy named 'standard' in {policies}"
+        f"{path}:13: at 'policy': no valid policy named 'standard' in {policies}"
     ]
 
 

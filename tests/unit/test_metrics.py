@@ -88,7 +88,7 @@ def document(*jobs: dict[str, Any], generated_at: datetime = GENERATED_AT, broke
         "generated_at": generated_at.isoformat(),
         "jobs": list(jobs),
         "broken_jobs": [
-            {"job": f"legacy{i}", "problems": ["jobs/legacy.yaml: at 'store': ..."]} for i in range(broken)
+            {"job": f"legacy{i}", "problems": ["jobs/legacy.yaml:3: at 'store': ..."]} for i in range(broken)
         ],
     }
 

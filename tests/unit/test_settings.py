@@ -83,7 +83,7 @@ def test_invalid_toml_value_names_the_file_and_field(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as raised:
         load_settings()
 
-    assert raised.value.problems[0].startswith("replica.toml: at 's3_probe_timeout_seconds': ")
+    assert raised.value.problems[0].startswith("replica.toml:1: at 's3_probe_timeout_seconds': ")
 
 
 def test_invalid_environment_value_is_not_blamed_on_a_valid_toml_file(
@@ -121,3 +121,57 @@ def test_malformed_toml_file_is_a_one_line_config_error(tmp_path: Path, monkeypa
     monkeypatch.setenv("REPLICA_CONFIG_FILE", str(toml))
     with pytest.raises(ConfigError, match="not a readable TOML file"):
         load_settings()
+
+
+@pytest.mark.parametrize("variable", ["REPLICA_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL"])
+def test_a_plain_http_endpoint_to_another_host_is_rejected_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    monkeypatch.setenv(variable, "http://minio.internal:9000")
+
+    with pytest.raises(ConfigError) as raised:
+        load_settings()
+
+    assert raised.value.problems == [
+        f"environment variable {variable}: at 's3_endpoint_url': plain http:// to 'minio.internal' would cross the "
+        "network unencrypted; use https:// (plain http:// is allowed only to localhost, 127.0.0.0/8 and ::1)"
+    ]
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "http://127.0.0.1:8333",
+        "http://127.9.0.1:9000/",
+        "http://localhost:9000",
+        "http://[::1]:9000",
+        "https://s3.example",
+    ],
+)
+def test_https_and_loopback_endpoints_are_accepted(monkeypatch: pytest.MonkeyPatch, endpoint: str) -> None:
+    monkeypatch.setenv("REPLICA_S3_ENDPOINT_URL", endpoint)
+
+    assert load_settings().s3_endpoint_url == endpoint.rstrip("/")
+
+
+def test_an_endpoint_in_the_toml_file_is_rejected_with_its_line(tmp_path: Path) -> None:
+    (tmp_path / "replica.toml").write_text(
+        'restic_binary = "/usr/bin/restic"\ns3_endpoint_url = "http://10.0.0.7:9000"\n', encoding="utf-8"
+    )
+
+    with pytest.raises(ConfigError) as raised:
+        load_settings()
+
+    (problem,) = raised.value.problems
+    assert problem.startswith("replica.toml:2: at 's3_endpoint_url': plain http:// to '10.0.0.7' ")
+
+
+def test_credentials_in_the_endpoint_are_rejected_without_repeating_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REPLICA_S3_ENDPOINT_URL", "https://AKIA:wJalr-s3cr3t@s3.example")
+
+    with pytest.raises(ConfigError) as raised:
+        load_settings()
+
+    (problem,) = raised.value.problems
+    assert "must not carry credentials" in problem
+    assert "s3cr3t" not in problem and "AKIA" not in problem

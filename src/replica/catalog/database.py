@@ -8,11 +8,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from sqlalchemy import Connection, create_engine, event, inspect, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from replica.errors import CatalogError
+from replica.urls import redact_text, redact_url
 
 MIGRATIONS_PATH = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MILLISECONDS = 30_000
@@ -30,7 +30,7 @@ def known_revisions() -> list[str]:
 
 
 def _redacted(url: str) -> str:
-    return make_url(url).render_as_string(hide_password=True)
+    return redact_url(url)
 
 
 def _current_revision(connection: Connection) -> str | None:
@@ -76,7 +76,7 @@ def open_catalog(url: str) -> sessionmaker[Session]:
             if current != known[-1]:
                 _upgrade(connection)
     except SQLAlchemyError as error:
-        reason = str(getattr(error, "orig", None) or error).splitlines()[0]
+        reason = redact_text(str(getattr(error, "orig", None) or error).splitlines()[0])
         raise CatalogError(f"catalog {_redacted(url)} cannot be used: {reason}") from None
     return sessionmaker(engine, expire_on_commit=False)
 

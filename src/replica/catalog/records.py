@@ -21,6 +21,7 @@ from replica.catalog.reconciliation import Reconciliation
 from replica.catalog.run_events import run_event
 from replica.catalog.summaries import cached_latest
 from replica.errors import FALLBACK_STATE
+from replica.urls import redact_text
 
 if TYPE_CHECKING:  # cryptography costs ~50 ms at start-up; only signing needs it
     from replica.audit.keys import Signer
@@ -47,9 +48,10 @@ def utc_now() -> datetime:
 
 
 def first_line(error: str) -> str:
-    """Return the first non-blank line of an error message, cut to what the error column holds."""
+    """Return the first non-blank line of an error message, credentials in it redacted, cut to what the error column
+    holds (every run's error is recorded through here: the runs table and the verification log never hold one)."""
     line = next((line.strip() for line in error.splitlines() if line.strip()), error)
-    return line[:ERROR_COLUMN_CHARACTERS]
+    return redact_text(line)[:ERROR_COLUMN_CHARACTERS]
 
 
 # Runs started by this process and not yet ended. A `running` row naming our own pid but not listed here was left

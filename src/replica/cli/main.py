@@ -15,6 +15,7 @@ from replica.cli.audit import add_audit_parser
 from replica.cli.collector import collector_paused, start_up_done
 from replica.cli.exit_codes import INTERRUPTED, USAGE, exit_code_for
 from replica.errors import ConfigError, ReplicaError
+from replica.urls import redact_text
 
 
 def _timestamp(text: str) -> datetime:
@@ -147,6 +148,15 @@ def _raise_interrupt(signal_number: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _redact_record(record: logging.LogRecord) -> bool:
+    """Redact credentials in a log line (a URL's user info, a DSN's password) before any handler writes it."""
+    message = record.getMessage()
+    redacted = redact_text(message)
+    if redacted != message:
+        record.msg, record.args = redacted, None
+    return True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line and return the exit code."""
     signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -160,6 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_redact_record)
     if arguments.debug:
         # replica's own debug lines only: botocore's would print request headers (key ids, signatures).
         logging.getLogger("replica").setLevel(logging.DEBUG)
@@ -181,11 +193,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if arguments.debug:
             raise
         for problem in error.problems:
-            print(f"replica: error: {problem}", file=sys.stderr)
+            print(f"replica: error: {redact_text(problem)}", file=sys.stderr)
         return USAGE
     except (ReplicaError, KeyboardInterrupt) as error:
         if arguments.debug:
             raise
         message = "interrupted" if isinstance(error, KeyboardInterrupt) else str(error)
-        print(f"replica: error: {message}", file=sys.stderr)
+        print(f"replica: error: {redact_text(message)}", file=sys.stderr)
         return INTERRUPTED if isinstance(error, KeyboardInterrupt) else exit_code_for(error)

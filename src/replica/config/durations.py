@@ -48,6 +48,17 @@ def format_duration(value: timedelta | float | None) -> str:
     return f"{minute}m{second:02d}s"
 
 
+def spell_duration(value: timedelta) -> str:
+    """Return a duration as users write one (`1h`, `1h30m`, `2d`, `45s`): the form the error messages use."""
+    seconds = int(value.total_seconds())
+    parts = []
+    for unit in ("d", "h", "m", "s"):
+        count, seconds = divmod(seconds, _UNIT_SECONDS[unit])
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts) or "0s"
+
+
 Duration = Annotated[
     timedelta,
     BeforeValidator(parse_duration),

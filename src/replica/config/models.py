@@ -12,6 +12,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 from replica.config.durations import Duration
 from replica.config.notify import NotifierConfigs
 from replica.schedule.specs import validate_schedule_text
+from replica.urls import endpoint_problem
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 CheckName = Literal["repository", "restore", "integrity", "fingerprint", "canary"]
@@ -25,6 +26,19 @@ def _require_absolute(value: Path) -> Path:
 
 
 AbsolutePath = Annotated[Path, AfterValidator(_require_absolute)]
+
+
+def _require_plain_name(value: str) -> str:
+    # pg_dump and psql take a connection string for --dbname: a password in one would reach the command line.
+    if "=" in value or "://" in value:
+        raise ValueError(
+            "must be a database name, not a connection string (give host, port and user as fields, and the "
+            "password by password_env or password_file)"
+        )
+    return value
+
+
+DatabaseName = Annotated[str, AfterValidator(_require_plain_name)]
 
 
 class StrictModel(BaseModel):
@@ -78,7 +92,7 @@ class PostgresqlStoreConfig(SecretReference):
     user: str = Field(
         default="postgres", description="Role used to dump, restore and fingerprint.", examples=["backup"]
     )
-    database: str = Field(description="Database to protect.", examples=["billing"])
+    database: DatabaseName = Field(description="Database to protect.", examples=["billing"])
     dump_timeout: Duration = Field(
         default=timedelta(hours=6), description="Deadline of one dump or restore.", examples=["6h"]
     )
@@ -99,7 +113,7 @@ class MariadbStoreConfig(SecretReference):
     host: str = Field(default="127.0.0.1", description="Server host.", examples=["db2.internal"])
     port: int = Field(default=3306, ge=1, le=65535, description="Server port.", examples=[3306])
     user: str = Field(default="root", description="User that dumps, restores and fingerprints.", examples=["backup"])
-    database: str = Field(description="Database (schema) to protect.", examples=["shop"])
+    database: DatabaseName = Field(description="Database (schema) to protect.", examples=["shop"])
     dump_timeout: Duration = Field(
         default=timedelta(hours=6), description="Deadline of one dump or restore.", examples=["6h"]
     )
@@ -149,8 +163,9 @@ class DestinationConfig(SecretReference):
     @field_validator("endpoint_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"https?://[^/\s]+/?", value):
-            raise ValueError("must look like http(s)://host[:port]")
+        problem = endpoint_problem(value) if value is not None else None
+        if problem:
+            raise ValueError(problem)
         return value.rstrip("/") if value else value
 
 
@@ -226,6 +241,14 @@ class JobConfig(StrictModel):
         # real error of an invalid one. A field validator runs only once every destination is valid.
         if len(value) < 2:
             raise ValueError("at least two are needed (a primary and a copy)")
+        # Here rather than on the model: the error then points at the destinations (their file line), not the file.
+        names = [destination.name for destination in value]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"destination names must be unique; repeated: {', '.join(duplicates)}")
+        locations = [(d.endpoint_url, d.bucket, d.prefix) for d in value]
+        if len(set(locations)) != len(locations):
+            raise ValueError("two destinations point at the same bucket and prefix")
         return value
 
     @field_validator("ping_url")
@@ -234,17 +257,6 @@ class JobConfig(StrictModel):
         if value is not None and not re.fullmatch(r"https?://[^/\s]+(/\S*)?", value):
             raise ValueError("must be an http(s) URL")
         return value.rstrip("/") if value else value
-
-    @model_validator(mode="after")
-    def _unique_destinations(self) -> JobConfig:
-        names = [destination.name for destination in self.destinations]
-        duplicates = sorted({name for name in names if names.count(name) > 1})
-        if duplicates:
-            raise ValueError(f"destination names must be unique; repeated: {', '.join(duplicates)}")
-        locations = [(d.endpoint_url, d.bucket, d.prefix) for d in self.destinations]
-        if len(set(locations)) != len(locations):
-            raise ValueError("two destinations point at the same bucket and prefix")
-        return self
 
     @property
     def primary(self) -> DestinationConfig:
@@ -264,6 +276,14 @@ class RetentionConfig(StrictModel):
     keep_daily: int = Field(default=7, ge=0, description="Daily snapshots to keep.", examples=[7])
     keep_weekly: int = Field(default=4, ge=0, description="Weekly snapshots to keep.", examples=[4])
     keep_monthly: int = Field(default=12, ge=0, description="Monthly snapshots to keep.", examples=[12])
+
+    @field_validator("keep_last", mode="before")
+    @classmethod
+    def _keeps_something(cls, value: object) -> object:
+        # ge=1 alone would say "greater than or equal to 1"; say what 0 would do.
+        if isinstance(value, int) and not isinstance(value, bool) and value < 1:
+            raise ValueError(f"must be at least 1: keep_last: {value} would let prune forget every snapshot")
+        return value
 
 
 class VerificationConfig(StrictModel):

@@ -21,6 +21,7 @@ from replica.errors import ConfigError
 from replica.notify.base import NotifyError
 from replica.notify.ping import USER_AGENT, redact_url
 from replica.secrets import read_secret
+from replica.urls import without_user_info
 
 # Enough to read a short answer ("ok", PagerDuty's status JSON) without trusting an endless one.
 ANSWER_LIMIT_BYTES = 64 * 1024
@@ -66,16 +67,17 @@ def post_json(url: str, payload: dict[str, Any], timeout_seconds: float) -> tupl
     # default=str: a datetime left in a report document must not cost the notification.
     body = json.dumps(payload, ensure_ascii=False, default=str).encode("utf-8")
     try:
-        request = urllib.request.Request(
-            url,
-            data=body,
-            method="POST",
-            headers={
-                "User-Agent": USER_AGENT,
-                "Content-Type": "application/json; charset=utf-8",
-                "Accept": "application/json, text/plain, */*",
-            },
-        )
+        # Credentials in the URL (`https://user:password@host/...`) travel as a Basic header: urllib would take
+        # them for part of the host name and ask DNS for it.
+        plain_url, authorization = without_user_info(url)
+        headers = {
+            "User-Agent": USER_AGENT,
+            "Content-Type": "application/json; charset=utf-8",
+            "Accept": "application/json, text/plain, */*",
+        }
+        if authorization:
+            headers["Authorization"] = authorization
+        request = urllib.request.Request(plain_url, data=body, method="POST", headers=headers)
         with _OPENER.open(request, timeout=timeout_seconds) as response:
             answer = response.read(ANSWER_LIMIT_BYTES)
             status = int(response.status)

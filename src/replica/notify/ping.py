@@ -16,7 +16,7 @@ import urllib.error
 import urllib.request
 from urllib.parse import urlsplit, urlunsplit
 
-from replica import __version__
+from replica import __version__, urls
 
 logger = logging.getLogger(__name__)
 
@@ -42,13 +42,7 @@ def event_url(url: str, event: str) -> str:
 
 def redact_url(url: str) -> str:
     """Return only the scheme and host (with port) of `url`: safe to log, unlike its path (the check's secret)."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or "?"
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:  # a port that is not a number: say nothing more about the URL
-        return "(invalid URL)"
-    return f"{parts.scheme or '?'}://{host}{port}"
+    return urls.redact_url(url, keep_path=False)
 
 
 def _body(message: str) -> bytes:
@@ -76,12 +70,11 @@ def _describe(error: Exception) -> str:
 
 
 def _post(url: str, body: bytes, timeout_seconds: float) -> int:
-    request = urllib.request.Request(
-        url,
-        data=body,
-        method="POST",
-        headers={"User-Agent": USER_AGENT, "Content-Type": "text/plain; charset=utf-8"},
-    )
+    plain_url, authorization = urls.without_user_info(url)
+    headers = {"User-Agent": USER_AGENT, "Content-Type": "text/plain; charset=utf-8"}
+    if authorization:
+        headers["Authorization"] = authorization
+    request = urllib.request.Request(plain_url, data=body, method="POST", headers=headers)
     with urllib.request.urlopen(request, timeout=timeout_seconds) as response:
         response.read()  # drain it so the connection closes cleanly
         return int(response.status)

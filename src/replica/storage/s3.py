@@ -19,6 +19,7 @@ from botocore.exceptions import (
 )
 
 from replica.errors import BucketMissing, StorageAccessDenied, StorageError, StorageUnreachable
+from replica.urls import redact_url
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -43,9 +44,9 @@ class S3Storage:
         timeout_seconds: float,
     ) -> None:
         if endpoint_url is not None and not re.fullmatch(r"https?://[^/\s]+", endpoint_url):
-            raise StorageError(f"S3 endpoint '{endpoint_url}' must look like http(s)://host[:port]")
+            raise StorageError(f"S3 endpoint '{redact_url(endpoint_url)}' must look like http(s)://host[:port]")
         self.endpoint_url = endpoint_url
-        self.location = endpoint_url or f"AWS S3 ({region})"
+        self.location = redact_url(endpoint_url) if endpoint_url else f"AWS S3 ({region})"
 
         # A session of its own: boto3's default session is not safe to build clients from in several threads
         # (the daemon's workers); the client itself is.
