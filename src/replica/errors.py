@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 FAILURE_STATES: dict[str, str] = {
     "storage_unreachable": "the S3 endpoint refuses connections, times out or does not answer",
     "throttled": "the S3 endpoint kept answering 503 SlowDown after restic's retries",
+    "storage_error": "the S3 endpoint kept answering server errors (500 InternalError, 502, 504) after retries",
     "auth_failed": "the S3 endpoint refused the credentials",
     "wrong_password": "the repository password does not open the repository",
     "repository_missing": "the bucket, or the restic repository inside it, does not exist",
@@ -220,6 +221,12 @@ class StorageThrottled(StorageError):
     """The S3 endpoint kept answering 503 SlowDown (or 429) after every retry."""
 
     state: ClassVar[str] = "throttled"
+
+
+class StorageServerError(StorageError):
+    """The S3 endpoint kept answering server errors (500 InternalError, 502, 504) after every retry."""
+
+    state: ClassVar[str] = "storage_error"
 
 
 class ClockSkew(StorageError):

@@ -48,6 +48,11 @@ def failed(stderr: str, exit_code: int | None = 1, *, timed_out: bool = False) -
             errors.RepositoryCorrupt,
         ),
         ("Fatal: unable to open config file: Stat: The specified bucket does not exist.", errors.BucketMissing),
+        # A persistent 500 InternalError, as restic 0.14 reports it after ~12 s of retries (not a missing repository)
+        (
+            NO_REPOSITORY.replace("The specified key does not exist.", "We encountered an internal error."),
+            errors.StorageServerError,
+        ),
     ],
 )
 def test_restic_0_14_exit_1_is_classified_from_stderr(stderr: str, expected: type[Exception]) -> None:

@@ -215,6 +215,9 @@ def _facts(job: JobConfig, event: ChainedEvent) -> dict[str, str]:
     }
     if event.destination:
         facts["destination"] = event.destination
+    failure = json.loads(event.figures or "{}").get("failure")
+    if failure:
+        facts["failure"] = str(failure)  # the run's failure state, for routing alerts without parsing text
     if event.snapshot:
         facts["snapshot"] = event.snapshot
     if job.owners:

@@ -20,6 +20,7 @@ EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (errors.TargetNotEmpty, USAGE),
     (errors.StorageUnreachable, STORAGE_UNREACHABLE),
     (errors.StorageThrottled, STORAGE_UNREACHABLE),
+    (errors.StorageServerError, STORAGE_UNREACHABLE),
     (errors.ClockSkew, STORAGE_UNREACHABLE),
     (errors.ResticTimeout, STORAGE_UNREACHABLE),
     (errors.BucketMissing, REPOSITORY_MISSING),

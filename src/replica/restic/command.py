@@ -44,6 +44,10 @@ STDERR_ERRORS: tuple[tuple[re.Pattern[str], type[errors.ReplicaError]], ...] = (
         errors.StorageThrottled,
     ),
     (
+        re.compile(r"InternalError|We encountered an internal error|500 Internal Server Error", re.I),
+        errors.StorageServerError,
+    ),
+    (
         re.compile(r"connection refused|no such host|i/o timeout|connection reset|network is unreachable", re.I),
         errors.StorageUnreachable,
     ),

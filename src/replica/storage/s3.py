@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import email.utils
 import hashlib
 import json
 import re
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +20,15 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from replica.errors import BucketMissing, StorageAccessDenied, StorageError, StorageUnreachable
+from replica.errors import (
+    BucketMissing,
+    ClockSkew,
+    StorageAccessDenied,
+    StorageError,
+    StorageServerError,
+    StorageThrottled,
+    StorageUnreachable,
+)
 from replica.urls import redact_url
 
 if TYPE_CHECKING:
@@ -29,6 +39,26 @@ HASH_CHUNK_BYTES = 1024 * 1024
 # A bucket without Object Lock answers GetObjectLockConfiguration with this code (AWS, MinIO, moto).
 NO_OBJECT_LOCK_CODES = {"ObjectLockConfigurationNotFoundError"}
 DENIED_CODES = {"403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled"}
+THROTTLED_CODES = {
+    "503",
+    "429",
+    "SlowDown",
+    "ServiceUnavailable",
+    "TooManyRequests",
+    "Throttling",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "RequestThrottled",
+}
+SERVER_ERROR_CODES = {"500", "502", "504", "InternalError", "BadGateway", "GatewayTimeout"}
+CLOCK_SKEW_CODES = {"RequestTimeTooSkewed", "RequestExpired"}
+# S3 refuses a request signed further than this from its own clock. An answer to a HEAD has no body, so its
+# RequestTimeTooSkewed arrives as a bare 403: the server's Date header then tells it from refused credentials.
+MAX_CLOCK_SKEW_SECONDS = 15 * 60
+# Between the probe's tries while the endpoint throttles or fails: a short burst must not fail a backup that
+# restic (which retries for ~97 s) would have completed.
+PROBE_RETRY_FIRST_DELAY_SECONDS = 0.1
+PROBE_RETRY_LAST_DELAY_SECONDS = 1.0
 
 
 class S3Storage:
@@ -46,6 +76,7 @@ class S3Storage:
         if endpoint_url is not None and not re.fullmatch(r"https?://[^/\s]+", endpoint_url):
             raise StorageError(f"S3 endpoint '{redact_url(endpoint_url)}' must look like http(s)://host[:port]")
         self.endpoint_url = endpoint_url
+        self.timeout_seconds = timeout_seconds
         self.location = redact_url(endpoint_url) if endpoint_url else f"AWS S3 ({region})"
 
         # A session of its own: boto3's default session is not safe to build clients from in several threads
@@ -68,10 +99,22 @@ class S3Storage:
         where = f"bucket '{bucket}' at {self.location}"
         if isinstance(error, ClientError):
             code = str(error.response.get("Error", {}).get("Code", ""))
+            offset = _server_clock_offset_seconds(error)
+            if code in CLOCK_SKEW_CODES or (code in DENIED_CODES and abs(offset or 0) > MAX_CLOCK_SKEW_SECONDS):
+                return ClockSkew(
+                    f"{where}: refused as signed at the wrong time ({code}) while trying to {action}: "
+                    f"{_describe_offset(offset)}; fix this host's time (NTP)"
+                )
             if code in MISSING_CODES:
                 return BucketMissing(f"{where} does not exist (create it with 'replica init JOB')")
             if code in DENIED_CODES:
                 return StorageAccessDenied(f"{where}: access denied to {action} ({code}); check the S3 credentials")
+            if code in THROTTLED_CODES:
+                return StorageThrottled(f"{where}: the endpoint throttles requests ({code}) while trying to {action}")
+            if code in SERVER_ERROR_CODES:
+                return StorageServerError(
+                    f"{where}: the endpoint answers server errors ({code}) while trying to {action}"
+                )
             return StorageError(f"{where}: {action} failed: {code or error}")
         if isinstance(error, (ConnectTimeoutError, ReadTimeoutError)):
             return StorageUnreachable(f"{where}: no answer within the deadline while trying to {action}")
@@ -80,11 +123,25 @@ class S3Storage:
         return StorageError(f"{where}: {action} failed: {error}")
 
     def probe_bucket(self, bucket: str) -> None:
-        """Return when the bucket exists and answers. Raises StorageUnreachable, BucketMissing, StorageAccessDenied."""
-        try:
-            self._client.head_bucket(Bucket=bucket)
-        except (ClientError, BotoCoreError) as error:
-            raise self._translate(error, bucket, "reach the bucket") from None
+        """Return when the bucket exists and answers.
+
+        An endpoint that throttles or answers server errors is tried again until `timeout_seconds` have passed.
+        Raises StorageUnreachable, StorageThrottled, StorageServerError, ClockSkew, BucketMissing or
+        StorageAccessDenied.
+        """
+        deadline = time.monotonic() + self.timeout_seconds
+        delay = PROBE_RETRY_FIRST_DELAY_SECONDS
+        while True:
+            try:
+                self._client.head_bucket(Bucket=bucket)
+                return
+            except (ClientError, BotoCoreError) as error:
+                failure = self._translate(error, bucket, "reach the bucket")
+            transient = isinstance(failure, StorageThrottled | StorageServerError)
+            if not transient or time.monotonic() + delay > deadline:
+                raise failure
+            time.sleep(delay)
+            delay = min(delay * 2, PROBE_RETRY_LAST_DELAY_SECONDS)
 
     def probe_endpoint(self) -> None:
         """Return when the endpoint answers at all (any HTTP answer counts). Raises StorageUnreachable."""
@@ -171,3 +228,24 @@ class S3Storage:
             "retention_days": retention.get("Days") or None,
             "retention_years": retention.get("Years") or None,
         }
+
+
+def _server_clock_offset_seconds(error: ClientError) -> float | None:
+    """Return how far the endpoint's clock (its answer's Date header) is ahead of this host's, or None."""
+    headers = error.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+    date = headers.get("date")
+    if not date:
+        return None
+    try:
+        server_time = email.utils.parsedate_to_datetime(date).timestamp()
+    except (TypeError, ValueError):
+        return None
+    return server_time - time.time()
+
+
+def _describe_offset(offset_seconds: float | None) -> str:
+    if offset_seconds is None:
+        return "this host's clock and the endpoint's differ too much"
+    direction = "ahead of" if offset_seconds > 0 else "behind"
+    # Minutes: a Date header has whole seconds, and skew that matters is many minutes
+    return f"the endpoint's clock is {abs(offset_seconds) / 60:.0f} min {direction} this host's"
