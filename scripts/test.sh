@@ -6,4 +6,6 @@ scripts/setup.sh
 .venv/bin/ruff check src tests benchmarks
 .venv/bin/ruff format --check src tests benchmarks
 .venv/bin/mypy
-exec .venv/bin/python -m pytest "$@"
+# Two workers, one test file each at a time (a module's deployment and repositories stay in one process): the suite
+# waits on restic, S3 and databases more than it computes, and takes ~45% less time than in one process.
+exec .venv/bin/python -m pytest -n "${REPLICA_TEST_WORKERS:-2}" --dist loadfile "$@"

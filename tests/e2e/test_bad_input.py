@@ -65,6 +65,13 @@ def assert_no_snapshot_stored(deployment: Deployment, destinations: list[dict[st
         assert listed.get("KeyCount", 0) == 0, f"snapshot left in {destination['name']}"
 
 
+def last_failure(deployment: Deployment, job: str) -> str | None:
+    """Return the failure state of the job's last run (see README, "Failure states")."""
+    rows = catalog_rows(deployment, f"SELECT failure FROM runs WHERE job = '{job}' ORDER BY id DESC LIMIT 1")
+    assert rows, f"no run recorded for {job}"
+    return str(rows[0][0]) if rows[0][0] is not None else None
+
+
 def last_run(deployment: Deployment, job: str) -> tuple[str, str, str, str]:
     rows = catalog_rows(
         deployment, f"SELECT kind, status, phase, error FROM runs WHERE job = '{job}' ORDER BY id DESC LIMIT 1"
@@ -120,6 +127,7 @@ def test_missing_bucket_fails_fast_and_is_not_created(deployment: Deployment, sq
     (line,) = error_lines(result.stderr)
     assert "e2e-this-bucket-does-not-exist" in line and "does not exist" in line
     assert last_run(deployment, "nobucket")[:3] == ("backup", "failed", "probe")
+    assert last_failure(deployment, "nobucket") == "repository_missing"
     buckets = {bucket["Name"] for bucket in deployment.s3.client().list_buckets()["Buckets"]}
     assert "e2e-this-bucket-does-not-exist" not in buckets
 
@@ -131,6 +139,7 @@ def test_bucket_without_repository_asks_for_init(deployment: Deployment, sqlite_
     (line,) = error_lines(result.stderr)
     assert "destination 'primary'" in line and "replica init" in line
     assert last_run(deployment, "noinit")[:3] == ("backup", "failed", "backup")
+    assert last_failure(deployment, "noinit") == "repository_missing"
 
 
 def test_wrong_repository_password(
@@ -144,6 +153,7 @@ def test_wrong_repository_password(
     (line,) = error_lines(result.stderr)
     assert "wrong repository password" in line and "'primary'" in line
     assert last_run(deployment, "wrongpw")[:2] == ("backup", "failed")
+    assert last_failure(deployment, "wrongpw") == "wrong_password"
     # the password itself shows nowhere: not in the output, not in the catalog
     catalog = (deployment.state_dir / "catalog.sqlite3").read_bytes()
     assert secret not in result.stderr + result.stdout and secret.encode() not in catalog
@@ -162,13 +172,15 @@ def test_unreachable_postgresql_fails_cleanly(
     port = free_port()
     store = {"kind": "postgresql", "host": "127.0.0.1", "port": port, "user": "postgres", "database": "nothere"}
     deployment.write_job("pgdown", store, failing_destinations)
-    before = set(databases_like("replica_%"))
+    # Only this job's names: other tests (or another pytest worker) may create scratch databases meanwhile.
+    before = set(databases_like("replica_%pgdown%"))
     result = deployment.replica("backup", "pgdown")
     assert result.returncode == 1
     (line,) = error_lines(result.stderr)
     assert f"127.0.0.1:{port}" in line and "cannot connect" in line
     assert last_run(deployment, "pgdown")[:3] == ("backup", "failed", "prepare")
-    assert set(databases_like("replica_%")) == before
+    assert last_failure(deployment, "pgdown") == "source_unreachable"
+    assert set(databases_like("replica_%pgdown%")) == before
     assert catalog_rows(deployment, "SELECT count(*) FROM snapshots WHERE job = 'pgdown'") == [(0,)]
 
 
@@ -193,6 +205,7 @@ def test_failed_dump_never_becomes_a_recovery_point(
     assert result.returncode == 1
     assert "pg_dump" in error_lines(result.stderr)[-1] and "connection lost" in result.stderr
     assert last_run(deployment, "dumpfails")[:3] == ("backup", "failed", "backup")
+    assert last_failure(deployment, "dumpfails") == "source_dump_failed"
     assert catalog_rows(deployment, "SELECT count(*) FROM snapshots WHERE job = 'dumpfails'") == [(0,)]
     restic = deployment.replica_json("snapshots", "dumpfails")
     assert restic == []
@@ -244,6 +257,7 @@ def test_silent_endpoint_fails_in_seconds_instead_of_hanging(
     assert "silent-bucket" in line and "no answer" in line
     # The probe runs beside the dump: restic, already hanging on the endpoint, was stopped by the probe's failure.
     assert last_run(deployment, "silent")[:3] == ("backup", "failed", "probe")
+    assert last_failure(deployment, "silent") == "storage_unreachable"
     leftovers = subprocess.run(["pgrep", "-f", "replica-job=silent"], capture_output=True, text=True, check=False)
     assert leftovers.stdout == ""
 
@@ -280,6 +294,7 @@ def test_sigterm_mid_backup_records_an_interrupted_run_and_leaves_no_process(
     # THEN it stops, records the run as interrupted (never left running), and leaves no child behind
     assert process.returncode == 130, stderr
     assert last_run(deployment, "stopped") == ("backup", "interrupted", "backup", "interrupted")
+    assert last_failure(deployment, "stopped") == "interrupted"
     leftovers = subprocess.run(["pgrep", "-f", str(endless_pg_dump)], capture_output=True, text=True, check=False)
     assert leftovers.stdout == ""
     assert catalog_rows(deployment, "SELECT count(*) FROM snapshots WHERE job = 'stopped'") == [(0,)]
@@ -324,6 +339,7 @@ def test_partially_read_tree_is_discarded(
     calls = log.read_text().splitlines()
     assert any(" forget 0badc0de" in call for call in calls), calls
     assert last_run(deployment, "partial")[:3] == ("backup", "failed", "backup")
+    assert last_failure(deployment, "partial") == "partial_source_read"
     assert catalog_rows(deployment, "SELECT count(*) FROM snapshots WHERE job = 'partial'") == [(0,)]
 
 
@@ -368,6 +384,7 @@ def test_a_tree_fingerprint_failing_beside_restic_discards_the_snapshot(
     assert seen_restic == [True], "the walk did not run while restic was backing up"
     assert "Input/output error" in line
     assert last_run(deployment, "walkfails")[:3] == ("backup", "failed", "backup")
+    assert last_failure(deployment, "walkfails") == "source_dump_failed"
     assert catalog_rows(deployment, "SELECT count(*) FROM snapshots WHERE job = 'walkfails'") == [(0,)]
     assert_no_snapshot_stored(deployment, failing_destinations)
 
@@ -415,7 +432,13 @@ def test_store_going_down_mid_dump_leaves_no_recovery_point(
         store.update(user="root", database="mysql")
     job = f"down-{kind}"
     deployment.write_job(job, store, failing_destinations)
-    environment = deployment.environment(PATH=f"{fake_tool(tmp_path / 'bin', tool, body)}:{os.environ['PATH']}")
+    # A temporary directory of its own: a scratch server this run left would show in its command line there (and
+    # only this run's would: other tests, or another pytest worker, may run scratch servers meanwhile).
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    environment = deployment.environment(
+        PATH=f"{fake_tool(tmp_path / 'bin', tool, body)}:{os.environ['PATH']}", TMPDIR=str(temporary)
+    )
     # WHEN it is backed up
     result = deployment.replica("backup", job, env=environment)
     # THEN the run fails naming the store, no snapshot is kept anywhere, and no scratch server or database is left
@@ -423,10 +446,11 @@ def test_store_going_down_mid_dump_leaves_no_recovery_point(
     (line,) = error_lines(result.stderr)
     assert named in line
     assert last_run(deployment, job)[:2] == ("backup", "failed")
+    assert last_failure(deployment, job) == "source_dump_failed"
     assert catalog_rows(deployment, f"SELECT count(*) FROM snapshots WHERE job = '{job}'") == [(0,)]
     assert deployment.replica_json("snapshots", job) == []
     assert_no_snapshot_stored(deployment, failing_destinations)
-    leftovers = subprocess.run(["pgrep", "-f", "replica-redis-"], capture_output=True, text=True, check=False)
+    leftovers = subprocess.run(["pgrep", "-f", str(temporary)], capture_output=True, text=True, check=False)
     assert leftovers.stdout == ""
     scratch = deployment.state_dir / "scratch"
     assert not scratch.exists() or not [path for path in scratch.iterdir() if path.name.startswith(f"backup-{job}")]

@@ -58,6 +58,7 @@ def test_verify_of_damaged_primary_fails_and_reports_the_copy_as_resolution(
     report = json.loads(report_path.with_suffix(".json").read_text())
     assert report["job"] == JOB and report["destination"] == "primary"
     assert {check["name"] for check in report["failed_checks"]} >= {"repository", "at-rest"}
+    assert report["failure"] == "corrupt" and "- Failure state: `corrupt`" in report_path.read_text()
     # the report names the damaged object, with the hash its bytes have now
     (damaged,) = report["damaged_objects"]
     assert damaged["key"] == backed_up["pack"] and damaged["state"] == "damaged"

@@ -121,7 +121,7 @@ def test_backup_copies_verifies_and_restores_identical_data(
 
     # AND no scratch target was left behind
     assert not list((deployment.state_dir / "scratch").glob("verify-*"))
-    assert databases_like("replica_verify_%") == []
+    assert databases_like(f"replica_verify_{job.replace('-', '_')}%") == []
     # AND restic and the store's tools ran through the recording shims: the deployment's teardown then finds no
     # secret on any of their command lines (the PostgreSQL password, the repository password, the S3 key)
     assert {"restic", *TOOLS[source.kind]} <= deployment.recorders.programs()

@@ -228,3 +228,29 @@ def test_after_every_fault_the_baseline_verifies_and_cut_short_answers_raise_no_
     verified = fault_proxy.requests[requests_before:]
     packs_read = [request for request in verified if request.method == "GET" and "/data/" in request.key]
     assert len(packs_read) > 2 and sum(request.fault is not None for request in verified) == 2
+
+
+def test_a_pack_damaged_in_transit_is_confirmed_intact_at_rest_and_the_verification_passes_without_a_report(
+    deployment: Deployment, fault_proxy: FaultProxy, faulted: Faulted
+) -> None:
+    alerts_before = len(faulted.webhook.requests)
+    reports_before = catalog_rows(deployment, "SELECT count(*) FROM reports")
+    # GIVEN the next download of a pack has one byte flipped on its way (the stored pack is intact)
+    fault = fault_proxy.inject(Fault.flip(key_contains="/data/", first=1))
+    # WHEN the baseline is verified (restic check reads every pack back and hashes it)
+    started = time.monotonic()
+    try:
+        verify = deployment.replica("verify", JOB, "--snapshot", faulted.baseline)
+    finally:
+        fault_proxy.clear()
+    MEASURED["pack flipped in transit (1)"] = time.monotonic() - started
+    # THEN restic saw a damaged pack, replica re-downloaded it and found it hashing to its name: the damage was not
+    # at rest, so the verification ran again, passed, and says so; no data-loss report, no failure alert
+    assert_ok(verify)
+    assert fault.served == 1
+    run = newest_run(deployment, "verify")
+    assert (run["status"], run["failure"]) == ("succeeded", None)
+    assert run["details"]["inconclusive_attempts"] == 1
+    assert "not at rest" in run["details"]["inconclusive_reason"]
+    assert catalog_rows(deployment, "SELECT count(*) FROM reports") == reports_before
+    assert "failure" not in {alert["event"] for alert in alerts_since(faulted, alerts_before)}

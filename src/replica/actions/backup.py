@@ -16,7 +16,7 @@ from replica.actions.repository_locks import stale_lock_clearing
 from replica.actions.runs import recorded_run
 from replica.catalog.records import utc_now
 from replica.config.models import DestinationConfig, JobConfig
-from replica.errors import Cancelled, Interrupted, PartialSourceRead, ReplicaError, RepositoryLocked, StoreError
+from replica.errors import Cancelled, Interrupted, PartialSourceRead, ReplicaError, RepositoryLocked
 from replica.execute import Cancellation
 from replica.failpoints import failpoint
 from replica.restic.backup import backup_stream, backup_tree
@@ -243,7 +243,9 @@ def _store(
             # restic saved a snapshot of part of the tree: it must never become a recovery point.
             if error.snapshot_id:
                 _forget_quietly(context, repository, error.snapshot_id)
-            raise StoreError(f"{error}; the partial snapshot was discarded") from None
+            raise PartialSourceRead(
+                error.destination, f"{error.detail}; the partial snapshot was discarded", None
+            ) from None
         try:
             return summary, fingerprint_future.result()
         except BaseException:

@@ -18,7 +18,7 @@ from replica.actions.runs import recorded_run
 from replica.actions.verify import VerifyOutcome, run_verify
 from replica.catalog.models import Snapshot
 from replica.catalog.records import CheckOutcome
-from replica.errors import Interrupted, ReplicaError, UsageError
+from replica.errors import Interrupted, ReplicaError, UsageError, VerificationFailed
 
 
 @dataclass
@@ -97,4 +97,6 @@ def _record_missing(context: Context, job_name: str, destination: str, original_
     ) as run:
         context.catalog.add_checks(run.run_id, [check])
         run.fail(check.detail)
-    write_data_loss_report(context, job, policy, destination, original_id, run.run_id, [check])
+    write_data_loss_report(
+        context, job, policy, destination, original_id, run.run_id, [check], failure=VerificationFailed.state
+    )

@@ -40,10 +40,12 @@ def write_data_loss_report(
     checks: Sequence[CheckOutcome],
     *,
     damaged_objects: Sequence[dict[str, str | None]] = (),
+    failure: str | None = None,
 ) -> tuple[int, Path]:
     """Write the Markdown and JSON report of a failed verification; return the report id and the Markdown path.
 
-    `damaged_objects` are the repository files confirmed damaged or missing at rest, named in the report."""
+    `damaged_objects` are the repository files confirmed damaged or missing at rest, named in the report;
+    `failure` is the verification's failure state."""
     catalog = context.catalog
     snapshots = catalog.snapshots(job.name)
     failed_row = next((s for s in snapshots if s.destination == destination and s.snapshot_id == snapshot_id), None)
@@ -90,6 +92,7 @@ def write_data_loss_report(
         rpo_objective_seconds=policy.rpo.total_seconds(),
         created_at=now,
         damaged_objects=list(damaged_objects),
+        failure=failure,
     )
     evidence = [run_id, failed_row.backup_run_id] if failed_row else [run_id]
     return save_report(context, job.name, run_id, build_report(facts), now, evidence_run_ids=evidence)

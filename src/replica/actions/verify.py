@@ -209,6 +209,7 @@ def run_verify(
         # read the repository at all (wrong password, repository gone) can: nothing could be restored from it.
         if outcome is not None and failure_state(error) not in TRANSIENT_STATES:
             outcome.checks.append(CheckOutcome("verification", False, True, f"verification could not run: {error}"))
+            outcome.failure = failure_state(error)
             context.catalog.add_checks(outcome.run_id, outcome.checks)
             _report(context, job, policy, outcome)
             context.progress(f"data-loss report written: {outcome.report_path}")
@@ -357,5 +358,6 @@ def _report(context: Context, job: JobConfig, policy: PolicyConfig, outcome: Ver
         outcome.run_id,
         outcome.checks,
         damaged_objects=outcome.damaged_objects,
+        failure=outcome.failure,
     )
     outcome.report_id, outcome.report_path = report_id, path

@@ -10,6 +10,7 @@ Optional keys of a report body, absent from bodies written before they existed (
   rendered as evidence references.
 - `damaged_objects` (list of `{"key", "state": "damaged"|"missing", "expected_sha256", "found_sha256"}`): the
   repository files re-downloaded and found damaged (their SHA-256 is not their name) or gone at rest.
+- `failure` (str or null): the failure state of the verification (`corrupt`, `verification_failed`, ...).
 """
 
 from __future__ import annotations
@@ -80,6 +81,8 @@ class ReportFacts:
     rpo_objective_seconds: float
     created_at: datetime
     damaged_objects: list[dict[str, str | None]] = field(default_factory=list)
+    # The failure state of the verification (replica.errors.FAILURE_STATES): `corrupt`, `verification_failed`...
+    failure: str | None = None
 
 
 def build_report(facts: ReportFacts) -> dict[str, Any]:
@@ -98,6 +101,7 @@ def build_report(facts: ReportFacts) -> dict[str, Any]:
         "snapshot_id": facts.snapshot_id,
         "snapshot_taken_at": facts.snapshot_taken_at.isoformat() if facts.snapshot_taken_at else None,
         "verify_run_id": facts.verify_run_id,
+        "failure": facts.failure,
         "failed_checks": [{"name": c.name, "critical": c.critical, "detail": c.detail} for c in facts.failed_checks],
         "damaged_objects": facts.damaged_objects,
         "newest_verified_recovery_points": {
@@ -221,6 +225,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"- Store: {report['store']}",
         f"- Destination: {report['destination']}",
         f"- Snapshot: {report['snapshot_id']} (taken {report['snapshot_taken_at'] or 'unknown'})",
+        *([f"- Failure state: `{report['failure']}`"] if report.get("failure") else []),
         "",
         "| check | critical | finding |",
         "|---|---|---|",
