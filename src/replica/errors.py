@@ -42,12 +42,12 @@ FAILURE_STATES: dict[str, str] = {
     "failed": "any other failure (the message says what)",
 }
 FALLBACK_STATE = "failed"
-# Faults of this side or of the moment, not of the data (a full scratch disk included): a verification that cannot
-# run because of one says nothing about whether data was lost, so it alerts as a failure but writes no data-loss
-# report.
-TRANSIENT_STATES = frozenset(
-    {"storage_unreachable", "throttled", "clock_skew", "timeout", "interrupted", "target_full"}
-)
+# The failure states that are evidence about the data of a recovery point: it is damaged at rest, did not restore
+# to what was backed up, or its repository cannot be opened at all. Only these make a data-loss report; every other
+# state (the endpoint unreachable, throttling or failing, credentials refused, a deadline, a full scratch disk, a
+# stop on purpose, a scratch database server down...) says nothing about whether data was lost: the run fails and
+# alerts, but no report blames the data.
+DATA_LOSS_STATES = frozenset({"corrupt", "verification_failed", "wrong_password", "repository_missing"})
 
 
 class ReplicaError(Exception):

@@ -375,13 +375,14 @@ def _pipeline_stalled(watches: Sequence[_ProgressWatch], running: Sequence[bool]
     """Return the stall limit a pipeline went past, or None while it still makes progress.
 
     A pipeline stalls when none of its running processes made progress for the shortest limit among them: a
-    producer blocked on a full pipe waits for its consumer, not for nothing, and a consumer without a limit (a
-    database restore tool waiting on the server) keeps its producer's limit from applying once the producer ended.
+    producer blocked on a full pipe waits for its consumer, not for nothing. While a process without a limit runs
+    (a database restore tool, which may wait on its server for an hour while an index builds), the pipeline has
+    none: its producer, blocked on the pipe meanwhile, is waiting for it. The deadline still applies.
     """
     live = [watch for watch, alive in zip(watches, running, strict=True) if alive]
-    limits = [watch.stall_seconds for watch in live if watch.stall_seconds is not None]
-    if not limits:
+    if not live or any(watch.stall_seconds is None for watch in live):
         return None
+    limits = [watch.stall_seconds for watch in live if watch.stall_seconds is not None]
     for watch in live:
         watch.sample(now)
     limit = min(limits)

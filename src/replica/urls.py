@@ -15,8 +15,9 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 REDACTED = "***"
 LOOPBACK_NAMES = frozenset({"localhost"})
-# `scheme://user:password@` or `scheme://token@` anywhere in a text: the user info up to the last `@` before the host.
-_USER_INFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/\s@]+)@")
+# `scheme://user:password@` or `scheme://token@` anywhere in a text: the user info up to the last `@` before the host
+# (greedy: a password may hold a raw `@`, as `p@ss` in `postgresql://app:p@ss@db/x`).
+_USER_INFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/\s]+)@")
 # libpq and ODBC style `password=...` (also `pwd=`), quoted or not.
 _PASSWORD_KEYWORD = re.compile(r"(?P<key>\b(?:password|passwd|pwd)\s*=\s*)(?P<value>'[^']*'|\"[^\"]*\"|[^\s;&]+)", re.I)
 

@@ -9,6 +9,7 @@ releases its lock on SIGINT only). The other host is a UTS namespace with its ow
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -58,9 +59,14 @@ def snapshot_count(deployment: Deployment, destination: dict[str, Any]) -> int:
     return len(listed.get("Contents", []))
 
 
-def leave_lock_behind(deployment: Deployment, destination: dict[str, Any], hostname: str | None = None) -> int:
+def leave_lock_behind(
+    deployment: Deployment, destination: dict[str, Any], hostname: str | None = None, exclusive: bool = False
+) -> int:
     """Start a real `restic backup` of a stdin that never ends (on `hostname`, in a UTS namespace of its own, when
-    given), wait until its lock is in the bucket, SIGTERM it and return its pid: its lock stays behind."""
+    given), wait until its lock is in the bucket, SIGTERM it and return its pid: its lock stays behind.
+
+    `exclusive`: instead, a restic holding the repository's exclusive lock, as a prune or check does (`key passwd`
+    waiting for its new password on a FIFO nobody writes), killed with SIGKILL."""
     environment = {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
         "HOME": str(deployment.root),
@@ -71,6 +77,11 @@ def leave_lock_behind(deployment: Deployment, destination: dict[str, Any], hostn
         "AWS_DEFAULT_REGION": REGION,
     }
     backup = "restic backup --stdin --stdin-filename never-ends"
+    if exclusive:
+        fifo = deployment.root / "never-written-password"
+        if not fifo.exists():
+            os.mkfifo(fifo)
+        backup = f"restic key passwd --new-password-file {fifo}"
     # `unshare` and `sh` exec in place (no fork): the pid restic writes into its lock is the pid started here.
     argv = ["unshare", "--uts", "sh", "-c", f"hostname {hostname} && exec {backup}"] if hostname else backup.split()
     before = set(lock_keys(deployment, destination))
@@ -83,7 +94,7 @@ def leave_lock_behind(deployment: Deployment, destination: dict[str, Any], hostn
             assert process.poll() is None, "restic ended before taking its lock"
             assert time.monotonic() < deadline, "restic took no lock"
             time.sleep(0.05)
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(signal.SIGKILL if exclusive else signal.SIGTERM)
         process.wait(timeout=10)
     finally:
         if process.poll() is None:
@@ -162,3 +173,31 @@ def test_a_stale_lock_of_a_dead_process_here_is_cleared_with_restic_unlock_recor
         deployment, f"SELECT failure FROM runs WHERE job='{JOB}' AND kind='prune' ORDER BY id DESC LIMIT 1"
     )
     assert failure is None
+
+
+def test_a_backup_kept_out_by_a_stale_exclusive_lock_clears_it_and_succeeds_in_one_run(
+    deployment: Deployment, destination: dict[str, Any]
+) -> None:
+    # GIVEN an exclusive lock left by a restic of this host killed with SIGKILL (as a prune or check killed by the
+    # OOM killer leaves one): restic refuses every backup while it is there
+    pid = leave_lock_behind(deployment, destination, exclusive=True)
+    assert len(lock_keys(deployment, destination)) == 1
+    unlocks_before = len(unlock_events(deployment))
+    backups_before = catalog_rows(deployment, f"SELECT count(*) FROM runs WHERE job='{JOB}' AND kind='backup'")
+
+    # WHEN the job is backed up
+    result = deployment.replica("backup", JOB)
+
+    # THEN the stale lock was removed and the dump taken again within the same run, which succeeded: one run more,
+    # no failed one (nothing to alert on), one `unlock` event of that run
+    assert_ok(result)
+    assert f"removed the stale lock of dead pid {pid} with restic unlock" in result.stderr
+    assert lock_keys(deployment, destination) == []
+    ((count,),) = backups_before
+    runs = catalog_rows(
+        deployment, f"SELECT id, status, failure FROM runs WHERE job='{JOB}' AND kind='backup' ORDER BY id DESC"
+    )
+    assert len(runs) == count + 1 and runs[0][1:] == ("succeeded", None)
+    events = unlock_events(deployment)[unlocks_before:]
+    assert len(events) == 1 and json.loads(events[0][2])["during"] == "backup"
+    assert json.loads(events[0][2])["exclusive"] is True

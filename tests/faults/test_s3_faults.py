@@ -200,6 +200,27 @@ def test_a_short_burst_of_slow_down_is_retried_and_the_backup_succeeds(
     assert {run["snapshot_id"], faulted.baseline} <= usable_snapshots(deployment)
 
 
+def test_a_verification_kept_from_running_by_a_failing_endpoint_alerts_but_reports_no_data_loss(
+    deployment: Deployment, fault_proxy: FaultProxy, faulted: Faulted
+) -> None:
+    alerts_before = len(faulted.webhook.requests)
+    reports_before = catalog_rows(deployment, "SELECT count(*) FROM reports")
+    # GIVEN the primary's endpoint answers 500 InternalError to every request
+    fault_proxy.inject(Fault.internal_error())
+    # WHEN the baseline is verified there
+    try:
+        verify = deployment.replica("verify", JOB, "--snapshot", faulted.baseline)
+    finally:
+        fault_proxy.clear()
+    # THEN the verification fails as storage_error (exit 3) and alerts, but no data-loss report blames the data
+    assert verify.returncode == 3, verify.stderr
+    run = newest_run(deployment, "verify")
+    assert (run["status"], run["failure"]) == ("failed", "storage_error")
+    assert catalog_rows(deployment, "SELECT count(*) FROM reports") == reports_before
+    failures = [alert for alert in alerts_since(faulted, alerts_before) if alert["event"] == "failure"]
+    assert len(failures) == 1 and failures[0]["fields"]["failure"] == "storage_error", failures
+
+
 def test_after_every_fault_the_baseline_verifies_and_cut_short_answers_raise_no_false_corruption(
     deployment: Deployment, fault_proxy: FaultProxy, faulted: Faulted
 ) -> None:

@@ -105,3 +105,17 @@ def test_a_pipeline_trickling_data_and_a_consumer_without_a_limit_run_to_the_end
         assert completed.succeeded, completed
     assert len(slow.consumer.stdout) >= 6 * 4096
     assert waiting.consumer.duration_seconds > 0.9
+
+
+def test_a_producer_blocked_on_a_consumer_without_a_limit_is_not_stopped() -> None:
+    # GIVEN a producer with more than a pipe holds (restic dump), feeding a consumer without a stall limit that
+    # waits before it reads (pg_restore while its server builds an index): the producer blocks on the full pipe
+    producer = Command(argv=("head", "-c", "300000", "/dev/zero"), stall_seconds=0.3)
+    consumer = Command(argv=("sh", "-c", "sleep 1.5; cat >/dev/null"), stall_seconds=None)
+
+    # WHEN the pipeline runs
+    outcome = run_pipeline(producer, consumer, timeout_seconds=30)
+
+    # THEN neither is stopped: the producer waits for a process that may wait, and only the deadline applies
+    assert outcome.producer.succeeded and outcome.consumer.succeeded, outcome
+    assert outcome.consumer.duration_seconds > 1.4

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from replica.actions.prune import add_unusable
-from replica.actions.reconcile import may_still_be_recorded, proven_original, run_tag, unknown_snapshots
+from replica.actions.reconcile import made_by, may_still_be_recorded, proven_original, run_tag, unknown_snapshots
 from replica.catalog.models import Run, Snapshot
 from replica.policy.retention import NOTHING_VERIFIED, RetentionDecision
 from replica.restic.messages import ResticSnapshot
@@ -43,6 +43,30 @@ def test_only_snapshots_tagged_with_a_run_and_unknown_to_the_catalog_are_orphans
     by_hand = listed("3333333344", run=None)  # made with restic by a person: not replica's to judge
     assert unknown_snapshots([known, orphan, by_hand], ["11111111"]) == [orphan]
     assert run_tag(orphan) == 7 and run_tag(by_hand) is None
+
+
+def test_a_run_id_tag_proves_nothing_unless_the_run_is_a_backup_of_the_job_on_that_host_at_that_time() -> None:
+    orphan = listed("2222222233")  # taken at NOW on "host", tagged run 7 of billing
+
+    def backup(**changes: object) -> Run:
+        fields: dict[str, object] = {
+            "id": 7, "job": "billing", "kind": "backup", "host": "host", "status": "abandoned",
+            "started_at": NOW - timedelta(minutes=1), "finished_at": NOW + timedelta(minutes=1),
+        }  # fmt: skip
+        return Run(**{**fields, **changes})
+
+    assert made_by(backup(), "billing", orphan)
+    assert made_by(backup(finished_at=None), "billing", orphan)  # still marked running: up to now
+    # another catalog's run 7 (another job, kind, host, or hours away) is not its maker: left alone, never adopted
+    assert not made_by(backup(job="crm"), "billing", orphan)
+    assert not made_by(backup(kind="verify"), "billing", orphan)
+    assert not made_by(backup(host="db7"), "billing", orphan)
+    assert not made_by(
+        backup(started_at=NOW + timedelta(hours=2), finished_at=NOW + timedelta(hours=3)), "billing", orphan
+    )
+    assert not made_by(
+        backup(started_at=NOW - timedelta(hours=3), finished_at=NOW - timedelta(hours=2)), "billing", orphan
+    )
 
 
 def test_a_snapshot_of_a_running_backup_or_of_a_running_copy_to_that_destination_may_still_be_recorded() -> None:

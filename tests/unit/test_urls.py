@@ -46,6 +46,8 @@ def test_redact_text_hides_every_url_user_info_and_dsn_password() -> None:
     assert "https://***@hooks.example/x" in redacted and "postgresql://***@db/replica" in redacted
     assert "host=db1 password=*** dbname=x" in redacted
     assert redact_text("plain message, nothing to hide") == "plain message, nothing to hide"
+    # a raw `@` in the password: all of the user info goes, not just what precedes its first `@`
+    assert redact_text("dsn postgresql://app:p@ss@db/x failed") == "dsn postgresql://***@db/x failed"
 
 
 def test_every_recorded_run_error_is_redacted() -> None:

@@ -27,6 +27,9 @@ from replica.restic.messages import BackupSummary
 from replica.restic.snapshots import forget_snapshot
 from replica.stores.base import Canary, Fingerprint, PreparedBackup
 
+# A backup that restic refused for stale locks of this host runs once more after they are removed.
+LOCKED_ATTEMPTS = 2
+
 
 @dataclass(frozen=True)
 class CopyOutcome:
@@ -63,23 +66,13 @@ class BackupOutcome:
 def run_backup(context: Context, job_name: str) -> BackupOutcome:
     """Back up a job to its primary destination and copy to the others; return what happened.
 
-    A backup kept out by stale locks of this host only (an exclusive one left by a prune killed with SIGTERM) is
-    recorded as failed, the locks are removed with plain `restic unlock` (logged, an `unlock` event) and the
-    backup runs once more as a new run: the dump cannot be replayed into a second restic, so the run is redone.
+    A backup kept out by stale locks of this host only (an exclusive one left by a prune or check killed without
+    SIGINT) removes them with plain `restic unlock` (logged, an `unlock` event) and takes the dump again, in the same
+    run: restic refuses before it reads anything, and a dump cannot be replayed into a second restic.
     Raises (after recording the run as failed) StoreError when the source cannot be read or its dump failed,
     StorageError/ResticError when the primary destination cannot take the backup (RepositoryLocked naming the
     holder of a lock of another host or a live process), ConfigError for a broken job.
     """
-    try:
-        return _back_up_job(context, job_name)
-    except RepositoryLocked as error:
-        job, _ = context.job(job_name)
-        clearing = stale_lock_clearing(context, job, job.primary, during="backup")
-        clear_after_locked(context.restic, context.repository(job, job.primary), clearing, error)
-    return _back_up_job(context, job_name)
-
-
-def _back_up_job(context: Context, job_name: str) -> BackupOutcome:
     job, policy = context.job(job_name)
     store = context.store(job, policy)
     primary = job.primary
@@ -105,12 +98,22 @@ def _back_up_job(context: Context, job_name: str) -> BackupOutcome:
                 canary = Canary(run.run_id, utc_now())
                 store.write_canary(canary)
                 run.details.update(canary_written_at=canary.written_at.isoformat())
-            taken_at = utc_now()
-            probe.cancellation.raise_if_cancelled("backup")
-            with store.prepare_backup(context.settings.scratch_path, job.name) as prepared:
-                run.phase("backup")
-                failpoint("backup-before-upload")
-                summary, fingerprint = _back_up(context, prepared, repository, tags, pool, probe.cancellation)
+            for attempt in range(1, LOCKED_ATTEMPTS + 1):
+                taken_at = utc_now()
+                probe.cancellation.raise_if_cancelled("backup")
+                try:
+                    with store.prepare_backup(context.settings.scratch_path, job.name) as prepared:
+                        run.phase("backup")
+                        failpoint("backup-before-upload")
+                        summary, fingerprint = _back_up(context, prepared, repository, tags, pool, probe.cancellation)
+                    break
+                except RepositoryLocked as error:
+                    if attempt == LOCKED_ATTEMPTS:
+                        raise
+                    # Raises, naming the holder, unless every lock is a stale one of this host (then removed).
+                    run.phase("unlock")
+                    clearing = stale_lock_clearing(context, job, primary, during="backup", run_id=run.run_id)
+                    clear_after_locked(context.restic, repository, clearing, error)
             try:
                 probe.settle()
             except BaseException:

@@ -32,12 +32,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 
 from replica.actions.backup import write_sidecar
 from replica.actions.context import Context
 from replica.catalog.models import Run, Snapshot
 from replica.catalog.reconciliation import Reconciliation
-from replica.catalog.records import ABANDONED, RUNNING
+from replica.catalog.records import ABANDONED, RUNNING, utc_now
 from replica.config.models import DestinationConfig, JobConfig
 from replica.errors import ReplicaError
 from replica.restic.messages import ResticSnapshot
@@ -49,6 +50,8 @@ RUN_TAG_PREFIX = "replica-run="
 JOB_TAG_PREFIX = "replica-job="
 # Kinds of run whose crash can leave a repository and the catalog disagreeing.
 RECONCILED_KINDS = ("backup", "copy", "prune")
+# Clocks of the run's recording (the catalog's) and of restic's snapshot time (the same host) agree to well within.
+RUN_TIME_SLACK = timedelta(minutes=5)
 ADOPTED, UNUSABLE, PRUNED, FAILED, UNKNOWN_RUN = "adopted", "unusable", "pruned", "failed", "unknown-run"
 
 
@@ -87,6 +90,17 @@ def unknown_snapshots(listed: Iterable[ResticSnapshot], known_ids: Collection[st
         if run_tag(snapshot) is not None and not (known is not None and snapshot.id.startswith(known)):
             unknown.append(snapshot)
     return unknown
+
+
+def made_by(run: Run, job: str, orphan: ResticSnapshot) -> bool:
+    """Return True when `orphan` can be the snapshot of backup run `run` of `job`: its run id tag alone is no proof
+    (another host's catalog sharing the repository, or a catalog restored from an older backup, reuses run ids), so
+    the run must be a backup of this job, on the host that took the snapshot, and the snapshot's time must fall
+    within the run (a copy keeps its original's host and time)."""
+    if run.kind != "backup" or run.job != job or run.host != orphan.hostname:
+        return False
+    ended = run.finished_at or utc_now()
+    return run.started_at - RUN_TIME_SLACK <= orphan.time <= ended + RUN_TIME_SLACK
 
 
 def may_still_be_recorded(run: Run, live_runs: Iterable[Run], destination: str) -> bool:
@@ -197,8 +211,13 @@ class _Reconciler:
         for orphan in orphans:
             run_id = run_tag(orphan) or 0
             run = runs.get(run_id)
-            if run is None:
-                detail = f"tagged with run {run_id}, which this catalog does not know: left as it is"
+            if run is None or not made_by(run, self._job.name, orphan):
+                detail = (
+                    f"tagged with run {run_id}, which this catalog does not know: left as it is"
+                    if run is None
+                    else f"tagged with run {run_id}, which is no backup of this job on {orphan.hostname} at "
+                    f"{orphan.time.isoformat(timespec='seconds')} (another catalog's run?): left as it is"
+                )
                 self._records.record_failure(
                     self._job.name, destination.name, None, f"snapshot {orphan.short_id}: {detail}"
                 )

@@ -17,7 +17,7 @@ from replica.catalog.models import Snapshot
 from replica.catalog.records import CheckOutcome, utc_now
 from replica.config.models import CHECK_NAMES, DestinationConfig, JobConfig, PolicyConfig
 from replica.errors import (
-    TRANSIENT_STATES,
+    DATA_LOSS_STATES,
     ReplicaError,
     RepositoryCorrupt,
     StorageError,
@@ -204,10 +204,10 @@ def run_verify(
                     outcome.failure,
                 )
     except ReplicaError as error:
-        # A verification we stopped ourselves (daemon shutdown), or one that a fault of the moment kept from running
-        # (endpoint unreachable or throttling, a deadline), says nothing about the data: no report. One that cannot
-        # read the repository at all (wrong password, repository gone) can: nothing could be restored from it.
-        if outcome is not None and failure_state(error) not in TRANSIENT_STATES:
+        # Only a verification that cannot open the repository at all (wrong password, repository gone) says
+        # something about the data: nothing could be restored from it. One kept from running by anything else (the
+        # endpoint unreachable or failing, a deadline, a full scratch disk, a stop on purpose) does not: no report.
+        if outcome is not None and failure_state(error) in DATA_LOSS_STATES:
             outcome.checks.append(CheckOutcome("verification", False, True, f"verification could not run: {error}"))
             outcome.failure = failure_state(error)
             context.catalog.add_checks(outcome.run_id, outcome.checks)
