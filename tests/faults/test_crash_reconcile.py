@@ -158,7 +158,7 @@ def test_backups_killed_at_each_failpoint_are_abandoned_their_snapshots_adopted_
     scenario.detect_seconds["backups"] = seconds_to_reconcile(deployment, before_record, died_at)
     rows = snapshot_rows(deployment, "primary")
     for orphan in orphans:
-        assert rows[orphan][0] == 0  # usable
+        assert rows[orphan][0] == 0  # usable = 0: never a recovery point
         assert "never a recovery point" in rows[orphan][1]
     # AND the sidecar the third crash left does not make its snapshot a recovery point
     (checked,) = [event[1] for event in reconcile_events(deployment, before_record)]

@@ -245,7 +245,9 @@ class ReplicaStates(RuleBasedStateMachine):
         known = {point.original_id: point for point in self.history}
         new: list[Point] = []
         for destination, snapshot_id, original_id in self.rows(
-            "SELECT destination, snapshot_id, original_id FROM snapshots WHERE job = ? ORDER BY id", self.job
+            # Usable ones only: an orphan a crash left is adopted unusable, never a recovery point to restore.
+            "SELECT destination, snapshot_id, original_id FROM snapshots WHERE job = ? AND usable ORDER BY id",
+            self.job,
         ):
             point = known.get(original_id)
             if point is None:
@@ -537,7 +539,8 @@ class ReplicaStates(RuleBasedStateMachine):
             recorded = {
                 row[0]
                 for row in self.rows(
-                    "SELECT snapshot_id FROM snapshots WHERE job = ? AND destination = ? AND pruned_at IS NULL",
+                    "SELECT snapshot_id FROM snapshots WHERE job = ? AND destination = ? AND pruned_at IS NULL "
+                    "AND usable",
                     self.job,
                     destination,
                 )

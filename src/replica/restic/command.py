@@ -28,6 +28,13 @@ EXIT_CODE_ERRORS: dict[int, type[errors.ResticError]] = {
     11: errors.RepositoryLocked,
     12: errors.WrongPassword,
 }
+# What restic 0.14 prints about damaged data (a check or restore that read it back). Last in the table: a failure
+# with a clearer cause (no repository, wrong password) may mention it too.
+DAMAGE = re.compile(
+    r"ciphertext verification failed|repository contains errors|does not match|"
+    r"pack .* contains \d+ errors|invalid data returned",
+    re.I,
+)
 # restic 0.14 exits 1 for all of these; the message tells them apart. Checked in order, first match wins.
 STDERR_ERRORS: tuple[tuple[re.Pattern[str], type[errors.ReplicaError]], ...] = (
     # First: a restore or dump into a full file system prints the failed write ("write /target/f: no space left on
@@ -60,14 +67,7 @@ STDERR_ERRORS: tuple[tuple[re.Pattern[str], type[errors.ReplicaError]], ...] = (
         re.compile(r"unable to open config file|Is there a repository at the following location", re.I),
         errors.RepositoryMissing,
     ),
-    (
-        re.compile(
-            r"ciphertext verification failed|repository contains errors|does not match|"
-            r"pack .* contains \d+ errors|invalid data returned",
-            re.I,
-        ),
-        errors.RepositoryCorrupt,
-    ),
+    (DAMAGE, errors.RepositoryCorrupt),
 )
 
 
