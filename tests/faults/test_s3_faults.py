@@ -15,6 +15,7 @@ baseline after every fault), like every pytest module; each test also stands alo
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -200,51 +201,65 @@ def test_a_short_burst_of_slow_down_is_retried_and_the_backup_succeeds(
     assert {run["snapshot_id"], faulted.baseline} <= usable_snapshots(deployment)
 
 
+@dataclass
+class FaultedVerify:
+    """A verification of the baseline run with a fault injected: the CLI's outcome, its run, what it sent."""
+
+    result: subprocess.CompletedProcess[str]
+    run: dict[str, Any]
+    new_reports: int
+    alerts: list[dict[str, Any]]
+    seconds: float
+
+
+def verify_baseline_through(
+    deployment: Deployment, fault_proxy: FaultProxy, faulted: Faulted, fault: Fault
+) -> FaultedVerify:
+    """Verify the baseline (backed up before every fault of this module) with `fault` injected, cleared after."""
+    alerts_before = len(faulted.webhook.requests)
+    ((reports_before,),) = catalog_rows(deployment, "SELECT count(*) FROM reports")
+    fault_proxy.inject(fault)
+    started = time.monotonic()
+    try:
+        result = deployment.replica("verify", JOB, "--snapshot", faulted.baseline)
+    finally:
+        fault_proxy.clear()
+    seconds = time.monotonic() - started
+    ((reports_after,),) = catalog_rows(deployment, "SELECT count(*) FROM reports")
+    run = newest_run(deployment, "verify")
+    return FaultedVerify(result, run, reports_after - reports_before, alerts_since(faulted, alerts_before), seconds)
+
+
 def test_a_verification_kept_from_running_by_a_failing_endpoint_alerts_but_reports_no_data_loss(
     deployment: Deployment, fault_proxy: FaultProxy, faulted: Faulted
 ) -> None:
-    alerts_before = len(faulted.webhook.requests)
-    reports_before = catalog_rows(deployment, "SELECT count(*) FROM reports")
-    # GIVEN the primary's endpoint answers 500 InternalError to every request
-    fault_proxy.inject(Fault.internal_error())
-    # WHEN the baseline is verified there
-    try:
-        verify = deployment.replica("verify", JOB, "--snapshot", faulted.baseline)
-    finally:
-        fault_proxy.clear()
+    # GIVEN the primary's endpoint answers 500 InternalError to every request; WHEN the baseline is verified there
+    verify = verify_baseline_through(deployment, fault_proxy, faulted, Fault.internal_error())
     # THEN the verification fails as storage_error (exit 3) and alerts, but no data-loss report blames the data
-    assert verify.returncode == 3, verify.stderr
-    run = newest_run(deployment, "verify")
-    assert (run["status"], run["failure"]) == ("failed", "storage_error")
-    assert catalog_rows(deployment, "SELECT count(*) FROM reports") == reports_before
-    failures = [alert for alert in alerts_since(faulted, alerts_before) if alert["event"] == "failure"]
+    assert verify.result.returncode == 3, verify.result.stderr
+    assert (verify.run["status"], verify.run["failure"]) == ("failed", "storage_error")
+    assert verify.new_reports == 0
+    failures = [alert for alert in verify.alerts if alert["event"] == "failure"]
     assert len(failures) == 1 and failures[0]["fields"]["failure"] == "storage_error", failures
 
 
 def test_after_every_fault_the_baseline_verifies_and_cut_short_answers_raise_no_false_corruption(
     deployment: Deployment, fault_proxy: FaultProxy, faulted: Faulted
 ) -> None:
-    alerts_before = len(faulted.webhook.requests)
-    reports_before = catalog_rows(deployment, "SELECT count(*) FROM reports")
     requests_before = len(fault_proxy.requests)
     # GIVEN the next two downloads of packs are cut off halfway (full Content-Length announced)
-    fault = fault_proxy.inject(Fault.truncate(key_contains="/data/", first=2))
+    fault = Fault.truncate(key_contains="/data/", first=2)
     # WHEN the baseline, backed up before every fault of this module, is verified (restic check reads every pack,
     # then restic restore, then the comparison with the backup-time fingerprint)
-    started = time.monotonic()
-    try:
-        verify = deployment.replica("verify", JOB, "--snapshot", faulted.baseline)
-    finally:
-        fault_proxy.clear()
-    MEASURED["transient truncated pack downloads (2)"] = time.monotonic() - started
+    verify = verify_baseline_through(deployment, fault_proxy, faulted, fault)
+    MEASURED["transient truncated pack downloads (2)"] = verify.seconds
     # THEN the verification passes: the baseline survived every fault, restic downloaded the cut packs again, and
     # nothing was called corrupt
-    assert_ok(verify)
+    assert_ok(verify.result)
     assert fault.served == 2
-    run = newest_run(deployment, "verify")
-    assert (run["kind"], run["status"], run["failure"]) == ("verify", "succeeded", None)
-    assert catalog_rows(deployment, "SELECT count(*) FROM reports") == reports_before
-    assert "failure" not in {alert["event"] for alert in alerts_since(faulted, alerts_before)}
+    assert (verify.run["kind"], verify.run["status"], verify.run["failure"]) == ("verify", "succeeded", None)
+    assert verify.new_reports == 0
+    assert "failure" not in {alert["event"] for alert in verify.alerts}
     # AND every other request of restic check and restic restore crossed the proxy untouched
     verified = fault_proxy.requests[requests_before:]
     packs_read = [request for request in verified if request.method == "GET" and "/data/" in request.key]
@@ -254,24 +269,17 @@ def test_after_every_fault_the_baseline_verifies_and_cut_short_answers_raise_no_
 def test_a_pack_damaged_in_transit_is_confirmed_intact_at_rest_and_the_verification_passes_without_a_report(
     deployment: Deployment, fault_proxy: FaultProxy, faulted: Faulted
 ) -> None:
-    alerts_before = len(faulted.webhook.requests)
-    reports_before = catalog_rows(deployment, "SELECT count(*) FROM reports")
     # GIVEN the next download of a pack has one byte flipped on its way (the stored pack is intact)
-    fault = fault_proxy.inject(Fault.flip(key_contains="/data/", first=1))
+    fault = Fault.flip(key_contains="/data/", first=1)
     # WHEN the baseline is verified (restic check reads every pack back and hashes it)
-    started = time.monotonic()
-    try:
-        verify = deployment.replica("verify", JOB, "--snapshot", faulted.baseline)
-    finally:
-        fault_proxy.clear()
-    MEASURED["pack flipped in transit (1)"] = time.monotonic() - started
+    verify = verify_baseline_through(deployment, fault_proxy, faulted, fault)
+    MEASURED["pack flipped in transit (1)"] = verify.seconds
     # THEN restic saw a damaged pack, replica re-downloaded it and found it hashing to its name: the damage was not
     # at rest, so the verification ran again, passed, and says so; no data-loss report, no failure alert
-    assert_ok(verify)
+    assert_ok(verify.result)
     assert fault.served == 1
-    run = newest_run(deployment, "verify")
-    assert (run["status"], run["failure"]) == ("succeeded", None)
-    assert run["details"]["inconclusive_attempts"] == 1
-    assert "not at rest" in run["details"]["inconclusive_reason"]
-    assert catalog_rows(deployment, "SELECT count(*) FROM reports") == reports_before
-    assert "failure" not in {alert["event"] for alert in alerts_since(faulted, alerts_before)}
+    assert (verify.run["status"], verify.run["failure"]) == ("succeeded", None)
+    assert verify.run["details"]["inconclusive_attempts"] == 1
+    assert "not at rest" in verify.run["details"]["inconclusive_reason"]
+    assert verify.new_reports == 0
+    assert "failure" not in {alert["event"] for alert in verify.alerts}
