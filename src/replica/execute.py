@@ -375,19 +375,39 @@ def _pipeline_stalled(watches: Sequence[_ProgressWatch], running: Sequence[bool]
     """Return the stall limit a pipeline went past, or None while it still makes progress.
 
     A pipeline stalls when none of its running processes made progress for the shortest limit among them: a
-    producer blocked on a full pipe waits for its consumer, not for nothing. While a process without a limit runs
-    (a database restore tool, which may wait on its server for an hour while an index builds), the pipeline has
-    none: its producer, blocked on the pipe meanwhile, is waiting for it. The deadline still applies.
+    producer blocked on a full pipe waits for its consumer, not for nothing. A process without a limit (a database
+    restore tool, which may wait on its server for an hour while an index builds) holds the pipeline back
+    legitimately only while the others are blocked writing into the pipe to it; a producer stuck on anything else
+    (restic on a silent endpoint) is judged by its own limit, and the pipeline stopped with it.
     """
     live = [watch for watch, alive in zip(watches, running, strict=True) if alive]
-    if not live or any(watch.stall_seconds is None for watch in live):
+    limited = [watch for watch in live if watch.stall_seconds is not None]
+    if not limited:
         return None
-    limits = [watch.stall_seconds for watch in live if watch.stall_seconds is not None]
+    if len(limited) < len(live) and all(_writing_into_a_pipe(watch.pid) for watch in limited):
+        return None
     for watch in live:
         watch.sample(now)
-    limit = min(limits)
-    last_progress = max(watch.last_progress_at for watch in live)
+    limit = min(watch.stall_seconds for watch in limited if watch.stall_seconds is not None)
+    last_progress = max(watch.last_progress_at for watch in limited)
     return limit if now - last_progress >= limit else None
+
+
+def _writing_into_a_pipe(pid: int) -> bool:
+    """Return True when a thread of process `pid` is blocked writing into a pipe (its reader does not read)."""
+    try:
+        threads = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return False
+    for thread in threads:
+        try:
+            with open(f"/proc/{pid}/task/{thread}/wchan") as wchan:
+                # `pipe_write`, or `anon_pipe_write` on newer kernels
+                if wchan.read().endswith("pipe_write"):
+                    return True
+        except OSError:
+            continue
+    return False
 
 
 def _interrupt(running: Any) -> None:

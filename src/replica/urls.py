@@ -19,7 +19,9 @@ LOOPBACK_NAMES = frozenset({"localhost"})
 # (greedy: a password may hold a raw `@`, as `p@ss` in `postgresql://app:p@ss@db/x`).
 _USER_INFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/\s]+)@")
 # libpq and ODBC style `password=...` (also `pwd=`), quoted or not.
-_PASSWORD_KEYWORD = re.compile(r"(?P<key>\b(?:password|passwd|pwd)\s*=\s*)(?P<value>'[^']*'|\"[^\"]*\"|[^\s;&]+)", re.I)
+_PASSWORD_KEYWORD = re.compile(
+    r"(?P<key>\b(?:password|passwd|pwd)\s*=\s*)(?P<value>'[^']*'|\"[^\"]*\"|[^\s;&)]+)", re.I
+)
 
 
 def redact_url(url: str, *, keep_path: bool = True) -> str:

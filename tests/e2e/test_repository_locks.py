@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.e2e.conftest import Deployment, assert_ok, catalog_rows
 from tests.e2e.sources import DirectorySource
@@ -201,3 +202,49 @@ def test_a_backup_kept_out_by_a_stale_exclusive_lock_clears_it_and_succeeds_in_o
     events = unlock_events(deployment)[unlocks_before:]
     assert len(events) == 1 and json.loads(events[0][2])["during"] == "backup"
     assert json.loads(events[0][2])["exclusive"] is True
+
+
+def test_a_backup_refused_while_its_fingerprint_still_walks_the_tree_succeeds_on_its_second_attempt(
+    deployment: Deployment, destination: dict[str, Any], tmp_path: Path
+) -> None:
+    # GIVEN a tree whose fingerprint's walk takes longer than restic takes to refuse, and a restic that refuses the
+    # first backup at once, naming a stale exclusive lock of a dead process of this host (every other call is the
+    # real restic): the first attempt ends while its walk still runs, and the walk is then abandoned
+    tree = tmp_path / "tree"
+    for folder in range(20):
+        (tree / f"d{folder}").mkdir(parents=True)
+        for number in range(500):
+            (tree / f"d{folder}" / f"f{number}").write_text(f"{folder}/{number}")
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    marker = tmp_path / "refused-once"
+    script = tmp_path / "restic"
+    script.write_text(
+        "#!/bin/sh\n"
+        f'if [ ! -e {marker} ] && [ "$2" = backup ]; then\n'
+        f"  touch {marker}\n"
+        f"  echo 'Fatal: unable to create lock in backend: repository is already locked exclusively by PID {dead.pid}"
+        f" on {socket.gethostname()} by root (UID 0, GID 0)' >&2\n"
+        "  echo 'lock was created at 2026-11-27 11:59:48 (5.2s ago)' >&2\n"
+        "  echo 'storage ID 0f1e2d3c' >&2\n"
+        "  exit 1\n"
+        "fi\n"
+        'exec restic "$@"\n'
+    )
+    script.chmod(0o755)
+    job = yaml.safe_load((deployment.root / "jobs" / f"{JOB}.yaml").read_text())
+    job["store"] = {"kind": "directory", "path": str(tree)}
+    (deployment.root / "jobs" / "locked-walk.yaml").write_text(yaml.safe_dump({**job, "name": "locked-walk"}))
+
+    # WHEN it is backed up
+    result = deployment.replica("backup", "locked-walk", env=deployment.environment(REPLICA_RESTIC_BINARY=str(script)))
+
+    # THEN the abandoned walk of the first attempt did not stop the second: one run, succeeded, all files counted
+    assert_ok(result)
+    assert marker.exists()
+    runs = catalog_rows(deployment, "SELECT status, failure FROM runs WHERE job='locked-walk' AND kind='backup'")
+    assert runs == [("succeeded", None)]
+    ((fingerprint,),) = catalog_rows(
+        deployment, "SELECT fingerprint FROM snapshots WHERE job='locked-walk' AND destination='primary'"
+    )
+    assert json.loads(fingerprint)["files"] == 10_000

@@ -119,3 +119,17 @@ def test_a_producer_blocked_on_a_consumer_without_a_limit_is_not_stopped() -> No
     # THEN neither is stopped: the producer waits for a process that may wait, and only the deadline applies
     assert outcome.producer.succeeded and outcome.consumer.succeeded, outcome
     assert outcome.consumer.duration_seconds > 1.4
+
+
+def test_a_silent_producer_feeding_a_consumer_without_a_limit_is_stopped_by_its_own_limit() -> None:
+    # GIVEN a producer that goes silent without filling the pipe (restic dump on an endpoint that stopped answering)
+    # feeding a consumer without a stall limit (pg_restore), which then waits on its input
+    producer = Command(argv=("sh", "-c", "head -c 1000 /dev/zero; exec sleep 30"), stall_seconds=0.5)
+    consumer = Command(argv=("cat",), stall_seconds=None, output_is_progress=False)
+
+    # WHEN the pipeline runs
+    outcome = run_pipeline(producer, consumer, timeout_seconds=30)
+
+    # THEN the producer's limit stops both within seconds: the consumer waits for the producer, not the other way
+    assert outcome.producer.timed_out and outcome.producer.stalled_seconds == 0.5, outcome.producer
+    assert outcome.consumer.duration_seconds < 5

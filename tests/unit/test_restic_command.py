@@ -53,6 +53,20 @@ def failed(stderr: str, exit_code: int | None = 1, *, timed_out: bool = False) -
             NO_REPOSITORY.replace("The specified key does not exist.", "We encountered an internal error."),
             errors.StorageServerError,
         ),
+        # restic says "unable to open config file" for any failed read of it: a fault of the moment is no missing
+        # repository (which would make a verification write a data-loss report)
+        (NO_REPOSITORY.replace("The specified key does not exist.", "502 Bad Gateway"), errors.StorageServerError),
+        (
+            NO_REPOSITORY.replace("The specified key does not exist.", "net/http: timeout awaiting response headers"),
+            errors.StorageUnreachable,
+        ),
+        (NO_REPOSITORY.replace("The specified key does not exist.", "unexpected EOF"), errors.StorageUnreachable),
+        # S3's own "does not match" is about a signature, not damaged data
+        (
+            "Fatal: The request signature we calculated does not match the signature you provided "
+            "(SignatureDoesNotMatch)",
+            errors.StorageAccessDenied,
+        ),
     ],
 )
 def test_restic_0_14_exit_1_is_classified_from_stderr(stderr: str, expected: type[Exception]) -> None:

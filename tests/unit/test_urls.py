@@ -48,6 +48,7 @@ def test_redact_text_hides_every_url_user_info_and_dsn_password() -> None:
     assert redact_text("plain message, nothing to hide") == "plain message, nothing to hide"
     # a raw `@` in the password: all of the user info goes, not just what precedes its first `@`
     assert redact_text("dsn postgresql://app:p@ss@db/x failed") == "dsn postgresql://***@db/x failed"
+    assert redact_text("(host=db password=hunter2)") == "(host=db password=***)"
 
 
 def test_every_recorded_run_error_is_redacted() -> None:

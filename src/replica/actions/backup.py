@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -196,13 +197,22 @@ def _back_up(
     # in a thread while restic stores it: its cost hides behind restic's instead of adding to it. A fingerprint
     # that fails stops restic: the snapshot could never become a recovery point.
     fingerprint_future = pool.submit(prepared.fingerprint)
-    fingerprint_future.add_done_callback(lambda done: _cancel_on_failure(done, cancellation))
-    with _fingerprint_error_first(fingerprint_future):
-        return _store(context, prepared, repository, tags, fingerprint_future, cancellation)
+    # Only while this attempt runs: once it ended (restic refused a stale lock, say), the store abandons the walk or
+    # cancels the scan, and that failure must not stop the next attempt, which shares the probe's cancellation.
+    attempt_running = threading.Event()
+    attempt_running.set()
+    fingerprint_future.add_done_callback(lambda done: _cancel_on_failure(done, cancellation, attempt_running))
+    try:
+        with _fingerprint_error_first(fingerprint_future):
+            return _store(context, prepared, repository, tags, fingerprint_future, cancellation)
+    finally:
+        attempt_running.clear()
 
 
-def _cancel_on_failure(done: concurrent.futures.Future[Fingerprint], cancellation: Cancellation) -> None:
-    if not done.cancelled() and done.exception() is not None:
+def _cancel_on_failure(
+    done: concurrent.futures.Future[Fingerprint], cancellation: Cancellation, attempt_running: threading.Event
+) -> None:
+    if attempt_running.is_set() and not done.cancelled() and done.exception() is not None:
         cancellation.cancel("the fingerprint of the source failed")
 
 

@@ -5,7 +5,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from replica.errors import RepositoryCorrupt, ResticError, StorageError
+from replica.errors import (
+    RepositoryCorrupt,
+    ResticError,
+    StorageServerError,
+    StorageThrottled,
+    StorageUnreachable,
+)
 from replica.execute import Cancellation, run
 from replica.restic.command import DAMAGE, Repository, Restic, classify_failure
 from replica.restic.messages import named_repository_files
@@ -38,7 +44,11 @@ def check_repository(
     if completed.succeeded:
         return CheckReport(True, f"structure and {read_data_subset} of pack data read back without errors")
     error = classify_failure(completed, repository.name)
-    if (isinstance(error, StorageError) or type(error) is ResticError) and DAMAGE.search(completed.stderr_tail):
+    # Only a fault of the moment may hide damage this way (not refused credentials, a missing bucket or clock skew).
+    transient = (
+        isinstance(error, StorageUnreachable | StorageThrottled | StorageServerError) or type(error) is ResticError
+    )
+    if transient and DAMAGE.search(completed.stderr_tail):
         # A check that found damage may have logged a retried network error on its way, which the table names
         # first: the damage decides (it is confirmed at rest before anyone is told of it), not the retry.
         damage = [line for line in completed.stderr_tail.splitlines() if DAMAGE.search(line)]

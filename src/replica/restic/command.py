@@ -31,7 +31,7 @@ EXIT_CODE_ERRORS: dict[int, type[errors.ResticError]] = {
 # What restic 0.14 prints about damaged data (a check or restore that read it back). Last in the table: a failure
 # with a clearer cause (no repository, wrong password) may mention it too.
 DAMAGE = re.compile(
-    r"ciphertext verification failed|repository contains errors|does not match|"
+    r"ciphertext verification failed|repository contains errors|(Pack ID|hash|ID) does not match|"
     r"pack .* contains \d+ errors|invalid data returned",
     re.I,
 )
@@ -51,11 +51,20 @@ STDERR_ERRORS: tuple[tuple[re.Pattern[str], type[errors.ReplicaError]], ...] = (
         errors.StorageThrottled,
     ),
     (
-        re.compile(r"InternalError|We encountered an internal error|500 Internal Server Error", re.I),
+        re.compile(
+            r"InternalError|We encountered an internal error|50[0234] (Internal Server Error|Bad Gateway|Gateway "
+            r"Time-?out)|BadGateway|GatewayTimeout",
+            re.I,
+        ),
         errors.StorageServerError,
     ),
+    # Before "repository missing": restic says "unable to open config file" for any failed read of `config`.
     (
-        re.compile(r"connection refused|no such host|i/o timeout|connection reset|network is unreachable", re.I),
+        re.compile(
+            r"connection refused|no such host|i/o timeout|connection reset|network is unreachable|"
+            r"timeout awaiting response headers|TLS handshake timeout|unexpected EOF|: EOF\b",
+            re.I,
+        ),
         errors.StorageUnreachable,
     ),
     (re.compile(r"NoSuchBucket|bucket does not exist", re.I), errors.BucketMissing),
