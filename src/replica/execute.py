@@ -386,7 +386,7 @@ def _pipeline_stalled(watches: Sequence[_ProgressWatch], running: Sequence[bool]
         return None
     if len(limited) < len(live) and all(_writing_into_a_pipe(watch.pid) for watch in limited):
         return None
-    for watch in live:
+    for watch in limited:
         watch.sample(now)
     limit = min(watch.stall_seconds for watch in limited if watch.stall_seconds is not None)
     last_progress = max(watch.last_progress_at for watch in limited)

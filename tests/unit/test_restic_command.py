@@ -61,6 +61,12 @@ def failed(stderr: str, exit_code: int | None = 1, *, timed_out: bool = False) -
             errors.StorageUnreachable,
         ),
         (NO_REPOSITORY.replace("The specified key does not exist.", "unexpected EOF"), errors.StorageUnreachable),
+        # damage found after a retried network error: the damage decides, not the retry
+        (
+            "Load(<data/3f2a>, 0, 0) returned error, retrying after 552ms: read: connection reset by peer\n"
+            "Pack ID does not match, want 3f2a, got 9c1d\nFatal: repository contains errors",
+            errors.RepositoryCorrupt,
+        ),
         # S3's own "does not match" is about a signature, not damaged data
         (
             "Fatal: The request signature we calculated does not match the signature you provided "

@@ -29,10 +29,6 @@ def known_revisions() -> list[str]:
     return sorted(path.name.split("_", 1)[0] for path in (MIGRATIONS_PATH / "versions").glob("[0-9]*_*.py"))
 
 
-def _redacted(url: str) -> str:
-    return redact_url(url)
-
-
 def _current_revision(connection: Connection) -> str | None:
     if not inspect(connection).has_table("alembic_version"):
         return None
@@ -70,14 +66,14 @@ def open_catalog(url: str) -> sessionmaker[Session]:
             current = _current_revision(connection)
             if current is not None and current not in known:
                 raise CatalogError(
-                    f"catalog {_redacted(url)} has schema revision '{current}', unknown to this replica "
+                    f"catalog {redact_url(url)} has schema revision '{current}', unknown to this replica "
                     f"(knows {', '.join(known)}); upgrade replica"
                 )
             if current != known[-1]:
                 _upgrade(connection)
     except SQLAlchemyError as error:
         reason = redact_text(str(getattr(error, "orig", None) or error).splitlines()[0])
-        raise CatalogError(f"catalog {_redacted(url)} cannot be used: {reason}") from None
+        raise CatalogError(f"catalog {redact_url(url)} cannot be used: {reason}") from None
     return sessionmaker(engine, expire_on_commit=False)
 
 

@@ -5,16 +5,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from replica.errors import (
-    RepositoryCorrupt,
-    ResticError,
-    StorageServerError,
-    StorageThrottled,
-    StorageUnreachable,
-)
+from replica.errors import RepositoryCorrupt
 from replica.execute import Cancellation, run
-from replica.restic.command import DAMAGE, Repository, Restic, classify_failure
-from replica.restic.messages import named_repository_files
+from replica.restic.command import Repository, Restic, classify_failure
 
 ERROR_LINE = re.compile(r"does not match|error|damaged|invalid|missing", re.I)
 
@@ -44,15 +37,6 @@ def check_repository(
     if completed.succeeded:
         return CheckReport(True, f"structure and {read_data_subset} of pack data read back without errors")
     error = classify_failure(completed, repository.name)
-    # Only a fault of the moment may hide damage this way (not refused credentials, a missing bucket or clock skew).
-    transient = (
-        isinstance(error, StorageUnreachable | StorageThrottled | StorageServerError) or type(error) is ResticError
-    )
-    if transient and DAMAGE.search(completed.stderr_tail):
-        # A check that found damage may have logged a retried network error on its way, which the table names
-        # first: the damage decides (it is confirmed at rest before anyone is told of it), not the retry.
-        damage = [line for line in completed.stderr_tail.splitlines() if DAMAGE.search(line)]
-        error = RepositoryCorrupt(repository.name, damage[-1].strip(), named_repository_files(completed.stderr_tail))
     if isinstance(error, RepositoryCorrupt):
         lines = [line.strip() for line in completed.stderr_tail.splitlines() if ERROR_LINE.search(line)]
         return CheckReport(False, "; ".join(lines[:3]) or error.detail, error.suspects)

@@ -35,6 +35,12 @@ DAMAGE = re.compile(
     r"pack .* contains \d+ errors|invalid data returned",
     re.I,
 )
+# Faults of the moment restic retries and logs on its way; a command that then found damage failed on the damage.
+RETRIED_FAULTS: tuple[type[errors.ReplicaError], ...] = (
+    errors.StorageUnreachable,
+    errors.StorageThrottled,
+    errors.StorageServerError,
+)
 # restic 0.14 exits 1 for all of these; the message tells them apart. Checked in order, first match wins.
 STDERR_ERRORS: tuple[tuple[re.Pattern[str], type[errors.ReplicaError]], ...] = (
     # First: a restore or dump into a full file system prints the failed write ("write /target/f: no space left on
@@ -172,6 +178,10 @@ def classify_failure(completed: Completed, destination: str, target: str | None 
         )
     for pattern, error_class in STDERR_ERRORS:
         if pattern.search(completed.stderr_tail):
+            if error_class in RETRIED_FAULTS and DAMAGE.search(completed.stderr_tail):
+                # restic logs the network errors it retried on its way: the damage it then found decides (a
+                # verification confirms it at rest before anyone is told of it), not the retry.
+                error_class = errors.RepositoryCorrupt
             if error_class is errors.RepositoryLocked:
                 return _locked(completed, destination, detail)
             if error_class is errors.RepositoryCorrupt:

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 MISSING_CODES = {"404", "NoSuchBucket", "NotFound"}
+MISSING_KEY_CODES = {"NoSuchKey", "404"}
 HASH_CHUNK_BYTES = 1024 * 1024
 # A bucket without Object Lock answers GetObjectLockConfiguration with this code (AWS, MinIO, moto).
 NO_OBJECT_LOCK_CODES = {"ObjectLockConfigurationNotFoundError"}
@@ -98,7 +99,7 @@ class S3Storage:
     def _translate(self, error: Exception, bucket: str, action: str) -> StorageError:
         where = f"bucket '{bucket}' at {self.location}"
         if isinstance(error, ClientError):
-            code = str(error.response.get("Error", {}).get("Code", ""))
+            code = _error_code(error)
             offset = _server_clock_offset_seconds(error)
             if code in CLOCK_SKEW_CODES or (code in DENIED_CODES and abs(offset or 0) > MAX_CLOCK_SKEW_SECONDS):
                 return ClockSkew(
@@ -166,7 +167,7 @@ class S3Storage:
             response = self._client.get_object(Bucket=bucket, Key=key)
             document = json.loads(response["Body"].read())
         except ClientError as error:
-            if str(error.response.get("Error", {}).get("Code", "")) in {"NoSuchKey", "404"}:
+            if _error_code(error) in MISSING_KEY_CODES:
                 return None
             raise self._translate(error, bucket, f"read {key}") from None
         except BotoCoreError as error:
@@ -193,7 +194,7 @@ class S3Storage:
             for chunk in body.iter_chunks(HASH_CHUNK_BYTES):
                 digest.update(chunk)
         except ClientError as error:
-            if str(error.response.get("Error", {}).get("Code", "")) in {"NoSuchKey", "404"}:
+            if _error_code(error) in MISSING_KEY_CODES:
                 return None
             raise self._translate(error, bucket, f"read {key}") from None
         except BotoCoreError as error:
@@ -213,7 +214,7 @@ class S3Storage:
         try:
             configuration = self._client.get_object_lock_configuration(Bucket=bucket)["ObjectLockConfiguration"]
         except ClientError as error:
-            code = str(error.response.get("Error", {}).get("Code", ""))
+            code = _error_code(error)
             if code in NO_OBJECT_LOCK_CODES:
                 return {**state, "enabled": False}
             return {**state, "detail": f"Object Lock state not readable ({code or 'error'})"}
@@ -228,6 +229,11 @@ class S3Storage:
             "retention_days": retention.get("Days") or None,
             "retention_years": retention.get("Years") or None,
         }
+
+
+def _error_code(error: ClientError) -> str:
+    """Return the S3 error code of a refused request (`NoSuchKey`, `403`...), or an empty string."""
+    return str(error.response.get("Error", {}).get("Code", ""))
 
 
 def _server_clock_offset_seconds(error: ClientError) -> float | None:
