@@ -345,6 +345,10 @@ class _ProgressWatch:
             self.last_progress_at = now
         self._io_bytes, self._output_bytes, self._sampled_at = io_bytes, output_bytes, now
 
+    def excuse(self, now: float) -> None:
+        """Count the time up to `now` as progress: the process waited on another one, not on nothing."""
+        self.last_progress_at = now
+
     def stalled(self, now: float) -> bool:
         """Return True once the process made no progress for its `stall_seconds` (never when it has none)."""
         if self.stall_seconds is None:
@@ -385,6 +389,10 @@ def _pipeline_stalled(watches: Sequence[_ProgressWatch], running: Sequence[bool]
     if not limited:
         return None
     if len(limited) < len(live) and all(_writing_into_a_pipe(watch.pid) for watch in limited):
+        # Time spent waiting on the consumer is not the producer's stall: its clock starts again when the consumer
+        # reads, or a producer woken mid-write (its counters not yet moved) would be judged on the whole wait.
+        for watch in limited:
+            watch.excuse(now)
         return None
     for watch in limited:
         watch.sample(now)

@@ -4,10 +4,13 @@ like its deadline does; a process that moves bytes, however slowly, runs on."""
 from __future__ import annotations
 
 import concurrent.futures
+import subprocess
 import sys
+import time
 
 import pytest
 
+from replica import execute
 from replica.errors import ProcessFailed, failure_state
 from replica.execute import Command, run, run_pipeline
 
@@ -133,3 +136,34 @@ def test_a_silent_producer_feeding_a_consumer_without_a_limit_is_stopped_by_its_
     # THEN the producer's limit stops both within seconds: the consumer waits for the producer, not the other way
     assert outcome.producer.timed_out and outcome.producer.stalled_seconds == 0.5, outcome.producer
     assert outcome.consumer.duration_seconds < 5
+
+
+def test_a_producer_woken_by_its_consumer_is_not_judged_on_the_time_it_waited(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN a real producer blocked on a full pipe for longer than its limit, beside a consumer without a limit
+    producer = subprocess.Popen(["head", "-c", "300000", "/dev/zero"], stdout=subprocess.PIPE)
+    consumer = subprocess.Popen(["sleep", "30"])
+    try:
+        started = time.monotonic()
+        watches = (
+            execute._ProgressWatch(producer.pid, Command(argv=("head",), stall_seconds=0.3), [], started),
+            execute._ProgressWatch(consumer.pid, Command(argv=("sleep",), stall_seconds=None), [], started),
+        )
+        deadline = started + 5
+        while not execute._writing_into_a_pipe(producer.pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.5)
+        assert execute._pipeline_stalled(watches, (True, True), time.monotonic()) is None
+
+        # WHEN the consumer starts reading and the pipeline is judged at the instant the producer wakes, before the
+        # kernel has counted its next write (the race CI once lost)
+        monkeypatch.setattr(execute, "_writing_into_a_pipe", lambda pid: False)
+        verdict = execute._pipeline_stalled(watches, (True, True), time.monotonic() + 0.05)
+
+        # THEN it is not stalled: the wait was the consumer's, and the producer's clock started again with it
+        assert verdict is None
+    finally:
+        for process in (producer, consumer):
+            process.kill()
+            process.wait()
+        assert producer.stdout is not None
+        producer.stdout.close()
