@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what replica needs on a fresh Debian machine: restic (Debian package) and the Python package in .venv.
-# Idempotent: a second run installs nothing new. Used by scripts/demo.sh and scripts/test.sh.
+# Idempotent: a second run installs nothing new. Used by scripts/demo.sh and scripts/test.sh (--with-browser:
+# also Chromium, for the web console's browser tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +13,10 @@ command -v pg_dump >/dev/null 2>&1 || missing+=(postgresql-client)
 command -v mariadb-dump >/dev/null 2>&1 || missing+=(mariadb-client)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
+# The web console's browser tests drive Debian's Chromium (scripts/test.sh passes --with-browser).
+if [ "${1:-}" = "--with-browser" ]; then
+    command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+fi
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "setup: installing ${missing[*]} from Debian" >&2
     as_root apt-get update -qq

@@ -70,6 +70,10 @@ class UsageError(ReplicaError):
     """The command line asks for something that cannot be done (unknown job, destination, snapshot)."""
 
 
+class NotFound(UsageError):
+    """A job, destination, snapshot, report or token named by the caller does not exist (the web answers 404)."""
+
+
 class Interrupted(ReplicaError):
     """Work was stopped on purpose (SIGTERM to the daemon, its grace period over); the run ends `interrupted`."""
 

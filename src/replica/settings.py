@@ -133,6 +133,20 @@ class Settings(BaseSettings):
         examples=["/etc/replica/audit.key"],
     )
 
+    web_host: str = Field(
+        default="127.0.0.1",
+        description="Address `replica serve` listens on (the web console and HTTP API).",
+        examples=["127.0.0.1", "0.0.0.0"],
+    )
+    web_port: int = Field(default=8470, ge=1, le=65535, description="Port `replica serve` listens on.", examples=[8470])
+    web_workers: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="Actions (backup, verify, restore) the web server runs at a time; more wait in its queue.",
+        examples=[2],
+    )
+
     @field_validator("s3_endpoint_url")
     @classmethod
     def _safe_endpoint(cls, value: str | None) -> str | None:

@@ -13,7 +13,7 @@ from replica.catalog.database import open_catalog
 from replica.catalog.records import Catalog
 from replica.config.load import Configuration, load_configuration
 from replica.config.models import DestinationConfig, JobConfig, PolicyConfig
-from replica.errors import ConfigError, UsageError
+from replica.errors import ConfigError, NotFound
 from replica.secrets import read_secret
 from replica.settings import Settings
 
@@ -77,6 +77,15 @@ class Context:
         fresh.__dict__["restic"] = self.restic
         return fresh
 
+    def with_progress(self, progress: Progress) -> Context:
+        """Return a context that reports progress to `progress` and shares everything else with this one (the web
+        server's tasks: one configuration, catalog and set of clients, a progress stream per task)."""
+        other = self.reloaded()
+        other.progress = progress
+        if "configuration" in self.__dict__:
+            other.__dict__["configuration"] = self.configuration
+        return other
+
     @property
     def host(self) -> str:
         """Return this machine's name, recorded as the snapshot host."""
@@ -100,7 +109,7 @@ class Context:
         destination = job.destination(name)
         if destination is None:
             known = ", ".join(d.name for d in job.destinations)
-            raise UsageError(f"job '{job.name}' has no destination '{name}' (destinations: {known})")
+            raise NotFound(f"job '{job.name}' has no destination '{name}' (destinations: {known})")
         return destination
 
     def endpoint_url(self, destination: DestinationConfig) -> str | None:

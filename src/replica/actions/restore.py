@@ -13,7 +13,7 @@ from replica.actions.runs import recorded_run
 from replica.actions.verify import ExpectedData, resolve_expected
 from replica.catalog.records import CheckOutcome, utc_now
 from replica.config.models import DestinationConfig, JobConfig
-from replica.errors import TargetFull, TargetNotEmpty, UsageError, VerificationFailed
+from replica.errors import NotFound, TargetFull, TargetNotEmpty, UsageError, VerificationFailed
 from replica.stores.base import Target
 
 
@@ -65,7 +65,7 @@ def _snapshot_at(context: Context, job: JobConfig, destination: DestinationConfi
     for row in context.catalog.snapshots(job.name, destination.name):
         if row.usable and row.taken_at <= at:
             return row.snapshot_id
-    raise UsageError(f"job '{job.name}' has no snapshot taken at or before {at.isoformat()} in '{destination.name}'")
+    raise NotFound(f"job '{job.name}' has no snapshot taken at or before {at.isoformat()} in '{destination.name}'")
 
 
 def plan_restore(

@@ -18,6 +18,7 @@ from replica.catalog.records import CheckOutcome, utc_now
 from replica.config.models import CHECK_NAMES, DestinationConfig, JobConfig, PolicyConfig
 from replica.errors import (
     DATA_LOSS_STATES,
+    NotFound,
     ReplicaError,
     RepositoryCorrupt,
     StorageError,
@@ -130,7 +131,7 @@ def resolve_expected(
         )
     sidecar = context.storage(destination).get_json(destination.bucket, sidecar_key(destination, snapshot_id))
     if sidecar is None or sidecar.get("job") != job.name:
-        raise UsageError(
+        raise NotFound(
             f"snapshot '{snapshot_id}' of job '{job.name}' is unknown in destination '{destination.name}' "
             "(not in the catalog, no fingerprint sidecar)"
         )

@@ -247,3 +247,18 @@ class JobStatusCache(Base):
     job: Mapped[str] = mapped_column(String(64), primary_key=True)
     revision: Mapped[int] = mapped_column(Integer)
     facts: Mapped[str] = mapped_column(Text)  # JSON text, decoded only by `replica.catalog.summaries`
+
+
+class ApiToken(Base):
+    """A token of the web console and HTTP API. Only its SHA-256 is stored: the token itself is printed once, when
+    created, and a leaked catalog does not let anyone in. Revoked, never deleted (the log names it as an actor)."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))  # auditor | operator
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(255))
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -20,6 +20,7 @@ from replica.catalog.models import CheckResult, Report, Run, Snapshot
 from replica.catalog.reconciliation import Reconciliation
 from replica.catalog.run_events import run_event
 from replica.catalog.summaries import cached_latest
+from replica.catalog.tokens import Tokens
 from replica.errors import FALLBACK_STATE
 from replica.urls import redact_text
 
@@ -91,6 +92,11 @@ class Catalog:
     def reconciliation(self) -> Reconciliation:
         """Return what startup reconciliation reads and writes (adopted snapshots, their events)."""
         return Reconciliation(self._sessions, self._events)
+
+    @property
+    def tokens(self) -> Tokens:
+        """Return the tokens of the web console and HTTP API."""
+        return Tokens(self._sessions, self._events)
 
     @property
     def events(self) -> EventLog:

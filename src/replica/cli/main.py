@@ -14,6 +14,7 @@ from replica.cli import commands, scheduling
 from replica.cli.audit import add_audit_parser
 from replica.cli.collector import collector_paused, start_up_done
 from replica.cli.exit_codes import INTERRUPTED, USAGE, exit_code_for
+from replica.cli.web import add_web_parsers
 from replica.errors import ConfigError, ReplicaError
 from replica.urls import redact_text
 
@@ -135,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--rows", type=int, default=2000, help="rows the sample store gains on this run")
     add_audit_parser(sub, _timestamp)
+    add_web_parsers(sub)
     return parser
 
 

@@ -37,7 +37,7 @@ from replica.config.durations import spell_duration
 from replica.config.models import DestinationConfig, JobConfig, PolicyConfig
 from replica.config.notify import NOTIFIER_KIND_NAMES
 from replica.config.yaml_files import UnreadableFile, YamlDocument, YamlProblem, read_yaml_document, yaml_version
-from replica.errors import ConfigError, UsageError
+from replica.errors import ConfigError, NotFound
 from replica.schedule.specs import longest_gap, parse_schedule
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -257,7 +257,7 @@ class Configuration:
             raise ConfigError(self.broken_jobs[name])
         if name not in self.jobs:
             known = ", ".join(sorted(self.jobs)) or "none"
-            raise UsageError(f"no job named '{name}' (known jobs: {known})")
+            raise NotFound(f"no job named '{name}' (known jobs: {known})")
         return self.jobs[name]
 
     def policy_of(self, job: JobConfig) -> PolicyConfig:

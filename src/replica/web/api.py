@@ -1,0 +1,116 @@
+"""The JSON API (`/api/...`), described by the app's OpenAPI document (`/openapi.json`, browsable at `/docs`).
+
+Reading routes take any valid token (`Auditor`); the actions take an operator's (`Operator`). Actions answer 202
+with the task that runs them in the background: poll `GET /api/tasks/{id}` for its progress and outcome.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from replica.web import operations
+from replica.web.auth import Auditor, Operator
+from replica.web.state import WebState
+
+router = APIRouter(prefix="/api", tags=["api"])
+
+# Job and destination names as the job files allow them; snapshot ids are restic's hex ids (a prefix will do).
+JobName = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+SNAPSHOT_PATTERN = r"^[0-9a-f]{6,64}$"
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+
+
+def _state(request: Request) -> WebState:
+    state: WebState = request.app.state.web
+    return state
+
+
+class VerifyRequest(BaseModel):
+    """Which recovery point to test-restore (the newest in the primary destination when empty)."""
+
+    model_config = ConfigDict(extra="forbid")
+    destination: str | None = Field(default=None, min_length=1, max_length=64, pattern=NAME_PATTERN)
+    snapshot: str | None = Field(default=None, pattern=SNAPSHOT_PATTERN)
+
+
+class RestoreRequest(BaseModel):
+    """Where to restore and from what. `dry_run` only plans; `force` replaces a target holding data (kept aside)."""
+
+    model_config = ConfigDict(extra="forbid")
+    to: str = Field(min_length=1, max_length=1024, description="directory, SQLite file or database name")
+    snapshot: str | None = Field(default=None, pattern=SNAPSHOT_PATTERN)
+    at: datetime | None = Field(default=None, description="newest snapshot taken at or before this time")
+    destination: str | None = Field(default=None, min_length=1, max_length=64, pattern=NAME_PATTERN)
+    force: bool = False
+    dry_run: bool = False
+
+    @field_validator("at")
+    @classmethod
+    def _utc_when_naive(cls, value: datetime | None) -> datetime | None:
+        # As on the command line: a time without a zone is UTC.
+        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
+def _accepted(task_document: dict[str, Any]) -> JSONResponse:
+    return JSONResponse(task_document, status_code=202, headers={"Location": f"/api/tasks/{task_document['id']}"})
+
+
+@router.get("/whoami", summary="The name and role of the token used")
+def whoami(holder: Auditor) -> dict[str, str]:
+    return {"name": holder.name, "role": holder.role}
+
+
+@router.post("/jobs/{job}/backup", status_code=202, summary="Start a backup (operator)")
+def trigger_backup(request: Request, job: JobName, holder: Operator) -> JSONResponse:
+    state = _state(request)
+    task = operations.start_backup(state.context(), state.tasks, holder, job)
+    return _accepted(task.document())
+
+
+@router.post("/jobs/{job}/verify", status_code=202, summary="Start a test restore (operator)")
+def trigger_verify(request: Request, job: JobName, holder: Operator, body: VerifyRequest | None = None) -> JSONResponse:
+    state = _state(request)
+    body = body or VerifyRequest()
+    task = operations.start_verify(
+        state.context(), state.tasks, holder, job, destination=body.destination, snapshot=body.snapshot
+    )
+    return _accepted(task.document())
+
+
+@router.post(
+    "/jobs/{job}/restore",
+    status_code=202,
+    summary="Restore to a named target (operator); 409 when the target holds data and force is not set",
+)
+def trigger_restore(request: Request, job: JobName, holder: Operator, body: RestoreRequest) -> JSONResponse:
+    state = _state(request)
+    arguments: dict[str, Any] = {
+        "snapshot": body.snapshot,
+        "at": body.at,
+        "destination": body.destination,
+        "force": body.force,
+    }
+    if body.dry_run:
+        return JSONResponse(operations.plan_web_restore(state.context(), holder, job, body.to, **arguments))
+    task = operations.start_restore(state.context(), state.tasks, holder, job, body.to, **arguments)
+    return _accepted(task.document())
+
+
+@router.get("/tasks", summary="Actions started through the web, newest first")
+def list_tasks(request: Request, holder: Auditor, job: str | None = None) -> list[dict[str, Any]]:
+    return [task.document() for task in _state(request).tasks.recent(job)]
+
+
+@router.get("/tasks/{task_id}", summary="One action: state, progress lines, outcome")
+def show_task(request: Request, holder: Auditor, task_id: Annotated[int, Path(ge=1)]) -> dict[str, Any]:
+    task = _state(request).tasks.get(task_id)
+    if task is None:
+        from replica.errors import NotFound
+
+        raise NotFound(f"no task {task_id} (tasks are kept in memory until the server restarts)")
+    return task.document()

@@ -1,0 +1,61 @@
+"""Who is asking: the token of a request (an `Authorization: Bearer` header, or the console's session cookie),
+resolved to its holder and role. Every route but `/healthz` and the login page depends on `auditor` or
+`operator` below; the token itself is never logged, recorded or shown again."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+
+from replica.catalog.tokens import TokenHolder
+from replica.web.state import WebState
+
+SESSION_COOKIE = "replica_token"
+BEARER = "bearer "
+
+
+class NotAuthenticated(HTTPException):
+    """No token, or one the catalog does not know (or revoked): 401."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(status_code=401, detail=detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+class NotAllowed(HTTPException):
+    """A valid token whose role may not do this: 403."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(status_code=403, detail=detail)
+
+
+def presented_token(request: Request) -> str | None:
+    """Return the token a request carries (header first, then the session cookie), or None."""
+    header = request.headers.get("authorization", "")
+    if header[: len(BEARER)].lower() == BEARER:
+        return header[len(BEARER) :].strip() or None
+    return request.cookies.get(SESSION_COOKIE) or None
+
+
+def token_holder(request: Request) -> TokenHolder:
+    """Return the holder of the request's token. Raises NotAuthenticated when there is none or it is unknown."""
+    token = presented_token(request)
+    if token is None:
+        raise NotAuthenticated("a token is needed: send 'Authorization: Bearer TOKEN' (replica token create)")
+    state: WebState = request.app.state.web
+    holder = state.context().catalog.tokens.holder(token)
+    if holder is None:
+        raise NotAuthenticated("the token is unknown or revoked")
+    return holder
+
+
+def operator_holder(holder: Annotated[TokenHolder, Depends(token_holder)]) -> TokenHolder:
+    """Return the holder when it may trigger actions. Raises NotAllowed for an auditor."""
+    if not holder.may_operate:
+        raise NotAllowed(f"token '{holder.name}' has role '{holder.role}'; this action needs role 'operator'")
+    return holder
+
+
+# Every reading route takes `Auditor` (any valid token); every action takes `Operator`.
+Auditor = Annotated[TokenHolder, Depends(token_holder)]
+Operator = Annotated[TokenHolder, Depends(operator_holder)]

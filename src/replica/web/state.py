@@ -1,0 +1,30 @@
+"""What the web server keeps between requests: the settings, one context (its configuration re-read when a job or
+policy file changes, as the daemon does) and the runner of background tasks."""
+
+from __future__ import annotations
+
+import threading
+
+from replica.actions.context import Context
+from replica.daemon.files import ConfigurationWatcher
+from replica.settings import Settings
+from replica.web.tasks import TaskRunner
+
+
+class WebState:
+    """The server's context and task runner."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._context = Context(settings)
+        self._watcher = ConfigurationWatcher(settings.jobs_dir, settings.policies_dir)
+        self._lock = threading.Lock()
+        self.tasks = TaskRunner(settings.web_workers)
+
+    def context(self) -> Context:
+        """Return the current context: a new one (same catalog and clients) after a job or policy file changed,
+        so a request sees the files as they are; running tasks keep the configuration they started with."""
+        with self._lock:
+            if self._watcher.changed():
+                self._context = self._context.reloaded()
+            return self._context
