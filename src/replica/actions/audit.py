@@ -125,9 +125,13 @@ def read_log(
     until: datetime | None,
     newest: int | None,
 ) -> list[dict[str, Any]]:
-    """Return matching events oldest first as JSON-ready documents (figures parsed)."""
+    """Return matching events oldest first as JSON-ready documents (figures parsed; `replica audit log --json` and
+    the API's events; the hashed figures text only evidence packs carry)."""
     events = context.catalog.events.events(job=job, kinds=kinds, since=since, until=until, newest=newest)
-    return [event_document(event) for event in events]
+    documents = [event_document(event) for event in events]
+    for document in documents:
+        del document["figures_text"]
+    return documents
 
 
 def event_document(event: Any) -> dict[str, Any]:

@@ -64,8 +64,6 @@ def audit_log(context: Context, arguments: argparse.Namespace) -> int:
         newest=arguments.limit or None,
     )
     if arguments.json:
-        for event in events:
-            event.pop("figures_text")
         print(json.dumps(events, indent=2))
         return OK
     rows = [

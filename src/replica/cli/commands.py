@@ -198,21 +198,9 @@ def status(context: Context, arguments: argparse.Namespace) -> int:
 
 def snapshots(context: Context, arguments: argparse.Namespace) -> int:
     """List a job's recorded snapshots."""
-    context.job(arguments.job)
-    rows = context.catalog.snapshots(arguments.job)
-    documents: list[dict[str, Any]] = [
-        {
-            "destination": row.destination,
-            "snapshot_id": row.snapshot_id,
-            "original_id": row.original_id,
-            "taken_at": row.taken_at.isoformat(),
-            "bytes_processed": row.bytes_processed,
-            "usable": row.usable,
-            "unusable_reason": row.unusable_reason,
-            "backup_run_id": row.backup_run_id,
-        }
-        for row in rows
-    ]
+    from replica.actions.documents import snapshot_documents
+
+    documents = snapshot_documents(context, arguments.job)
     if arguments.json:
         _print_json(documents)
     else:
@@ -237,27 +225,9 @@ def snapshots(context: Context, arguments: argparse.Namespace) -> int:
 
 def runs(context: Context, arguments: argparse.Namespace) -> int:
     """List runs, newest first; dead `running` runs show as abandoned."""
-    from replica.actions.status import run_state
+    from replica.actions.documents import run_documents
 
-    rows = context.catalog.runs(job=arguments.job, limit=arguments.limit)
-    documents: list[dict[str, Any]] = [
-        {
-            "id": run.id,
-            "job": run.job,
-            "kind": run.kind,
-            "destination": run.destination,
-            "status": run_state(run),
-            "phase": run.phase,
-            "snapshot_id": run.snapshot_id,
-            "started_at": run.started_at.isoformat(),
-            "finished_at": run.finished_at.isoformat() if run.finished_at else None,
-            "error": run.error,
-            "failure": run.failure,
-            "actor": run.actor,
-            "details": run.details,
-        }
-        for run in rows
-    ]
+    documents = run_documents(context, job=arguments.job, limit=arguments.limit)
     if arguments.json:
         _print_json(documents)
     else:
@@ -286,33 +256,20 @@ def runs(context: Context, arguments: argparse.Namespace) -> int:
 
 def reports(context: Context, arguments: argparse.Namespace) -> int:
     """List reports, or print one."""
+    from replica.actions.documents import report_body, report_documents
+
     if arguments.action == "show":
         if arguments.report_id is None:
             raise UsageError("reports show needs a report id")
-        report = context.catalog.report(arguments.report_id)
-        if report is None:
-            raise UsageError(f"no report with id {arguments.report_id}")
+        body = report_body(context, arguments.report_id)
         if arguments.json:
-            _print_json(report.body)
+            _print_json(body)
         else:
             from replica.report.dataloss import render_markdown
 
-            print(render_markdown(report.body))
+            print(render_markdown(body))
         return OK
-    rows = context.catalog.reports(arguments.job)
-    documents: list[dict[str, Any]] = [
-        {
-            "id": r.id,
-            "job": r.job,
-            "created_at": r.created_at.isoformat(),
-            "title": r.title,
-            "markdown_path": r.markdown_path,
-            "json_path": r.json_path,
-            "html_path": r.html_path,
-            "run_id": r.run_id,
-        }
-        for r in rows
-    ]
+    documents = report_documents(context, arguments.job)
     if arguments.json:
         _print_json(documents)
     else:

@@ -36,7 +36,7 @@ from replica.stores.base import (
     Store,
     Target,
 )
-from replica.stores.paths import directory_has_data, move_aside, temporary_directory
+from replica.stores.paths import directory_has_data, move_aside, named_path, temporary_directory
 
 HASH_CHUNK_BYTES = 1 << 20
 ABANDON_CHECK_FILES = 1024  # how often a walk looks whether its backup still wants it
@@ -262,7 +262,7 @@ class DirectoryStore(Store):
         return _directory_target(scratch, f"verify-{label}")
 
     def named_target(self, to: str) -> Target:
-        path = Path(to).expanduser().resolve()
+        path = named_path(to)
         live = self.config.path.resolve()
         if path == live or live in path.parents or path in live.parents:
             raise UsageError(f"restore target {path} is the live directory, inside it or above it; choose another path")

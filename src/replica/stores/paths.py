@@ -8,7 +8,21 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
 
+from replica.errors import UsageError
 from replica.stores.base import RestoreMethod, Store, Target
+
+
+def named_path(to: str, *, resolve: bool = True) -> Path:
+    """Return the absolute path a restore target names (`~` expanded; symbolic links resolved unless `resolve` is
+    False). Raises UsageError for text that names no usable path: a NUL byte, an unknown user's home, a name longer
+    than the file system takes (the web API passes what a client typed; a 500 would say replica broke)."""
+    try:
+        path = Path(to).expanduser()
+        path = path.resolve() if resolve else path.absolute()
+        path.exists()  # a name the file system refuses fails here, before anything is planned
+    except (ValueError, RuntimeError, OSError) as error:
+        raise UsageError(f"restore target {to[:200]!r} is not a usable path: {error}") from None
+    return path
 
 
 @contextlib.contextmanager

@@ -60,7 +60,7 @@ from replica.stores.base import (
     Target,
     source_error,
 )
-from replica.stores.paths import SingleFileStore, temporary_directory
+from replica.stores.paths import SingleFileStore, named_path, temporary_directory
 from replica.stores.redis_fingerprint import as_text, compare_fingerprints, measure_rdb
 from replica.stores.redis_server import (
     COMMAND_TIMEOUT_SECONDS,
@@ -178,7 +178,7 @@ class RedisStore(SingleFileStore):
 
     def named_target(self, to: str) -> Target:
         """Return an RDB file target; refuses a directory and, when the server tells it, its own RDB file."""
-        path = Path(to).expanduser().absolute()
+        path = named_path(to, resolve=False)
         if path.is_dir():
             raise UsageError(f"restore target {path} is a directory; name an RDB file")
         live = self._live_rdb_path()

@@ -28,7 +28,7 @@ from replica.stores.base import (
     PreparedBackup,
     Target,
 )
-from replica.stores.paths import SingleFileStore, temporary_directory
+from replica.stores.paths import SingleFileStore, named_path, temporary_directory
 from replica.stores.tables import compare_tables
 
 DIGEST_MODULUS = 1 << 64
@@ -133,7 +133,7 @@ class SqliteStore(SingleFileStore):
             )
 
     def named_target(self, to: str) -> Target:
-        path = Path(to).expanduser().resolve()
+        path = named_path(to)
         if path == self.config.path.resolve():
             raise UsageError(f"restore target {path} is the live database; choose another path")
         if path.is_dir():

@@ -75,7 +75,7 @@ def _validation_message(error: RequestValidationError) -> str:
 
 def create_app(settings: Settings) -> FastAPI:
     """Return the application for `settings` (its task runner starts and stops with the app's lifespan)."""
-    from replica.web import api, pages
+    from replica.web import api, api_history, api_reads, pages
 
     state = WebState(settings)
 
@@ -121,6 +121,8 @@ def create_app(settings: Settings) -> FastAPI:
         return {"status": "ok"}
 
     app.include_router(api.router)
+    app.include_router(api_reads.router)
+    app.include_router(api_history.router)
     app.include_router(pages.router)
     pages.mount_static(app)
     return app

@@ -7,9 +7,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from replica.catalog.tokens import TokenHolder
-from replica.web.state import WebState
+from replica.web.state import web_state
 
 SESSION_COOKIE = "replica_token"
 BEARER = "bearer "
@@ -37,13 +38,19 @@ def presented_token(request: Request) -> str | None:
     return request.cookies.get(SESSION_COOKIE) or None
 
 
-def token_holder(request: Request) -> TokenHolder:
+# Declares the Bearer scheme in the OpenAPI document (so /docs can send a token); the token itself is read by
+# `presented_token`, which also takes the console's cookie.
+BEARER_SCHEME = HTTPBearer(auto_error=False, description="an API token (`replica token create`)")
+
+
+def token_holder(
+    request: Request, _declared: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER_SCHEME)]
+) -> TokenHolder:
     """Return the holder of the request's token. Raises NotAuthenticated when there is none or it is unknown."""
     token = presented_token(request)
     if token is None:
         raise NotAuthenticated("a token is needed: send 'Authorization: Bearer TOKEN' (replica token create)")
-    state: WebState = request.app.state.web
-    holder = state.context().catalog.tokens.holder(token)
+    holder = web_state(request).context().catalog.tokens.holder(token)
     if holder is None:
         raise NotAuthenticated("the token is unknown or revoked")
     return holder

@@ -1,24 +1,28 @@
 """The console's pages: server-rendered HTML (Jinja2), a little JavaScript at most.
 
 Signing in puts the token in an HttpOnly, SameSite=Strict cookie, so the pages' forms (POST only) cannot be
-submitted from another site; the API accepts the same cookie or a Bearer header.
+submitted from another site; the API accepts the same cookie or a Bearer header. Every page takes `Auditor` (any
+valid token), every form that acts takes `Operator`. This module holds sign-in, errors and the overview; the job
+pages (charts, actions, restore) are in `pages_jobs`, reports, the audit log and tasks in `pages_records`.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, FastAPI, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from fastapi.templating import Jinja2Templates
 
-from replica.web.auth import SESSION_COOKIE
+from replica.actions.status import collect_status
+from replica.web import pages_jobs, pages_records
+from replica.web.auth import SESSION_COOKIE, Auditor
+from replica.web.rendering import HERE, render, templates
+from replica.web.state import web_state
 
-HERE = Path(__file__).parent
-templates = Jinja2Templates(directory=str(HERE / "templates"))
 router = APIRouter(include_in_schema=False)
+router.include_router(pages_jobs.router)
+router.include_router(pages_records.router)
 
 
 def mount_static(app: FastAPI) -> None:
@@ -30,9 +34,15 @@ def error_page(request: Request, status: int, message: str, headers: dict[str, s
     """Return the page for an error: the sign-in page for a missing or unknown token, else the message."""
     if status == 401:
         return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
-    return templates.TemplateResponse(
-        request, "error.html", {"status": status, "message": message, "holder": None}, status_code=status
-    )
+    return render(request, "error.html", None, status_code=status, status=status, message=message)
+
+
+@router.get("/", response_class=HTMLResponse)
+def overview(request: Request, holder: Auditor) -> Response:
+    """Every job with its state (coloured), reasons, RPO and RTO against the objectives per destination, and the
+    job files that do not load."""
+    status = collect_status(web_state(request).context())
+    return render(request, "overview.html", holder, status=status)
 
 
 @router.get("/login", response_class=HTMLResponse)
@@ -44,7 +54,7 @@ def login_form(request: Request, next: str = "/") -> Response:
 def login(
     request: Request, token: Annotated[str, Form(max_length=256)], next: Annotated[str, Form()] = "/"
 ) -> Response:
-    holder = request.app.state.web.context().catalog.tokens.holder(token.strip())
+    holder = web_state(request).context().catalog.tokens.holder(token.strip())
     if holder is None:
         context = {"next": _local(next), "error": "unknown or revoked token", "holder": None}
         return templates.TemplateResponse(request, "login.html", context, status_code=401)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import threading
 
+from fastapi import Request
+
 from replica.actions.context import Context
 from replica.daemon.files import ConfigurationWatcher
 from replica.settings import Settings
@@ -28,3 +30,9 @@ class WebState:
             if self._watcher.changed():
                 self._context = self._context.reloaded()
             return self._context
+
+
+def web_state(request: Request) -> WebState:
+    """Return the state of the server answering `request`."""
+    state: WebState = request.app.state.web
+    return state
