@@ -74,6 +74,10 @@ class NotFound(UsageError):
     """A job, destination, snapshot, report or token named by the caller does not exist (the web answers 404)."""
 
 
+class NotPermitted(UsageError):
+    """The caller may not do this here (a web restore outside the web's restore folder; the web answers 403)."""
+
+
 class Interrupted(ReplicaError):
     """Work was stopped on purpose (SIGTERM to the daemon, its grace period over); the run ends `interrupted`."""
 

@@ -139,6 +139,12 @@ class Settings(BaseSettings):
         examples=["127.0.0.1", "0.0.0.0"],
     )
     web_port: int = Field(default=8470, ge=1, le=65535, description="Port `replica serve` listens on.", examples=[8470])
+    web_restore_root: Path | None = Field(
+        default=None,
+        description="Folder under which the web console and API may restore files (directory, SQLite and Redis "
+        "targets; a relative target is taken inside it); empty means state_dir/restores.",
+        examples=["/srv/restores"],
+    )
     web_workers: int = Field(
         default=2,
         ge=1,

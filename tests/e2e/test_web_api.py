@@ -37,6 +37,7 @@ class Served:
     operator: httpx.Client
     source: DirectorySource
     destinations: list[dict[str, Any]]
+    restore_root: Path
 
 
 @pytest.fixture(scope="module")
@@ -50,12 +51,13 @@ def served(deployment: Deployment, tmp_path_factory: pytest.TempPathFactory) -> 
         assert_ok(deployment.replica(command, JOB))
     auditor = create_token(deployment, "api-auditor", "auditor")
     operator = create_token(deployment, "oncall", "operator")
+    restore_root = tmp_path_factory.mktemp("web-restores")
     with (
-        running_server(deployment) as server,
+        running_server(deployment, REPLICA_WEB_RESTORE_ROOT=str(restore_root)) as server,
         server.client(auditor) as by_auditor,
         server.client(operator) as by_operator,
     ):
-        yield Served(server, by_auditor, by_operator, source, destinations)
+        yield Served(server, by_auditor, by_operator, source, destinations, restore_root)
 
 
 def _still(document: Any) -> Any:
@@ -157,11 +159,11 @@ def test_an_operator_verification_runs_in_the_background_under_the_token_name(
 
 
 def test_restore_follows_the_command_line_rules(deployment: Deployment, served: Served, tmp_path: Path) -> None:
-    # GIVEN a directory holding data, and a path that does not exist yet
-    occupied = tmp_path / "in-use"
+    # GIVEN a directory holding data, and a path that does not exist yet, in the web's restore folder
+    occupied = served.restore_root / "in-use"
     occupied.mkdir()
     (occupied / "precious.txt").write_text("live data")
-    new_place = tmp_path / "new-place"
+    new_place = served.restore_root / "new-place"
 
     # WHEN the operator restores over the data without force, and asks for dry runs
     refused = served.operator.post(f"/api/jobs/{JOB}/restore", json={"to": str(occupied)})
@@ -175,6 +177,20 @@ def test_restore_follows_the_command_line_rules(deployment: Deployment, served: 
     assert _ok(plan_new)["target_has_data"] is False and plan_new.json()["refused"] is False
     assert plan_occupied.json()["refused"] is True and plan_occupied.json()["target"] == f"directory {occupied}"
     assert not new_place.exists()
+
+    # WHEN the operator names a relative target, and targets outside the restore folder (directly, or by ..)
+    relative = served.operator.post(f"/api/jobs/{JOB}/restore", json={"to": "by-name", "dry_run": True})
+    outside = tmp_path / "elsewhere"
+    escapes = [
+        served.operator.post(f"/api/jobs/{JOB}/restore", json={"to": str(outside)}),
+        served.operator.post(f"/api/jobs/{JOB}/restore", json={"to": "../escaped", "dry_run": True}),
+    ]
+
+    # THEN the relative one lands inside the folder, and the others are refused (403 naming the setting), nothing made
+    assert _ok(relative)["target"] == f"directory {served.restore_root / 'by-name'}"
+    for answer in escapes:
+        assert answer.status_code == 403 and "web_restore_root" in answer.json()["detail"], answer.text
+    assert not outside.exists() and not (served.restore_root.parent / "escaped").exists()
 
     # AND the refusal is in the log by the token's name
     requests = _ok(served.auditor.get("/api/events", params={"job": JOB, "kind": "request"}))

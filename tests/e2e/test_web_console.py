@@ -74,12 +74,12 @@ def console(deployment: Deployment, tmp_path_factory: pytest.TempPathFactory) ->
         OPERATOR: create_token(deployment, OPERATOR, "operator"),
     }
     screenshots = tmp_path_factory.mktemp("screenshots")
-    with running_server(deployment) as server, sync_playwright() as playwright:
+    scratch = tmp_path_factory.mktemp("scratch")
+    restore_root = {"REPLICA_WEB_RESTORE_ROOT": str(scratch)}
+    with running_server(deployment, **restore_root) as server, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
         try:
-            yield Console(
-                deployment, server, browser, tokens, healthy_source, screenshots, tmp_path_factory.mktemp("scratch")
-            )
+            yield Console(deployment, server, browser, tokens, healthy_source, screenshots, scratch)
         finally:
             browser.close()
 

@@ -110,20 +110,16 @@ def trigger_verify(request: Request, job: JobName, holder: Operator, body: Verif
 @router.post(
     "/jobs/{job}/restore",
     status_code=202,
-    summary="Restore to a named target (operator); 409 when the target holds data and force is not set",
+    summary="Restore to a named target (operator); 409 when the target holds data and force is not set; file "
+    "targets only under the web restore folder (relative ones inside it)",
     responses={200: {"description": "with `dry_run`: the plan, nothing changed"}, **ACTION_ERRORS},
 )
 def trigger_restore(request: Request, job: JobName, holder: Operator, body: RestoreRequest) -> JSONResponse:
     state = web_state(request)
-    arguments: dict[str, Any] = {
-        "snapshot": body.snapshot,
-        "at": body.at,
-        "destination": body.destination,
-        "force": body.force,
-    }
+    choice = operations.RestoreChoice(body.to, body.snapshot, body.at, body.destination, body.force)
     if body.dry_run:
-        return JSONResponse(operations.plan_web_restore(state.context(), holder, job, body.to, **arguments))
-    task = operations.start_restore(state.context(), state.tasks, holder, job, body.to, **arguments)
+        return JSONResponse(operations.plan_web_restore(state.context(), holder, job, choice))
+    task = operations.start_restore(state.context(), state.tasks, holder, job, choice)
     return _accepted(task.document())
 
 

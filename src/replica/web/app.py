@@ -35,6 +35,7 @@ STOP_GRACE_SECONDS = 10.0
 # The HTTP status of each error an action may raise before its work starts, most specific first.
 ERROR_STATUS: tuple[tuple[type[errors.ReplicaError], int], ...] = (
     (errors.NotFound, 404),
+    (errors.NotPermitted, 403),
     (errors.TargetNotEmpty, 409),
     (errors.JobBusy, 409),
     (errors.RepositoryLocked, 409),

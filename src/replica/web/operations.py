@@ -6,18 +6,26 @@ command line: the same action code, a restore planned first and refused when its
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from replica.actions.context import Context
 from replica.catalog.actor import acting_as
 from replica.catalog.events import EventDraft
 from replica.catalog.tokens import TokenHolder
-from replica.errors import TargetNotEmpty
+from replica.errors import ConfigError, NotPermitted, TargetNotEmpty
+from replica.settings import Settings
 from replica.web.tasks import Progress, Task, TaskResult, TaskRunner
 
+if TYPE_CHECKING:
+    from replica.actions.restore import RestorePlan
+
 REQUEST_EVENT_KIND = "request"
+# Store kinds whose restore target is a path (the others name a database on their server).
+FILE_TARGET_KINDS = frozenset({"directory", "sqlite", "redis"})
+WEB_RESTORE_FOLDER = "restores"
 
 
 def _record_request(
@@ -108,23 +116,66 @@ def start_verify(
     return runner.start(task, work)
 
 
-def plan_web_restore(
-    context: Context,
-    holder: TokenHolder,
-    job: str,
-    to: str,
-    *,
-    snapshot: str | None = None,
-    at: datetime | None = None,
-    destination: str | None = None,
-    force: bool = False,
-) -> dict[str, Any]:
-    """Return what a restore would do (the confirmation step and `dry_run`), changing nothing. Raises
-    ConfigError/UsageError for an unknown job, destination or snapshot, or a target the store cannot name."""
+@dataclass(frozen=True)
+class RestoreChoice:
+    """What a restore request names: the target, and which recovery point (newest, a snapshot id, or the newest at
+    or before a time) from which destination (the primary when None); `force` replaces a target holding data."""
+
+    to: str
+    snapshot: str | None = None
+    at: datetime | None = None
+    destination: str | None = None
+    force: bool = False
+
+
+def restore_root(settings: Settings) -> Path:
+    """Return the folder the web may restore files into (setting web_restore_root, else STATE_DIR/restores)."""
+    return (settings.web_restore_root or settings.state_dir / WEB_RESTORE_FOLDER).expanduser().absolute()
+
+
+def _planned(context: Context, holder: TokenHolder, job: str, choice: RestoreChoice) -> tuple[RestorePlan, Any]:
+    """Plan a restore requested through the web and return the plan and the snapshot's expected data.
+
+    A file target (directory, SQLite file, Redis RDB file) must lie under `restore_root`, a relative one is taken
+    inside it: a token must not be able to replace what the server's user can write anywhere (its own catalog,
+    /etc). Database targets are names on the store's own server, checked by the store as on the command line.
+    Raises NotPermitted for a file target outside the root, ConfigError/UsageError/NotFound for bad arguments.
+    """
     from replica.actions.restore import plan_restore
 
+    job_config, _ = context.job(job)
+    root = restore_root(context.settings)
+    # Made here, not at start-up: a server that never restores leaves no folder behind, and the store's checks of a
+    # target (its name's length, what lies there) need the folder it goes in to exist.
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError([f"setting web_restore_root: cannot create {root}: {error.strerror}"]) from None
+    to = choice.to
+    if job_config.store.kind in FILE_TARGET_KINDS and not Path(to).is_absolute():
+        to = str(root / to)
     with acting_as(holder.actor):
-        plan, _ = plan_restore(context, job, to, snapshot_id=snapshot, at=at, destination_name=destination, force=force)
+        plan, expected = plan_restore(
+            context,
+            job,
+            to,
+            snapshot_id=choice.snapshot,
+            at=choice.at,
+            destination_name=choice.destination,
+            force=choice.force,
+        )
+    path = plan.target.path
+    if path is not None and not path.resolve().is_relative_to(root.resolve()):
+        raise NotPermitted(
+            f"{plan.target.description} is outside {root}: the web console restores files only under the folder of "
+            "setting web_restore_root (use the command line for other places)"
+        )
+    return plan, expected
+
+
+def plan_web_restore(context: Context, holder: TokenHolder, job: str, choice: RestoreChoice) -> dict[str, Any]:
+    """Return what a restore would do (the confirmation step and `dry_run`), changing nothing. Raises as `_planned`."""
+    plan, _ = _planned(context, holder, job, choice)
     return {
         "job": plan.job,
         "destination": plan.destination,
@@ -137,31 +188,17 @@ def plan_web_restore(
     }
 
 
-def start_restore(
-    context: Context,
-    runner: TaskRunner,
-    holder: TokenHolder,
-    job: str,
-    to: str,
-    *,
-    snapshot: str | None = None,
-    at: datetime | None = None,
-    destination: str | None = None,
-    force: bool = False,
-) -> Task:
+def start_restore(context: Context, runner: TaskRunner, holder: TokenHolder, job: str, choice: RestoreChoice) -> Task:
     """Plan a restore and start it in the background; return its task.
 
-    Raises TargetNotEmpty (and records the refused request) when the target holds data and `force` is not set,
-    ConfigError/UsageError for bad arguments. The restore itself is the command line's: staged beside the target,
-    verified, then put in place, the replaced data kept aside.
+    Raises TargetNotEmpty (and records the refused request) when the target holds data and `force` is not set;
+    otherwise raises as `_planned`. The restore itself is the command line's: staged beside the target, verified,
+    then put in place, the replaced data kept aside.
     """
-    from replica.actions.restore import plan_restore, run_restore
+    from replica.actions.restore import run_restore
 
-    with acting_as(holder.actor):
-        plan, expected = plan_restore(
-            context, job, to, snapshot_id=snapshot, at=at, destination_name=destination, force=force
-        )
-    figures: dict[str, Any] = {"target": plan.target.description, "snapshot": plan.snapshot_id, "force": force}
+    plan, expected = _planned(context, holder, job, choice)
+    figures: dict[str, Any] = {"target": plan.target.description, "snapshot": plan.snapshot_id, "force": choice.force}
     if plan.refused:
         detail = f"restore to {plan.target.description} refused: the target holds data and force was not given"
         _record_request(context, holder, "restore", job, "refused", detail, **figures)

@@ -6,7 +6,7 @@ Actions answer 303 to the page of the task that runs them; an auditor posting on
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -89,12 +89,13 @@ def restore_form(request: Request, job: JobName, holder: Operator) -> Response:
         destinations=[destination.name for destination in job_config.destinations],
         snapshots=context.catalog.snapshots(job)[:SNAPSHOTS_SHOWN],
         plan=None,
+        restore_root=operations.restore_root(context.settings),
     )
 
 
-def _restore_arguments(snapshot: str, at: str, destination: str, force: bool) -> dict[str, Any]:
-    """Return the keyword arguments of a restore from its form fields. Raises UsageError for a malformed time."""
-    return {"snapshot": snapshot or None, "at": parse_moment(at), "destination": destination or None, "force": force}
+def _restore_choice(to: str, snapshot: str, at: str, destination: str, force: bool) -> operations.RestoreChoice:
+    """Return the restore a form asks for. Raises UsageError for a malformed time."""
+    return operations.RestoreChoice(to, snapshot or None, parse_moment(at), destination or None, force)
 
 
 @router.post("/jobs/{job}/restore", response_class=HTMLResponse)
@@ -110,8 +111,7 @@ def restore_plan(
 ) -> Response:
     """The confirmation step: what the restore would do, changing nothing; a refused plan offers no Confirm."""
     context = web_state(request).context()
-    arguments = _restore_arguments(snapshot, at, destination, force)
-    plan = operations.plan_web_restore(context, holder, job, to, **arguments)
+    plan = operations.plan_web_restore(context, holder, job, _restore_choice(to, snapshot, at, destination, force))
     return render(request, "restore.html", holder, job=job, destinations=[], snapshots=[], plan=plan, to=to)
 
 
@@ -128,7 +128,6 @@ def restore_confirm(
     """Start the confirmed restore (of exactly the snapshot and destination the plan showed) and show its task.
     A target that gained data since the plan is refused (409) unless force was confirmed."""
     state = web_state(request)
-    task = operations.start_restore(
-        state.context(), state.tasks, holder, job, to, snapshot=snapshot, destination=destination, force=force
-    )
+    choice = operations.RestoreChoice(to, snapshot, None, destination, force)
+    task = operations.start_restore(state.context(), state.tasks, holder, job, choice)
     return RedirectResponse(f"/tasks/{task.id}", status_code=303)
