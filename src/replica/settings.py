@@ -53,6 +53,9 @@ class Settings(BaseSettings):
         description="Folder of policy files (*.yaml).",
         examples=["/etc/replica/policies"],
     )
+    drills_dir: Path = Field(
+        default=Path("drills"), description="Folder of drill plans (*.yaml).", examples=["/etc/replica/drills"]
+    )
     reports_dir: Path | None = Field(
         default=None,
         description="Where data-loss reports are written; empty means state_dir/reports.",

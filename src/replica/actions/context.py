@@ -18,6 +18,8 @@ from replica.secrets import read_secret
 from replica.settings import Settings
 
 if TYPE_CHECKING:
+    from replica.config.drills import DrillPlans
+
     # Imported by the methods that use them: the commands that only read the catalog (`status`, `runs`) skip them.
     from replica.restic.command import Repository, Restic
     from replica.storage.s3 import S3Storage
@@ -46,6 +48,14 @@ class Context:
         """Return every job and policy (broken files listed as problems, not raised)."""
         cache_file = self.settings.state_dir / CONFIGURATION_CACHE_NAME
         return load_configuration(self.settings.jobs_dir, self.settings.policies_dir, cache_file)
+
+    @cached_property
+    def drill_plans(self) -> DrillPlans:
+        """Return every drill plan (broken files listed as problems, not raised), checked against the valid jobs."""
+        from replica.config.drills import load_drill_plans
+
+        kinds = {name: outline.store_kind for name, outline in self.configuration.outlines.items()}
+        return load_drill_plans(self.settings.drills_dir, kinds)
 
     @cached_property
     def catalog(self) -> Catalog:
@@ -82,8 +92,9 @@ class Context:
         server's tasks: one configuration, catalog and set of clients, a progress stream per task)."""
         other = self.reloaded()
         other.progress = progress
-        if "configuration" in self.__dict__:
-            other.__dict__["configuration"] = self.configuration
+        for shared in ("configuration", "drill_plans"):
+            if shared in self.__dict__:
+                other.__dict__[shared] = self.__dict__[shared]
         return other
 
     @property

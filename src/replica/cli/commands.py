@@ -15,7 +15,7 @@ from replica.cli.exit_codes import FAILED, OK, USAGE, exit_code_for
 from replica.cli.json_text import indented_json
 from replica.cli.render import status_table, table
 from replica.config.durations import format_duration
-from replica.errors import UsageError
+from replica.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
     from replica.actions.context import Context
@@ -287,8 +287,14 @@ def config_validate(context: Context, arguments: argparse.Namespace) -> int:
     from replica.config.load import raise_if_problems
 
     configuration = context.configuration
+    plans = context.drill_plans
+    if plans.problems:
+        raise ConfigError([*configuration.problems, *plans.problems])
     raise_if_problems(configuration)
-    print(f"configuration valid: {len(configuration.jobs)} jobs, {len(configuration.policies)} policies")
+    print(
+        f"configuration valid: {len(configuration.jobs)} jobs, {len(configuration.policies)} policies, "
+        f"{len(plans.plans)} drill plans"
+    )
     return OK
 
 

@@ -295,6 +295,13 @@ def validate_file(path: Path, model: type[Model]) -> tuple[Model | None, list[st
     return instance, problems
 
 
+def read_model_file(path: Path, model: type[Model]) -> tuple[Model | None, list[str], YamlDocument | None]:
+    """Return what `validate_file` returns and the document read (for the lines of checks made after the model's,
+    such as names that must exist elsewhere); None when the file could not be read."""
+    instance, problems, _, document = _validate_file_content(path, model)
+    return instance, problems, document
+
+
 def _validate_file_content(path: Path, model: type[Model]) -> tuple[Model | None, list[str], bool, YamlDocument | None]:
     """Return what `validate_file` returns, whether that verdict comes from the file's content (False when the
     file could not be read: that says nothing lasting about the file, and must never be cached), and the document
