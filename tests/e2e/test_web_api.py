@@ -192,11 +192,13 @@ def test_restore_follows_the_command_line_rules(deployment: Deployment, served: 
         assert answer.status_code == 403 and "web_restore_root" in answer.json()["detail"], answer.text
     assert not outside.exists() and not (served.restore_root.parent / "escaped").exists()
 
-    # AND the refusal is in the log by the token's name
+    # AND the refusals are in the log by the token's name (a target outside the folder even when only planned)
     requests = _ok(served.auditor.get("/api/events", params={"job": JOB, "kind": "request"}))
     refusals = [e for e in requests if e["outcome"] == "refused"]
     assert [(e["actor"], e["figures"]["action"], e["figures"]["target"]) for e in refusals] == [
-        ("token:oncall", "restore", f"directory {occupied}")
+        ("token:oncall", "restore", f"directory {occupied}"),
+        ("token:oncall", "restore", str(outside)),
+        ("token:oncall", "restore", "../escaped"),
     ]
 
 
@@ -287,7 +289,7 @@ def test_no_answer_holds_a_secret(deployment: Deployment, served: Served) -> Non
     ]
 
     # WHEN the operator reads each of them
-    answers = {path: served.operator.get(path) for path in [*paths, *extra, "/docs", "/openapi.json"]}
+    answers = {path: served.operator.get(path) for path in [*paths, *extra, "/openapi.json"]}
 
     # THEN every one answers 200, and no secret (repository password, S3 key, database password, any token)
     # appears in a body or a header
@@ -309,3 +311,80 @@ def _readable(answer: httpx.Response) -> bytes:
         return answer.content
     archive = zipfile.ZipFile(io.BytesIO(answer.content))
     return b"".join(archive.read(name) for name in archive.namelist())
+
+
+def test_a_restore_target_must_lie_strictly_inside_the_restore_folder(served: Served, tmp_path: Path) -> None:
+    # GIVEN a symbolic link inside the restore folder that leads out of it
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (served.restore_root / "way-out").symlink_to(outside)
+    before = len(_ok(served.auditor.get("/api/events", params={"job": JOB, "kind": "request", "limit": 1000})))
+
+    # WHEN the operator restores into the folder itself (".", or its path) and through the link
+    answers = [
+        served.operator.post(f"/api/jobs/{JOB}/restore", json={"to": to, "force": True})
+        for to in (".", str(served.restore_root), "way-out/restored")
+    ]
+
+    # THEN each is refused (403 naming the setting), nothing lands outside, and each refusal is in the log
+    for answer in answers:
+        assert answer.status_code == 403 and "web_restore_root" in answer.json()["detail"], answer.text
+    assert list(outside.iterdir()) == []
+    assert served.restore_root.is_dir()
+    requests = _ok(served.auditor.get("/api/events", params={"job": JOB, "kind": "request", "limit": 1000}))
+    refused = [e for e in requests[before:] if e["outcome"] == "refused"]
+    assert [(e["actor"], e["figures"]["action"]) for e in refused] == [("token:oncall", "restore")] * 3
+
+
+def test_an_operator_backup_runs_and_reports_its_snapshots(served: Served) -> None:
+    # WHEN the operator starts a backup
+    answer = served.operator.post(f"/api/jobs/{JOB}/backup")
+
+    # THEN its task ends with the new snapshot and its copy to the second destination, as `replica backup` would
+    assert answer.status_code == 202, answer.text
+    task, _ = _wait_for_task(served.auditor, answer.json()["id"])
+    assert task["state"] == "succeeded", task
+    result = task["result"]
+    assert [copy["destination"] for copy in result["copies"]] == ["offsite"]
+    assert all(copy["error"] is None and copy["snapshot_id"] for copy in result["copies"])
+    snapshots = _ok(served.auditor.get(f"/api/jobs/{JOB}/snapshots"))
+    assert result["snapshot_id"] in {s["snapshot_id"] for s in snapshots}
+    run = _ok(served.auditor.get(f"/api/runs/{result['run_id']}"))
+    assert (run["kind"], run["actor"], run["status"]) == ("backup", "token:oncall", "succeeded")
+
+
+def test_the_console_cookie_only_works_from_the_console_own_pages(served: Served) -> None:
+    # GIVEN the operator's token as the console's cookie, without a Bearer header
+    token = served.operator.headers["authorization"].removeprefix("Bearer ")
+    cookies = {"replica_token": token}
+    url = f"{served.server.url}/api/jobs/nope/backup"
+
+    # WHEN a page of another origin (another port of this host) posts with it, and the console's own page does
+    elsewhere = [
+        httpx.post(url, cookies=cookies, headers={"Sec-Fetch-Site": "same-site"}),
+        httpx.post(url, cookies=cookies, headers={"Origin": "http://127.0.0.1:1"}),
+    ]
+    own = httpx.post(url, cookies=cookies, headers={"Sec-Fetch-Site": "same-origin", "Origin": served.server.url})
+
+    # THEN the others are refused (403) and the console's own gets past the check (to the unknown job's 404)
+    for answer in elsewhere:
+        assert answer.status_code == 403 and "another page" in answer.json()["detail"], answer.text
+    assert own.status_code == 404, own.text
+
+
+def test_pages_answer_malformed_input_with_a_4xx(served: Served) -> None:
+    # WHEN the pages are given times without a UTC instant, ids past any record's, and unknown records
+    paths = [
+        "/audit?since=0001-01-01T00:00:00%2B01:00",
+        "/audit?until=9999-12-31T23:59:59-01:00",
+        "/audit/export?since=not-a-time",
+        "/reports/99999999999999999999",
+        "/tasks/99999999999999999999",
+        "/jobs/no-such-job",
+        "/jobs/no-such-job/restore",
+    ]
+    answers = {path: served.operator.get(path) for path in paths}
+
+    # THEN each is a 4xx with a message, never a 500
+    for path, answer in answers.items():
+        assert 400 <= answer.status_code < 500 and answer.json()["detail"], (path, answer.status_code, answer.text)

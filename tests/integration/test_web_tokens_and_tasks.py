@@ -70,6 +70,7 @@ def test_tasks_run_as_their_requester_report_progress_and_always_end() -> None:
         return TaskResult(True, {"run_id": 7})
 
     def failing_check(progress):  # type: ignore[no-untyped-def]
+        seen.append(current_actor())
         return TaskResult(False, {"run_id": 8}, failure="corrupt")
 
     def unreachable(progress):  # type: ignore[no-untyped-def]
@@ -95,7 +96,7 @@ def test_tasks_run_as_their_requester_report_progress_and_always_end() -> None:
         _wait_finished(runner, task.id)
 
     # THEN each ran as its requester, one at a time, and ended with its state; progress lines are redacted
-    assert seen == ["token:alice"]
+    assert seen == ["token:alice", "token:bob"]
     assert queued_state == "queued"
     assert (first.state, first.result) == ("succeeded", {"run_id": 7})
     assert first.progress[-1] == "[1/2] restoring from https://***@s3.example/bucket"
@@ -126,7 +127,7 @@ def test_a_task_still_queued_when_the_server_stops_ends_failed_not_queued() -> N
     # WHEN the runner shuts down while the first still runs
     stopper = threading.Thread(target=runner.shutdown)
     stopper.start()
-    time.sleep(0.1)
+    assert runner.stopping.wait(5)
     release.set()
     stopper.join(10)
 

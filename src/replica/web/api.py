@@ -6,7 +6,7 @@ with the task that runs them in the background: poll `GET /api/tasks/{id}` for i
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from replica.errors import NotFound
 from replica.web import operations
 from replica.web.auth import Auditor, Operator
+from replica.web.moments import in_utc
 from replica.web.state import web_state
 
 # Job and destination names as the job files allow them; snapshot ids are restic's hex ids (a prefix will do).
@@ -39,7 +40,7 @@ ERROR_MEANINGS = {
     401: "no token, or an unknown or revoked one",
     403: "the token's role may not do this (actions need role 'operator')",
     404: "no such job, destination, snapshot, run, report or task",
-    409: "refused: the target holds data (no force), the job is busy or its file is invalid",
+    409: "refused: the target holds data (no force), or the job's file is invalid",
     413: "request body over 64 KiB",
     422: "a malformed parameter or body; the message names the field and the problem",
     502: "a destination failed while the request waited on it",
@@ -76,9 +77,8 @@ class RestoreRequest(BaseModel):
 
     @field_validator("at")
     @classmethod
-    def _utc_when_naive(cls, value: datetime | None) -> datetime | None:
-        # As on the command line: a time without a zone is UTC.
-        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+    def _in_utc(cls, value: datetime | None) -> datetime | None:
+        return in_utc(value)
 
 
 def _accepted(task_document: dict[str, Any]) -> JSONResponse:

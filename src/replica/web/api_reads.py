@@ -5,7 +5,7 @@ evidence pack. Every route takes any valid token (`Auditor`) and answers the sam
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
@@ -19,6 +19,7 @@ from replica.errors import LogTampered
 from replica.web.api import MAX_RECORD_ID, JobFilter, JobName, error_responses
 from replica.web.auth import Auditor
 from replica.web.exports import EXPORT_MEDIA_TYPES, evidence_download
+from replica.web.moments import in_utc
 from replica.web.state import web_state
 
 router = APIRouter(prefix="/api", tags=["api"], responses=error_responses(401, 404, 422))
@@ -27,20 +28,8 @@ MAX_LIMIT = 1000
 KIND_PATTERN = r"^[a-z][a-z_]{0,31}$"
 
 
-def _in_utc(moment: datetime | None) -> datetime | None:
-    """Return a query's time in UTC (a time without a zone is UTC, as on the command line)."""
-    if moment is None:
-        return None
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    try:
-        return moment.astimezone(UTC)
-    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 lies before the first representable instant
-        raise ValueError("time out of range once converted to UTC") from None
-
-
 Moment = Annotated[
-    datetime | None, AfterValidator(_in_utc), Query(description="ISO 8601 time; without a zone it is UTC")
+    datetime | None, AfterValidator(in_utc), Query(description="ISO 8601 time; without a zone it is UTC")
 ]
 Kind = Annotated[str, StringConstraints(pattern=KIND_PATTERN)]
 RunKind = Annotated[

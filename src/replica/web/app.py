@@ -97,6 +97,10 @@ def create_app(settings: Settings) -> FastAPI:
         version=__version__,
         description="Backup replication and restore verification: status, evidence and operator actions.",
         lifespan=lifespan,
+        # No Swagger UI or ReDoc: they load their scripts from a CDN into the console's origin, where a script can
+        # act with the signed-in operator's cookie. /openapi.json (no secret in it) is the description.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.web = state
 

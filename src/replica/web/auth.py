@@ -14,6 +14,7 @@ from replica.web.state import web_state
 
 SESSION_COOKIE = "replica_token"
 BEARER = "bearer "
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class NotAuthenticated(HTTPException):
@@ -30,6 +31,16 @@ class NotAllowed(HTTPException):
         super().__init__(status_code=403, detail=detail)
 
 
+def _from_elsewhere(request: Request) -> bool:
+    """Return True when a browser says the request was made by a page of another origin than ours (Fetch metadata
+    first, then Origin); a client that sends neither is no browser, and cannot be led to send the cookie."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        return site not in ("same-origin", "none")
+    origin = request.headers.get("origin")
+    return origin is not None and origin != f"{request.url.scheme}://{request.url.netloc}"
+
+
 def presented_token(request: Request) -> str | None:
     """Return the token a request carries (header first, then the session cookie), or None."""
     header = request.headers.get("authorization", "")
@@ -38,7 +49,7 @@ def presented_token(request: Request) -> str | None:
     return request.cookies.get(SESSION_COOKIE) or None
 
 
-# Declares the Bearer scheme in the OpenAPI document (so /docs can send a token); the token itself is read by
+# Declares the Bearer scheme in the OpenAPI document; the token itself is read by
 # `presented_token`, which also takes the console's cookie.
 BEARER_SCHEME = HTTPBearer(auto_error=False, description="an API token (`replica token create`)")
 
@@ -50,6 +61,10 @@ def token_holder(
     token = presented_token(request)
     if token is None:
         raise NotAuthenticated("a token is needed: send 'Authorization: Bearer TOKEN' (replica token create)")
+    if request.method not in SAFE_METHODS and "authorization" not in request.headers and _from_elsewhere(request):
+        # The browser sends the console's cookie with a form another page submits to us; SameSite=Strict stops
+        # other sites, not another page of the same site (another port of this host, a sibling subdomain).
+        raise NotAllowed("refused: the request came from another page than the console's own (send a Bearer token)")
     holder = web_state(request).context().catalog.tokens.holder(token)
     if holder is None:
         raise NotAuthenticated("the token is unknown or revoked")

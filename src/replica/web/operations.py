@@ -17,7 +17,7 @@ from replica.catalog.events import EventDraft
 from replica.catalog.tokens import TokenHolder
 from replica.errors import ConfigError, NotPermitted, TargetNotEmpty
 from replica.settings import Settings
-from replica.web.tasks import Progress, Task, TaskResult, TaskRunner
+from replica.web.tasks import Progress, Task, TaskResult, TaskRunner, Work
 
 if TYPE_CHECKING:
     from replica.actions.restore import RestorePlan
@@ -43,10 +43,30 @@ def _record_request(
 
 
 def _prepare(context: Context) -> None:
-    """What the command line does before work: record configuration changes under the requester's name."""
+    """What the command line does before work: record changes of the job and policy files. Called in the request's
+    thread, so that the change is recorded as the server's (`user@host`), not as the caller's: a token holder did
+    not edit the files."""
     from replica.actions.configuration import record_configuration_changes
 
     record_configuration_changes(context)
+
+
+def _start(
+    context: Context,
+    runner: TaskRunner,
+    holder: TokenHolder,
+    action: str,
+    job: str,
+    work: Work,
+    figures: dict[str, Any] | None = None,
+) -> Task:
+    """Record the changes of the configuration and the accepted request (in that order, before any of the work),
+    then start `work` as a task; return the task."""
+    _prepare(context)
+    task = runner.new_task(action, job, holder.actor)
+    detail = f"{action} requested (task {task.id})"
+    _record_request(context, holder, action, job, "accepted", detail, task=task.id, **(figures or {}))
+    return runner.start(task, work)
 
 
 def start_backup(context: Context, runner: TaskRunner, holder: TokenHolder, job: str) -> Task:
@@ -57,9 +77,7 @@ def start_backup(context: Context, runner: TaskRunner, holder: TokenHolder, job:
     def work(progress: Progress) -> TaskResult:
         from replica.actions.backup import run_backup
 
-        task_context = context.with_progress(progress)
-        _prepare(task_context)
-        outcome = run_backup(task_context, job)
+        outcome = run_backup(context.with_progress(progress), job)
         document = {
             "run_id": outcome.run_id,
             "snapshot_id": outcome.snapshot_id,
@@ -71,9 +89,7 @@ def start_backup(context: Context, runner: TaskRunner, holder: TokenHolder, job:
         }
         return TaskResult(outcome.succeeded, document, None if outcome.succeeded else "copy_failed")
 
-    task = runner.new_task("backup", job, holder.actor)
-    _record_request(context, holder, "backup", job, "accepted", f"backup requested (task {task.id})", task=task.id)
-    return runner.start(task, work)
+    return _start(context, runner, holder, "backup", job, work)
 
 
 def start_verify(
@@ -93,9 +109,7 @@ def start_verify(
     def work(progress: Progress) -> TaskResult:
         from replica.actions.verify import run_verify
 
-        task_context = context.with_progress(progress)
-        _prepare(task_context)
-        outcome = run_verify(task_context, job, destination, snapshot)
+        outcome = run_verify(context.with_progress(progress), job, destination, snapshot)
         document = {
             "run_id": outcome.run_id,
             "destination": outcome.destination,
@@ -108,12 +122,7 @@ def start_verify(
         }
         return TaskResult(outcome.passed, document, outcome.failure)
 
-    task = runner.new_task("verify", job, holder.actor)
-    figures: dict[str, Any] = {"task": task.id}
-    if destination:
-        figures["destination"] = destination
-    _record_request(context, holder, "verify", job, "accepted", f"verification requested (task {task.id})", **figures)
-    return runner.start(task, work)
+    return _start(context, runner, holder, "verify", job, work, {"destination": destination} if destination else {})
 
 
 @dataclass(frozen=True)
@@ -133,27 +142,55 @@ def restore_root(settings: Settings) -> Path:
     return (settings.web_restore_root or settings.state_dir / WEB_RESTORE_FOLDER).expanduser().absolute()
 
 
-def _planned(context: Context, holder: TokenHolder, job: str, choice: RestoreChoice) -> tuple[RestorePlan, Any]:
-    """Plan a restore requested through the web and return the plan and the snapshot's expected data.
+def _inside_root(path: Path, root: Path, description: str) -> None:
+    """Raise NotPermitted unless `path`, symbolic links followed, lies strictly inside `root`."""
+    resolved, real_root = path.resolve(), root.resolve()
+    if resolved == real_root or not resolved.is_relative_to(real_root):
+        raise NotPermitted(
+            f"{description} is not inside {root}: the web console restores files only into the folder of setting "
+            "web_restore_root (use the command line for other places)"
+        )
 
-    A file target (directory, SQLite file, Redis RDB file) must lie under `restore_root`, a relative one is taken
-    inside it: a token must not be able to replace what the server's user can write anywhere (its own catalog,
-    /etc). Database targets are names on the store's own server, checked by the store as on the command line.
-    Raises NotPermitted for a file target outside the root, ConfigError/UsageError/NotFound for bad arguments.
-    """
-    from replica.actions.restore import plan_restore
 
-    job_config, _ = context.job(job)
-    root = restore_root(context.settings)
+def _file_target(settings: Settings, to: str) -> str:
+    """Return the file target a web request names, made absolute inside `restore_root` when relative. Raises
+    NotPermitted when it is not strictly inside the root (`..`, a symbolic link out, the root itself), UsageError
+    when it names no usable path, ConfigError when the root cannot be made."""
+    from replica.stores.paths import named_path
+
+    root = restore_root(settings)
     # Made here, not at start-up: a server that never restores leaves no folder behind, and the store's checks of a
     # target (its name's length, what lies there) need the folder it goes in to exist.
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise ConfigError([f"setting web_restore_root: cannot create {root}: {error.strerror}"]) from None
+    path = Path(to) if Path(to).is_absolute() else root / to
+    # Checked before the store plans anything: a path outside the root is not looked at (what lies there is not the
+    # caller's business) and no destination is asked.
+    _inside_root(named_path(str(path)), root, f"restore target {path}")
+    return str(path)
+
+
+def _planned(context: Context, holder: TokenHolder, job: str, choice: RestoreChoice) -> tuple[RestorePlan, Any]:
+    """Plan a restore requested through the web and return the plan and the snapshot's expected data.
+
+    A file target (directory, SQLite file, Redis RDB file) must lie strictly inside `restore_root`, a relative one
+    is taken inside it: a token must not be able to replace what the server's user can write anywhere (its own
+    catalog, /etc). Database targets are names on the store's own server, checked by the store as on the command
+    line. Raises NotPermitted (and records the refused request) for a file target outside the root;
+    ConfigError/UsageError/NotFound for bad arguments.
+    """
+    from replica.actions.restore import plan_restore
+
+    job_config, _ = context.job(job)
     to = choice.to
-    if job_config.store.kind in FILE_TARGET_KINDS and not Path(to).is_absolute():
-        to = str(root / to)
+    if job_config.store.kind in FILE_TARGET_KINDS:
+        try:
+            to = _file_target(context.settings, to)
+        except NotPermitted as refusal:
+            _record_request(context, holder, "restore", job, "refused", str(refusal), target=choice.to[:200])
+            raise
     with acting_as(holder.actor):
         plan, expected = plan_restore(
             context,
@@ -163,12 +200,6 @@ def _planned(context: Context, holder: TokenHolder, job: str, choice: RestoreCho
             at=choice.at,
             destination_name=choice.destination,
             force=choice.force,
-        )
-    path = plan.target.path
-    if path is not None and not path.resolve().is_relative_to(root.resolve()):
-        raise NotPermitted(
-            f"{plan.target.description} is outside {root}: the web console restores files only under the folder of "
-            "setting web_restore_root (use the command line for other places)"
         )
     return plan, expected
 
@@ -208,9 +239,11 @@ def start_restore(context: Context, runner: TaskRunner, holder: TokenHolder, job
         )
 
     def work(progress: Progress) -> TaskResult:
-        task_context = context.with_progress(progress)
-        _prepare(task_context)
-        outcome = run_restore(task_context, plan, expected)
+        if plan.target.path is not None:
+            # Again when the task starts: it may have waited in the queue while another restore put a symbolic
+            # link where this one's path goes.
+            _inside_root(plan.target.path, restore_root(context.settings), plan.target.description)
+        outcome = run_restore(context.with_progress(progress), plan, expected)
         document = {
             "run_id": outcome.run_id,
             "snapshot_id": plan.snapshot_id,
@@ -222,7 +255,4 @@ def start_restore(context: Context, runner: TaskRunner, holder: TokenHolder, job
         }
         return TaskResult(True, document)
 
-    task = runner.new_task("restore", job, holder.actor)
-    detail = f"restore to {plan.target.description} requested (task {task.id})"
-    _record_request(context, holder, "restore", job, "accepted", detail, task=task.id, **figures)
-    return runner.start(task, work)
+    return _start(context, runner, holder, "restore", job, work, figures)

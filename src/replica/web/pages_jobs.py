@@ -18,7 +18,8 @@ from replica.web.api import NAME_PATTERN, SNAPSHOT_PATTERN, JobName
 from replica.web.api_history import read_job_history
 from replica.web.auth import Auditor, Operator
 from replica.web.charts import time_series_chart
-from replica.web.rendering import parse_moment, render
+from replica.web.moments import parse_moment
+from replica.web.rendering import render
 from replica.web.state import web_state
 
 router = APIRouter(include_in_schema=False)

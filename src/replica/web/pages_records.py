@@ -14,9 +14,11 @@ from replica.actions.evidence import EXPORT_FORMATS
 from replica.errors import NotFound
 from replica.report.dataloss import render_markdown
 from replica.report.evidence import compact_figures
+from replica.web.api import MAX_RECORD_ID
 from replica.web.auth import Auditor
 from replica.web.exports import evidence_download
-from replica.web.rendering import parse_moment, render
+from replica.web.moments import parse_moment
+from replica.web.rendering import render
 from replica.web.state import web_state
 
 router = APIRouter(include_in_schema=False)
@@ -38,7 +40,7 @@ def reports_page(request: Request, holder: Auditor, job: str | None = None) -> R
 
 
 @router.get("/reports/{report_id}", response_class=HTMLResponse)
-def report_page(request: Request, holder: Auditor, report_id: Annotated[int, Path(ge=1)]) -> Response:
+def report_page(request: Request, holder: Auditor, report_id: Annotated[int, Path(ge=1, le=MAX_RECORD_ID)]) -> Response:
     """One report: its saved HTML when it was written (shown in a sandboxed frame), else its Markdown."""
     report = web_state(request).context().catalog.report(report_id)
     if report is None:
@@ -91,9 +93,11 @@ def audit_export(
 
 
 @router.get("/tasks/{task_id}", response_class=HTMLResponse)
-def task_page(request: Request, holder: Auditor, task_id: Annotated[int, Path(ge=1)]) -> Response:
+def task_page(request: Request, holder: Auditor, task_id: Annotated[int, Path(ge=1, le=MAX_RECORD_ID)]) -> Response:
     """A background action: state, progress lines and outcome; the page reloads itself while it runs."""
     task = web_state(request).tasks.get(task_id)
     if task is None:
         raise NotFound(f"no task {task_id} (tasks are kept in memory until the server restarts)")
-    return render(request, "task.html", holder, task=task, refresh_seconds=TASK_REFRESH_SECONDS)
+    # A copy of the progress lines: the task's thread appends to them while the page renders.
+    progress = list(task.progress)
+    return render(request, "task.html", holder, task=task, progress=progress, refresh_seconds=TASK_REFRESH_SECONDS)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,6 @@ from fastapi.templating import Jinja2Templates
 
 from replica.catalog.tokens import TokenHolder
 from replica.config.durations import format_duration
-from replica.errors import UsageError
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -24,19 +23,6 @@ def format_moment(value: datetime | str | None) -> str:
         return "-"
     moment = datetime.fromisoformat(value) if isinstance(value, str) else value
     return f"{moment:%Y-%m-%d %H:%M:%S}"
-
-
-def parse_moment(text: str) -> datetime | None:
-    """Return the time a form field holds (ISO 8601; UTC when it names no zone), None when empty. Raises UsageError
-    for anything else."""
-    if not text.strip():
-        return None
-    try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise UsageError(f"'{text}' is not an ISO 8601 time such as 2026-05-04T13:00") from None
-    # As on the command line: a time without a zone is UTC.
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
 def state_class(state: str | None) -> str:

@@ -91,6 +91,7 @@ class TaskRunner:
         self._tasks: collections.OrderedDict[int, Task] = collections.OrderedDict()
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
+        self.stopping = threading.Event()  # set once shutdown began: no queued task starts after it
 
     def new_task(self, kind: str, job: str, actor: str) -> Task:
         """Return a task not yet started (its id can be recorded before any of its work happens)."""
@@ -109,19 +110,28 @@ class TaskRunner:
         return task
 
     def _run(self, task: Task, work: Work) -> None:
-        task.state, task.started_at = "running", datetime.now(UTC)
+        if self.stopping.is_set():  # dequeued just as the server began to stop
+            self._never_started(task)
+            return
+        task.started_at = datetime.now(UTC)
+        task.state = "running"
+        state, error_text, failure, result = "failed", None, None, None
         try:
             with acting_as(task.actor):
                 outcome = work(lambda line: task.progress.append(redact_text(line)))
-            task.result, task.failure = outcome.document, outcome.failure
-            task.state = "succeeded" if outcome.succeeded else "failed"
+            result, failure = outcome.document, outcome.failure
+            state = "succeeded" if outcome.succeeded else "failed"
         except ReplicaError as error:
-            task.error, task.failure, task.state = redact_text(str(error)), failure_state(error), "failed"
+            error_text, failure = redact_text(str(error)), failure_state(error)
         except Exception as error:  # a bug must end the task visibly, not leave it `running` for ever
             logger.exception("task %d (%s of '%s') failed", task.id, task.kind, task.job)
-            task.error, task.failure, task.state = redact_text(f"internal error: {error}"), "failed", "failed"
+            error_text, failure = redact_text(f"internal error: {error}"), "failed"
         finally:
-            task.finished_at = datetime.now(UTC)
+            # The state last, under the lock: a reader that sees the task finished sees all of its outcome.
+            with self._lock:
+                task.result, task.error, task.failure = result, error_text, failure
+                task.finished_at = datetime.now(UTC)
+                task.state = state
 
     def get(self, task_id: int) -> Task | None:
         """Return a task by id, or None when unknown (or forgotten)."""
@@ -141,12 +151,14 @@ class TaskRunner:
 
     def shutdown(self) -> None:
         """Stop taking tasks and wait for the running ones (the caller interrupts their processes first)."""
+        self.stopping.set()
         self._pool.shutdown(wait=True, cancel_futures=True)
         with self._lock:
-            for task in self._tasks.values():
-                if not task.finished:  # queued, never started
-                    task.error, task.failure, task.state = (
-                        "the server stopped before it started",
-                        "interrupted",
-                        "failed",
-                    )
+            queued = [task for task in self._tasks.values() if not task.finished]
+        for task in queued:
+            self._never_started(task)
+
+    def _never_started(self, task: Task) -> None:
+        with self._lock:
+            task.error = "the server stopped before the task started"
+            task.failure, task.finished_at, task.state = "interrupted", datetime.now(UTC), "failed"
