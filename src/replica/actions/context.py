@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from pydantic import SecretStr
+
 from replica.catalog.database import open_catalog
 from replica.catalog.records import Catalog
 from replica.config.load import Configuration, load_configuration
@@ -151,7 +153,6 @@ class Context:
 
     def repository(self, job: JobConfig, destination: DestinationConfig) -> Repository:
         """Return the restic repository of a destination. Raises ConfigError when no password is configured."""
-        from replica.restic.command import Repository
 
         what = f"job '{job.name}' destination '{destination.name}'"
         password = read_secret(env_name=destination.password_env, file_path=destination.password_file, what=what)
@@ -168,6 +169,13 @@ class Context:
                     "or REPLICA_RESTIC_PASSWORD_FILE)"
                 ]
             )
+        return self.repository_with_password(destination, password)
+
+    def repository_with_password(self, destination: DestinationConfig, password: SecretStr) -> Repository:
+        """Return the restic repository of a destination opened with `password` (the clean-room drill's, given
+        explicitly), and the S3 credentials of the settings."""
+        from replica.restic.command import Repository
+
         endpoint = self.endpoint_url(destination) or "https://s3.amazonaws.com"
         location = "/".join(part for part in (destination.bucket, destination.prefix) if part)
         s3_environment = {"AWS_DEFAULT_REGION": self.settings.s3_region}
