@@ -16,11 +16,12 @@ from sqlalchemy import update
 from replica.actions.context import Context
 from replica.actions.locking import process_alive
 from replica.actions.recovery_points import latest_verifications, newest_point_per_destination, verified_points
-from replica.actions.status import collect_status, job_status
+from replica.actions.status import _rto_forecast, collect_status, job_status
 from replica.catalog.database import open_catalog
 from replica.catalog.models import Run, Snapshot
 from replica.catalog.records import FAILED, INTERRUPTED, RUNNING, SUCCEEDED, Catalog
-from replica.policy.objectives import JobFacts, Objectives, evaluate
+from replica.policy.forecast import FIT_SAMPLES, RtoFit, RtoSample, SizeSample, fit_rto
+from replica.policy.objectives import STATE_ORDER, JobFacts, Objectives, evaluate
 from replica.settings import Settings
 
 JOBS = ("alpha", "beta", "delta", "epsilon", "gamma", "omega")
@@ -97,7 +98,8 @@ class History:
             original_id=original,
             backup_run_id=run_id,
             taken_at=taken,
-            bytes_processed=10,
+            # Growing originals (for the RTO fits); a copy records no size, as in `replica backup`.
+            bytes_processed=10 * self.counter if snapshot == original else 0,
             bytes_added=1,
             stored_name=f"/srv/{job}",
             fingerprint={"files": 1, "bytes": 10, "sample": {}},
@@ -219,6 +221,30 @@ def _dead_pid() -> int:
     return pid
 
 
+def reference_fits(catalog: Catalog, job: str, runs: list[Run]) -> dict[str, RtoFit]:
+    """The RTO fit of each destination from every run and snapshot of the job: the newest FIT_SAMPLES successful
+    verifications of a snapshot, sized by their original snapshot."""
+    snapshots = {(s.destination, s.snapshot_id): s for s in catalog.snapshots(job)}
+    originals = {s.snapshot_id: s for s in snapshots.values() if s.snapshot_id == s.original_id}
+    samples: dict[str, list[RtoSample]] = {}
+    sizes: dict[str, SizeSample] = {}
+    for run in sorted(runs, key=lambda r: r.id, reverse=True):
+        if run.kind != "verify" or run.status != SUCCEEDED or not run.destination or not run.snapshot_id:
+            continue
+        kept = samples.setdefault(run.destination, [])
+        if len(kept) == FIT_SAMPLES:
+            continue
+        snapshot = snapshots.get((run.destination, run.snapshot_id))
+        original = originals.get(snapshot.original_id) if snapshot else None
+        if snapshot is None or original is None or run.details.get("rto_seconds") is None or run.finished_at is None:
+            kept.append(RtoSample(START, 0, 0))  # ranked, but not a sample: fit_rto ignores sizes of 0
+            continue
+        kept.append(RtoSample(run.finished_at, float(original.bytes_processed), float(run.details["rto_seconds"])))
+        sizes[original.snapshot_id] = SizeSample(snapshot.taken_at, float(original.bytes_processed))
+    fits = {name: fit_rto(kept, list(sizes.values())) for name, kept in samples.items()}
+    return {name: fit for name, fit in fits.items() if fit is not None}
+
+
 def per_job_document(context: Context, job_name: str, now: datetime) -> dict[str, Any]:
     """The status document as replica computed it before the grouped queries: from every run of the job."""
     job, policy = context.job(job_name)
@@ -275,7 +301,9 @@ def per_job_document(context: Context, job_name: str, now: datetime) -> dict[str
         ),
     )
     verdict = evaluate(facts, Objectives(policy.rpo, policy.rto, policy.at_risk_fraction), now)
+    fits = reference_fits(catalog, job.name, runs)
     destinations = []
+    reasons = list(verdict.reasons)
     windows: list[float | None] = []
     for destination in job.destinations:
         point = newest.get(destination.name)
@@ -300,18 +328,20 @@ def per_job_document(context: Context, job_name: str, now: datetime) -> dict[str
                 if last_verify
                 else None,
                 "object_lock": object_lock(destination.name),
+                "rto_forecast": _rto_forecast(destination.name, fits.get(destination.name), policy, now, reasons),
             }
         )
     return {
         "job": job.name,
         "store": job.store.kind,
         "policy": policy.name,
-        "state": verdict.state,
-        "reasons": verdict.reasons,
+        "state": verdict.state if reasons == verdict.reasons else max(verdict.state, "at risk", key=STATE_ORDER.index),
+        "reasons": reasons,
         "rpo_seconds": verdict.rpo_seconds,
         "rpo_objective_seconds": policy.rpo.total_seconds(),
         "rto_seconds": verdict.rto_seconds,
         "rto_objective_seconds": policy.rto.total_seconds(),
+        "rto_forecast_horizon_seconds": policy.rto_forecast_horizon.total_seconds(),
         "last_backup": {
             "run_id": last_backup.id,
             "status": last_backup.status,

@@ -20,9 +20,11 @@ from replica.actions.recovery_points import (
 from replica.catalog.models import Snapshot
 from replica.catalog.records import SUCCEEDED, CheckOutcome, utc_now
 from replica.config.models import JobConfig, PolicyConfig
+from replica.policy.forecast import forecast_breach
 from replica.report.dataloss import (
     RISK_REPORT_KIND,
     FailedCheck,
+    ForecastFacts,
     RecoveryPoint,
     ReportFacts,
     build_report,
@@ -93,9 +95,20 @@ def write_data_loss_report(
         created_at=now,
         damaged_objects=list(damaged_objects),
         failure=failure,
+        rto_forecasts=rto_forecasts(context, job.name, policy, now),
     )
     evidence = [run_id, failed_row.backup_run_id] if failed_row else [run_id]
     return save_report(context, job.name, run_id, build_report(facts), now, evidence_run_ids=evidence)
+
+
+def rto_forecasts(context: Context, job_name: str, policy: PolicyConfig, now: datetime) -> list[ForecastFacts]:
+    """Return the RTO forecast of each destination whose fit the job's (cached) status facts hold."""
+    fits = context.catalog.latest_records([job_name])[job_name].rto_fits
+    forecasts = []
+    for destination, fit in sorted(fits.items()):
+        forecast = forecast_breach(fit, policy.rto.total_seconds(), now)
+        forecasts.append(ForecastFacts(destination, forecast.breach_at, forecast.already, fit.confidence, fit.samples))
+    return forecasts
 
 
 def save_report(

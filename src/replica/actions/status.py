@@ -12,9 +12,11 @@ from replica.actions.locking import process_alive
 from replica.catalog.latest import LatestRecords, RunFacts, VerifiedPointFacts
 from replica.catalog.models import Run
 from replica.catalog.records import FAILED, RUNNING, utc_now
+from replica.config.durations import format_duration
 from replica.config.load import JobOutline
 from replica.config.models import PolicyConfig
-from replica.policy.objectives import JobFacts, Objectives, evaluate
+from replica.policy.forecast import BYTES_PER_GIB, RtoFit, forecast_breach, warns
+from replica.policy.objectives import AT_RISK, STATE_ORDER, JobFacts, Objectives, evaluate
 
 STATUS_FORMAT = 1
 STATUS_CHUNK_JOBS = 1_000
@@ -74,6 +76,7 @@ def _job_document(
     destinations = []
     window = None
     primary = job.destinations[0] if job.destinations else None
+    reasons, state = list(verdict.reasons), verdict.state
     for name in job.destinations:
         point = points.get(name)
         last_verify = verifications.get(name)
@@ -99,18 +102,22 @@ def _job_document(
                 if last_verify
                 else None,
                 "object_lock": _object_lock(latest.object_locks.get(name)),
+                "rto_forecast": _rto_forecast(name, latest.rto_fits.get(name), policy, now, reasons),
             }
         )
+    if len(reasons) > len(verdict.reasons):  # a forecast warned: at risk, unless already worse
+        state = max(state, AT_RISK, key=STATE_ORDER.index)
     return {
         "job": job.name,
         "store": job.store_kind,
         "policy": policy.name,
-        "state": verdict.state,
-        "reasons": verdict.reasons,
+        "state": state,
+        "reasons": reasons,
         "rpo_seconds": verdict.rpo_seconds,
         "rpo_objective_seconds": policy.rpo.total_seconds(),
         "rto_seconds": verdict.rto_seconds,
         "rto_objective_seconds": policy.rto.total_seconds(),
+        "rto_forecast_horizon_seconds": policy.rto_forecast_horizon.total_seconds(),
         "last_backup": {
             "run_id": last_backup.id,
             "status": last_backup.status,
@@ -124,6 +131,41 @@ def _job_document(
         "destinations": destinations,
         "abandoned_runs": facts.abandoned_runs,
         "data_loss_window_seconds": window,
+    }
+
+
+def _rto_forecast(
+    destination: str, fit: RtoFit | None, policy: PolicyConfig, now: datetime, reasons: list[str]
+) -> dict[str, Any] | None:
+    """Return a destination's RTO forecast (None: too few measured restores to fit), appending to `reasons` the
+    warning of a confident forecast whose breach is within the policy's horizon."""
+    if fit is None:
+        return None
+    objective = policy.rto.total_seconds()
+    forecast = forecast_breach(fit, objective, now)
+    warning = warns(fit, forecast, now, policy.rto_forecast_horizon)
+    if warning and forecast.already:
+        reasons.append(
+            f"RTO of '{destination}' forecast to exceed {format_duration(objective)} already at the current size "
+            f"(predicted {format_duration(forecast.predicted_rto_seconds)})"
+        )
+    elif warning and forecast.breach_at is not None:
+        days = (forecast.breach_at - now).total_seconds() / 86_400
+        reasons.append(
+            f"RTO of '{destination}' forecast to exceed {format_duration(objective)} on "
+            f"{forecast.breach_at.date().isoformat()} (in {days:.0f} days) at the current growth"
+        )
+    return {
+        "breach_at": _iso(forecast.breach_at),
+        "already": forecast.already,
+        "warning": warning,
+        "predicted_rto_seconds": forecast.predicted_rto_seconds,
+        "samples": fit.samples,
+        "confidence": fit.confidence,
+        "intercept_seconds": fit.intercept_seconds,
+        "slope_seconds_per_gib": fit.slope_seconds_per_byte * BYTES_PER_GIB,
+        "residual_seconds": fit.residual_seconds,
+        "growth_bytes_per_day": fit.growth_bytes_per_second * 86_400,
     }
 
 

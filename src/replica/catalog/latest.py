@@ -11,7 +11,9 @@ always shown, computed from all of a job's runs:
 - per destination, the newest verified recovery point: the newest usable, unpruned snapshot whose latest finished
   verification succeeded (with that verification);
 - the runs still marked `running`;
-- per destination, the Object Lock state recorded by its newest succeeded backup, copy or prune.
+- per destination, the Object Lock state recorded by its newest succeeded backup, copy or prune;
+- per destination, the RTO fit of its newest successful verifications (replica.policy.forecast): it depends on the
+  history only, so it is cached with the other facts and compared with the objective and the time when read.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from sqlalchemy import JSON, Connection, Text, bindparam, case, cast, func, sele
 from sqlalchemy.sql.expression import ColumnElement, ScalarSelect, TableValuedAlias
 
 from replica.catalog.models import Run, Snapshot
+from replica.policy.forecast import FIT_SAMPLES, RtoFit, RtoSample, SizeSample, fit_rto
 
 SUCCEEDED, FAILED, RUNNING = "succeeded", "failed", "running"
 # The details of a verified point's verification that status reads (the canary's recovery point): only these are
@@ -82,6 +85,8 @@ class LatestRecords:
     # Per destination, the newest succeeded backup, copy or prune that recorded the bucket's Object Lock state
     # (`details["object_lock"]`).
     object_locks: dict[str, RunFacts] = field(default_factory=dict)
+    # Per destination with enough measured restores, the fit of RTO against restored size and of size over time.
+    rto_fits: dict[str, RtoFit] = field(default_factory=dict)
 
 
 def read_latest(connection: Connection, jobs: Sequence[str]) -> dict[str, LatestRecords]:
@@ -169,6 +174,7 @@ def _read_chunk(connection: Connection, jobs: list[str]) -> dict[str, LatestReco
                 records[row.job].object_locks[row.destination] = RunFacts(
                     row.id, row.destination, SUCCEEDED, None, row.finished_at, None, {"object_lock": state}
                 )
+    _add_rto_fits(connection, names, parameters, records)
     running = select(_RUNS.c.job, _RUNS.c.host, _RUNS.c.pid).where(
         _RUNS.c.status == RUNNING, _RUNS.c.job.in_(select(names.c.value))
     )
@@ -316,13 +322,16 @@ def _per_destination(job: ColumnElement[str], materialized: bool) -> Any:
         .select_from(ids)
         .outerjoin(verification, verification.c.id == newest)
         .outerjoin(point_verification, point_verification.c.id == ids.c.point_verification_id)
-        .outerjoin(
-            snapshot,
-            (snapshot.c.job == ids.c.job)
-            & (snapshot.c.destination == ids.c.destination)
-            & (snapshot.c.snapshot_id == point_verification.c.snapshot_id),
-        )
+        .outerjoin(snapshot, _is_snapshot(snapshot, ids.c.job, ids.c.destination, point_verification.c.snapshot_id))
     )
+
+
+def _is_snapshot(snapshots: Any, job: Any, destination: Any, snapshot_id: Any) -> ColumnElement[bool]:
+    """Return the join condition of the snapshot row of `snapshots` that is (job, destination, snapshot id)."""
+    same: ColumnElement[bool] = (
+        (snapshots.c.job == job) & (snapshots.c.destination == destination) & (snapshots.c.snapshot_id == snapshot_id)
+    )
+    return same
 
 
 def _destinations_of(job: ColumnElement[str], kind: str) -> Any:
@@ -381,4 +390,67 @@ def _latest_verification_of(snapshots: Any, column: str) -> ScalarSelect[Any]:
         .order_by(runs.c.id.desc())
         .limit(1)
         .scalar_subquery()
+    )
+
+
+def _add_rto_fits(
+    connection: Connection, names: TableValuedAlias, parameters: dict[str, str], records: dict[str, LatestRecords]
+) -> None:
+    """Fit each job's RTO forecast per destination from its newest FIT_SAMPLES successful verifications (those that
+    measured an RTO): the restored size is the original snapshot's `bytes_processed` (a copy records none); the size
+    history is that of the verified snapshots, which span more time than as many of the newest backups would."""
+    rto_samples: dict[tuple[str, str], list[RtoSample]] = {}
+    sizes: dict[str, dict[str, SizeSample]] = {}  # job -> original snapshot id -> its size when taken
+    for row in connection.execute(_rto_samples_query(names), parameters):
+        rto = (row.details or {}).get("rto_seconds")
+        if rto is None or row.finished_at is None:
+            continue
+        # A drill's per-store restores are added here as more RtoSamples of (job, destination).
+        rto_samples.setdefault((row.job, row.destination), []).append(
+            RtoSample(row.finished_at, float(row.bytes_processed), float(rto))
+        )
+        sizes.setdefault(row.job, {})[row.original_id] = SizeSample(row.taken_at, float(row.bytes_processed))
+    for (job, destination), samples in rto_samples.items():
+        fit = fit_rto(samples, list(sizes[job].values()))
+        if fit is not None:
+            records[job].rto_fits[destination] = fit
+
+
+def _rto_samples_query(names: TableValuedAlias) -> Any:
+    """Return the query of the newest FIT_SAMPLES successful verifications of a snapshot per job and destination,
+    with the run's details and finish time, the snapshot's time and the original snapshot's id and size."""
+    rank = func.row_number().over(partition_by=(_RUNS.c.job, _RUNS.c.destination), order_by=_RUNS.c.id.desc())
+    # Only ids ranked (the index holds every column used): details are read for the FIT_SAMPLES kept rows only.
+    ranked = (
+        select(_RUNS.c.id, rank.label("rank"))
+        .where(
+            _RUNS.c.job.in_(select(names.c.value)),
+            _RUNS.c.kind == "verify",
+            _RUNS.c.destination.is_not(None),
+            _RUNS.c.status == SUCCEEDED,
+            _RUNS.c.snapshot_id != "",
+        )
+        .subquery("ranked")
+    )
+    run, snapshot, original = _RUNS.alias("sample"), _SNAPSHOTS.alias("verified"), _SNAPSHOTS.alias("original")
+    return (
+        select(
+            run.c.job,
+            run.c.destination,
+            run.c.finished_at,
+            run.c.details,
+            snapshot.c.taken_at,
+            original.c.snapshot_id.label("original_id"),
+            original.c.bytes_processed,
+        )
+        .select_from(ranked)
+        .join(run, run.c.id == ranked.c.id)
+        .join(snapshot, _is_snapshot(snapshot, run.c.job, run.c.destination, run.c.snapshot_id))
+        .join(
+            original,
+            (original.c.original_id == snapshot.c.original_id)
+            & (original.c.snapshot_id == snapshot.c.original_id)
+            & (original.c.job == snapshot.c.job),
+        )
+        .where(ranked.c.rank <= FIT_SAMPLES)
     )

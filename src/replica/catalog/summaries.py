@@ -35,10 +35,11 @@ from replica.catalog.latest import (
     read_latest,
 )
 from replica.catalog.models import JobRevision, JobStatusCache
+from replica.policy.forecast import RtoFit
 
 logger = logging.getLogger(__name__)
 # Stored first in every cached document: a replica that encodes facts differently recomputes instead of misreading.
-FACTS_FORMAT = 3  # 2: failure states; 3: the destinations' Object Lock states
+FACTS_FORMAT = 4  # 2: failure states; 3: the destinations' Object Lock states; 4: RTO fits
 # How long `status` waits for SQLite's write lock to store summaries before it gives up (they are a shortcut).
 CACHE_WRITE_WAIT_MILLISECONDS = 200
 
@@ -204,6 +205,7 @@ def encode_facts(records: LatestRecords) -> str:
                 name: [run.id, run.finished_at.isoformat() if run.finished_at else None, run.details["object_lock"]]
                 for name, run in records.object_locks.items()
             },
+            {name: _fit(fit) for name, fit in records.rto_fits.items()},
         ],
         separators=(",", ":"),
     )
@@ -228,7 +230,7 @@ def _records_of(document: Any) -> LatestRecords | None:
 
 
 def _records_from(document: list[Any]) -> LatestRecords:
-    _, backup, copy_failed, verifications, rto, points, running, object_locks = document
+    _, backup, copy_failed, verifications, rto, points, running, object_locks, fits = document
     newest_points = {}
     for name, (snapshot_id, taken_at, row_id, verification) in points.items():
         if len(verification) == 3:  # implied by the point (see encode_facts)
@@ -246,6 +248,7 @@ def _records_from(document: list[Any]) -> LatestRecords:
         newest_points,
         [(host, pid) for host, pid in running],
         {name: _object_lock_of(name, value) for name, value in object_locks.items()},
+        {name: _fit_of(value) for name, value in fits.items()},
     )
 
 
@@ -254,3 +257,16 @@ def _object_lock_of(destination: str, value: list[Any]) -> RunFacts:
     identifier, finished, state = value
     finished_at = datetime.fromisoformat(finished) if finished else None
     return RunFacts(identifier, destination, SUCCEEDED, None, finished_at, None, {"object_lock": state})
+
+
+def _fit(fit: RtoFit) -> list[Any]:
+    """Return an RTO fit as [samples, intercept, slope, residual, confidence, reference at, size there, growth]."""
+    return [
+        fit.samples, fit.intercept_seconds, fit.slope_seconds_per_byte, fit.residual_seconds, fit.confidence,
+        fit.reference_at.isoformat(), fit.size_at_reference_bytes, fit.growth_bytes_per_second,
+    ]  # fmt: skip
+
+
+def _fit_of(value: list[Any]) -> RtoFit:
+    samples, intercept, slope, residual, confidence, reference_at, size, growth = value
+    return RtoFit(samples, intercept, slope, residual, confidence, datetime.fromisoformat(reference_at), size, growth)

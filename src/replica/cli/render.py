@@ -37,6 +37,21 @@ def object_lock(state: dict[str, Any]) -> str:
     return f"locked {state['mode']} {retention}"
 
 
+def forecast_note(job: dict[str, Any]) -> str:
+    """Return the earliest RTO forecast breach of a job's destinations as ` (over ~2027-01-03)`, `?` after a
+    low-confidence date, ` (over now)` when the fit says it already is; "" when none is forecast."""
+    forecasts = [
+        d["rto_forecast"] for d in job["destinations"] if d.get("rto_forecast") and d["rto_forecast"]["breach_at"]
+    ]
+    if not forecasts:
+        return ""
+    earliest = min(forecasts, key=lambda forecast: forecast["breach_at"])
+    if earliest["already"]:
+        return " (over now)"
+    doubt = "" if earliest["confidence"] == "high" else "?"
+    return f" (over ~{earliest['breach_at'][:10]}{doubt})"
+
+
 def status_table(document: dict[str, Any]) -> str:
     """Return the status table: one row per job, then broken job files."""
     now = datetime.fromisoformat(document["generated_at"])
@@ -64,7 +79,7 @@ def status_table(document: dict[str, Any]) -> str:
                 f"{backup['status']} {age(backup['finished_at'], now)}" if backup else "never",
                 points,
                 f"{format_duration(job['rpo_seconds'])} / {objectives[rpo_objective]}",
-                f"{format_duration(job['rto_seconds'])} / {objectives[rto_objective]}",
+                f"{format_duration(job['rto_seconds'])} / {objectives[rto_objective]}{forecast_note(job)}",
                 format_duration(job["data_loss_window_seconds"]),
             ]
         )

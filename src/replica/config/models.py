@@ -332,6 +332,11 @@ class PolicyConfig(StrictModel):
         description="A job is 'at risk' past this fraction of an objective.",
         examples=[0.8],
     )
+    rto_forecast_horizon: Duration = Field(
+        default=timedelta(days=30),
+        description="A job is 'at risk' when its RTO is forecast to exceed the objective within this time.",
+        examples=["30d"],
+    )
     retention: RetentionConfig = Field(default_factory=RetentionConfig, description="Snapshots to keep.")
     schedule: ScheduleConfig = Field(
         default_factory=ScheduleConfig, description="Default timetable of the jobs using this policy."

@@ -50,6 +50,15 @@ STATE_METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     "replica_rpo_objective_seconds": ("The job's recovery point objective.", JOB_LABELS),
     "replica_rto_seconds": ("Last measured time from restore start to verified data.", JOB_LABELS),
     "replica_rto_objective_seconds": ("The job's recovery time objective.", JOB_LABELS),
+    "replica_rto_forecast_breach_timestamp_seconds": (
+        "When the destination's RTO is forecast to exceed the objective at the current growth (absent: not within "
+        "5 years or too few measured restores; the current time when the fit says it already does).",
+        DESTINATION_LABELS,
+    ),
+    "replica_rto_forecast_warning": (
+        "1 when a confident RTO forecast of the job exceeds the objective within the policy's horizon, else 0.",
+        JOB_LABELS,
+    ),
     "replica_newest_verified_recovery_point_timestamp_seconds": (
         "When the job's newest verified recovery point was taken (newest across destinations).",
         JOB_LABELS,
@@ -267,8 +276,13 @@ def _render_state(state: _State, now: float) -> Iterator[Metric]:
         for each in (*JOB_STATES, *([current] if current not in JOB_STATES else [])):
             add("replica_job_state", [name, each], 1 if each == current else 0)
         newest: list[float] = []
+        warning = 0
         for destination in job["destinations"]:
             labels = [name, destination["name"]]
+            forecast = destination.get("rto_forecast")
+            if forecast:
+                warning |= forecast["warning"]
+                add("replica_rto_forecast_breach_timestamp_seconds", labels, _timestamp(forecast["breach_at"]))
             taken_at = state.verified_points.get((name, destination["name"]))
             if taken_at is not None:
                 newest.append(taken_at)
@@ -283,6 +297,7 @@ def _render_state(state: _State, now: float) -> Iterator[Metric]:
                 failure = last_verify.get("failure") or FALLBACK_STATE
                 add("replica_destination_last_verify_failure", [*labels, failure], 1)
         add("replica_newest_verified_recovery_point_timestamp_seconds", [name], max(newest, default=None))
+        add("replica_rto_forecast_warning", [name], warning)
     for (name, objective), breached in sorted(state.breaches.items()):
         add("replica_objective_breached", [name, objective], 1 if breached else 0)
     return (family for family in families.values() if family.samples)

@@ -15,6 +15,7 @@ Optional keys of a report body, absent from bodies written before they existed (
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -60,6 +61,17 @@ class RecoveryPoint:
 
 
 @dataclass(frozen=True)
+class ForecastFacts:
+    """A destination's RTO forecast (replica.policy.forecast): when it exceeds the objective at the current growth."""
+
+    destination: str
+    breach_at: datetime | None  # None: not within the forecast's limit
+    already: bool
+    confidence: str
+    samples: int
+
+
+@dataclass(frozen=True)
 class ReportFacts:
     """Everything the report says, gathered by the caller from the catalog and the configuration."""
 
@@ -83,6 +95,7 @@ class ReportFacts:
     damaged_objects: list[dict[str, str | None]] = field(default_factory=list)
     # The failure state of the verification (replica.errors.FAILURE_STATES): `corrupt`, `verification_failed`...
     failure: str | None = None
+    rto_forecasts: list[ForecastFacts] = field(default_factory=list)
 
 
 def build_report(facts: ReportFacts) -> dict[str, Any]:
@@ -116,19 +129,47 @@ def build_report(facts: ReportFacts) -> dict[str, Any]:
         },
         "affected": {"owners": facts.owners, "clients": facts.clients},
         "resolutions": _resolutions(facts),
-        "expected_recovery": expected_recovery_document(facts.expected_recovery_seconds, facts.rto_objective_seconds),
+        "expected_recovery": expected_recovery_document(
+            facts.expected_recovery_seconds, facts.rto_objective_seconds, facts.rto_forecasts
+        ),
     }
 
 
-def expected_recovery_document(seconds: float | None, rto_objective_seconds: float) -> dict[str, Any]:
-    """Return the report's expected recovery time, against the RTO objective and with what it is based on."""
+def expected_recovery_document(
+    seconds: float | None, rto_objective_seconds: float, forecasts: Sequence[ForecastFacts] = ()
+) -> dict[str, Any]:
+    """Return the report's expected recovery time, against the RTO objective and with what it is based on, and
+    the RTO forecast of every destination that has one."""
     return {
         "seconds": seconds,
         "rto_objective_seconds": rto_objective_seconds,
         "basis": "worst of the last five measured restore-to-verified times"
         if seconds is not None
         else "no restore of this job has been measured yet",
+        "forecasts": [
+            {
+                "destination": forecast.destination,
+                "breach_at": forecast.breach_at.isoformat() if forecast.breach_at else None,
+                "already": forecast.already,
+                "confidence": forecast.confidence,
+                "samples": forecast.samples,
+                "summary": forecast_summary(forecast),
+            }
+            for forecast in forecasts
+        ],
     }
+
+
+def forecast_summary(forecast: ForecastFacts) -> str:
+    """Return one sentence on a destination's RTO forecast."""
+    basis = f"{forecast.confidence} confidence, {forecast.samples} measured restores"
+    if forecast.already:
+        when = "already exceeds the objective at the current size"
+    elif forecast.breach_at is not None:
+        when = f"is forecast to exceed the objective on {forecast.breach_at.date().isoformat()} at the current growth"
+    else:
+        when = "is not forecast to exceed the objective within 5 years"
+    return f"The RTO of '{forecast.destination}' {when} ({basis})."
 
 
 def point_document(point: RecoveryPoint) -> dict[str, Any]:
@@ -311,6 +352,9 @@ def expected_recovery_lines(recovery: dict[str, Any]) -> list[str]:
         f"{format_duration(recovery['seconds']) if recovery['seconds'] is not None else 'unknown'} "
         f"({recovery['basis']}); objective {format_duration(recovery['rto_objective_seconds'])}.",
         "",
+        # .get: report bodies written before forecasts have none
+        *[f"- {forecast['summary']}" for forecast in recovery.get("forecasts", ())],
+        *([""] if recovery.get("forecasts") else []),
     ]
 
 
