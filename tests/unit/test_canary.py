@@ -50,12 +50,12 @@ def test_recovery_point_prefers_the_canary_time_over_the_snapshot_time() -> None
 
 
 def test_a_failed_restore_is_critical_whatever_the_policy_lists() -> None:
-    from replica.actions.verify import _critical
+    from replica.actions.proving import critical_by_policy
     from replica.catalog.records import CheckOutcome
     from replica.config.models import PolicyConfig
 
     policy = PolicyConfig.model_validate(
         {"name": "lax", "rpo": "1h", "rto": "1h", "verification": {"critical_checks": ["fingerprint"]}}
     )
-    assert _critical(policy, CheckOutcome("restore", False, False, "dump failed")).critical
-    assert not _critical(policy, CheckOutcome("integrity", False, True, "x")).critical
+    assert critical_by_policy(policy, CheckOutcome("restore", False, False, "dump failed")).critical
+    assert not critical_by_policy(policy, CheckOutcome("integrity", False, True, "x")).critical

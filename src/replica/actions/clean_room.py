@@ -18,7 +18,7 @@ from pydantic import SecretStr
 
 from replica.actions.context import Context, sidecar_key
 from replica.actions.drill_points import ChosenPoint
-from replica.actions.verify import ExpectedData
+from replica.actions.proving import ExpectedData
 from replica.config.drills import DrillPlanConfig
 from replica.errors import ConfigError, NotFound, UsageError
 from replica.restic.snapshots import list_snapshots

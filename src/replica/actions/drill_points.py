@@ -13,8 +13,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from replica.actions.context import Context
+from replica.actions.proving import ExpectedData
 from replica.actions.recovery_points import latest_verifications
-from replica.actions.verify import ExpectedData
 from replica.catalog.records import SUCCEEDED
 from replica.config.drills import DrillPlanConfig
 from replica.config.models import DestinationConfig, JobConfig, PolicyConfig

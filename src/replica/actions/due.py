@@ -9,9 +9,11 @@ from datetime import datetime
 from replica.actions.context import Context
 from replica.errors import ConfigError
 from replica.schedule.plan import job_schedules
-from replica.schedule.specs import Schedule, next_run
+from replica.schedule.specs import Schedule, next_run, parse_schedule
 
 logger = logging.getLogger(__name__)
+
+DRILL = "drill"  # the kind of work (and of run) of a scheduled drill
 
 
 @dataclass(frozen=True)
@@ -36,7 +38,8 @@ def work_key(job: str, kind: str) -> str:
 
 
 def scheduled_work(context: Context, now: datetime, jobs: list[str] | None = None) -> list[ScheduledWork]:
-    """Return the scheduled work of every valid job (or of `jobs`), in job order then backup, verify, prune.
+    """Return the scheduled work of every valid job (or of `jobs`), in job order then backup, verify, prune; then,
+    unless `jobs` is given, the drills of the plans that have a schedule.
 
     A kind counts from the start of its last run that reached an outcome (succeeded or failed): work whose later
     run was interrupted or abandoned (a backup also when one of its copies was) is due again at once, and a
@@ -57,13 +60,34 @@ def scheduled_work(context: Context, now: datetime, jobs: list[str] | None = Non
             # broken file disables its own job only, as it would have at load time.
             logger.error("job '%s' disabled, its file is broken: %s", name, "; ".join(error.problems))
             continue
-        for kind, schedule in job_schedules(job, policy).items():
-            last = last_started.get((name, kind))
-            work.append(ScheduledWork(name, kind, schedule, last, next_run(schedule, last, now, work_key(name, kind))))
+        work += [
+            _placed(name, kind, schedule, last_started, now) for kind, schedule in job_schedules(job, policy).items()
+        ]
+    if jobs is None:
+        work += _drill_work(context, now, last_started)
     return work
+
+
+def _drill_work(
+    context: Context, now: datetime, last_started: dict[tuple[str, str], datetime | None]
+) -> list[ScheduledWork]:
+    """Return the scheduled drills: every valid plan with a schedule, as work `drill` of the plan's name (its runs
+    are recorded under that name; see replica.actions.drill)."""
+    work = []
+    for name, plan in sorted(context.drill_plans.plans.items()):
+        schedule = parse_schedule(plan.schedule, None) if plan.schedule else None
+        if schedule is not None:
+            work.append(_placed(name, DRILL, schedule, last_started, now))
+    return work
+
+
+def _placed(
+    name: str, kind: str, schedule: Schedule, last_started: dict[tuple[str, str], datetime | None], now: datetime
+) -> ScheduledWork:
+    last = last_started.get((name, kind))
+    return ScheduledWork(name, kind, schedule, last, next_run(schedule, last, now, work_key(name, kind)))
 
 
 def work_for(context: Context, job: str, kind: str, schedule: Schedule, now: datetime) -> ScheduledWork:
     """Return one job's kind of work with its next run decided from the catalog."""
-    last = context.catalog.last_completed_by_work(job).get((job, kind))
-    return ScheduledWork(job, kind, schedule, last, next_run(schedule, last, now, work_key(job, kind)))
+    return _placed(job, kind, schedule, context.catalog.last_completed_by_work(job), now)

@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from replica.actions.context import Context
+from replica.actions.proving import ExpectedData
 from replica.actions.restoring import SnapshotRef, restore_snapshot
 from replica.actions.runs import recorded_run
-from replica.actions.verify import ExpectedData, resolve_expected
+from replica.actions.verify import resolve_expected
 from replica.catalog.records import CheckOutcome, utc_now
 from replica.config.models import DestinationConfig, JobConfig
 from replica.errors import NotFound, TargetFull, TargetNotEmpty, UsageError, VerificationFailed

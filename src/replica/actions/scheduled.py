@@ -11,6 +11,7 @@ from datetime import datetime
 
 from replica.actions.backup import run_backup
 from replica.actions.context import Context
+from replica.actions.due import DRILL
 from replica.actions.equivalence import run_verify_all
 from replica.actions.locking import hold_job
 from replica.actions.prune import run_prune
@@ -57,10 +58,22 @@ def _prune(context: Context, job: str) -> tuple[bool, str, int | None]:
     return outcome.succeeded, outcome.summary(), None
 
 
+def _drill(context: Context, plan: str) -> tuple[bool, str, int | None]:
+    from replica.actions.drill import drill_plan  # deferred: most runs never drill
+
+    outcome = drill_plan(context, plan)
+    failures = outcome.failures
+    detail = f"run {outcome.run_id}, report {outcome.report_paths['markdown']}" + (
+        f"; {len(failures)} failure(s): {failures[0]}" if failures else ""
+    )
+    return outcome.passed, detail, None
+
+
 WORK: dict[str, Callable[[Context, str], tuple[bool, str, int | None]]] = {
     "backup": _backup,
     "verify": _verify,
     "prune": _prune,
+    DRILL: _drill,  # `job` is then the plan's name
 }
 
 
@@ -75,7 +88,8 @@ def run_work(context: Context, job: str, kind: str, *, still_due: Callable[[], b
     started_at = utc_now()
     ping_url: str | None = None
     try:
-        ping_url = context.job(job)[0].ping_url
+        # A plan has no dead-man ping of its own; its drill's outcome is in the log and the exercise report.
+        ping_url = context.job(job)[0].ping_url if kind != DRILL else None
         with hold_job(context, job, kind):
             if still_due is not None and not still_due():
                 return WorkOutcome(job, kind, NOT_DUE, "already run by another process", time.monotonic() - started)

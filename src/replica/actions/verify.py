@@ -10,12 +10,12 @@ from replica.actions.context import Context, sidecar_key
 from replica.actions.locking import holding_job
 from replica.actions.notifications import notifying
 from replica.actions.probing import probing_beside
+from replica.actions.proving import ExpectedData, critical_by_policy, restore_and_prove
 from replica.actions.report import write_data_loss_report
-from replica.actions.restoring import SnapshotRef, restore_snapshot
 from replica.actions.runs import RunRecorder, recorded_run
 from replica.catalog.models import Snapshot
-from replica.catalog.records import CheckOutcome, utc_now
-from replica.config.models import CHECK_NAMES, DestinationConfig, JobConfig, PolicyConfig
+from replica.catalog.records import CheckOutcome
+from replica.config.models import DestinationConfig, JobConfig, PolicyConfig
 from replica.errors import (
     DATA_LOSS_STATES,
     NotFound,
@@ -26,10 +26,9 @@ from replica.errors import (
     VerificationFailed,
     failure_state,
 )
-from replica.policy.canary import evaluate_canary
 from replica.restic.check import check_repository
 from replica.restic.command import Repository
-from replica.stores.base import Canary, Fingerprint, Store, Target
+from replica.stores.base import Store
 
 # A restic check or restore that fails on damaged data is confirmed at rest; when the stored files are intact (a
 # fault in transit, an interrupted read), the verification runs once more before it is called inconclusive.
@@ -62,15 +61,6 @@ class VerifyOutcome:
     def passed(self) -> bool:
         """Return True when every critical check passed (and at least one ran)."""
         return bool(self.checks) and all(check.passed for check in self.checks if check.critical)
-
-
-@dataclass(frozen=True)
-class ExpectedData:
-    """What a snapshot should restore to: where it stores its data and the fingerprint taken at backup time."""
-
-    snapshot_id: str
-    stored_name: str
-    fingerprint: Fingerprint
 
 
 def resolve_expected(
@@ -253,7 +243,9 @@ def _attempt(
     if not report.passed:
         suspects = report.suspects
     checks = [
-        _critical(policy, CheckOutcome("repository", report.passed, True, report.detail, time.monotonic() - started))
+        critical_by_policy(
+            policy, CheckOutcome("repository", report.passed, True, report.detail, time.monotonic() - started)
+        )
     ]
     rto_seconds = None
     run.phase("restore")
@@ -261,30 +253,20 @@ def _attempt(
     rto_started = time.monotonic()
     label = f"{job.name}-{run.run_id}"
     with store.scratch_target(context.settings.scratch_path, label) as target:
-        restored = restore_snapshot(
-            context,
-            store,
-            repository,
-            SnapshotRef(expected.snapshot_id, expected.stored_name),
-            target,
-            shared_lock=False,  # the job's lock keeps its prune out
+        # The job's lock keeps its prune out: no restic lock needed.
+        proven = restore_and_prove(
+            context, store, policy, repository, expected, target, shared_lock=False, phase=run.phase
         )
-        checks.append(_critical(policy, restored.check))
-        if restored.damage is not None:
-            suspects = tuple(sorted({*(suspects or ()), *restored.damage.suspects}))
-        if restored.check.passed:
-            run.phase("check-data")
-            context.progress("checking the restored data")
-            location = store.restored_location(target, expected.stored_name)
-            checks_started = time.monotonic()
-            for check in store.check_restored(location, expected.fingerprint, policy.verification):
-                checks.append(_critical(policy, check))
-            # What the RTO spends on proving the data usable, beside what the restore itself took.
-            run.details.update(data_checks_seconds=round(time.monotonic() - checks_started, 3))
-            if "canary" in expected.fingerprint:
-                checks.append(_critical(policy, _check_canary(store, location, expected, run)))
-        if restored.check.passed and all(c.passed for c in checks[1:] if c.critical):
+        if proven.passed:
             rto_seconds = time.monotonic() - rto_started
+    checks += proven.checks
+    if proven.suspects is not None:
+        suspects = tuple(sorted({*(suspects or ()), *proven.suspects}))
+    if proven.data_checks_seconds is not None:
+        # What the RTO spends on proving the data usable, beside what the restore itself took.
+        run.details.update(data_checks_seconds=proven.data_checks_seconds)
+    if proven.canary is not None:
+        run.details.update(canary_at=proven.canary.written_at.isoformat(), canary_run_id=proven.canary.run_id)
     return checks, rto_seconds, suspects
 
 
@@ -325,28 +307,6 @@ def _confirm_at_rest(context: Context, destination: DestinationConfig, suspects:
         return Confirmation(check, RepositoryCorrupt.state, False, tuple(objects))
     detail = f"{found.describe()}: the damage restic saw is not at rest (a fault in transit or an interrupted read)"
     return Confirmation(CheckOutcome(AT_REST_CHECK, True, True, detail, duration), INCONCLUSIVE, True)
-
-
-def _check_canary(store: Store, location: Target, expected: ExpectedData, run: RunRecorder) -> CheckOutcome:
-    """Read the newest canary from the restored data, record the real recovery point, return the check."""
-    written = Canary.from_document(expected.fingerprint["canary"])
-    found = store.read_canary(location)
-    check = evaluate_canary(written, found, utc_now())
-    if found is not None:
-        run.details.update(canary_at=found.written_at.isoformat(), canary_run_id=found.run_id)
-    return check
-
-
-def _critical(policy: PolicyConfig, check: CheckOutcome) -> CheckOutcome:
-    """Return the check with its criticality decided by the policy.
-
-    A failed restore is always critical (no data came back, and the data checks did not even run), as are checks
-    the policy cannot name.
-    """
-    critical = (
-        check.name == "restore" or check.name not in CHECK_NAMES or check.name in policy.verification.critical_checks
-    )
-    return CheckOutcome(check.name, check.passed, critical, check.detail, check.duration_seconds)
 
 
 def _report(context: Context, job: JobConfig, policy: PolicyConfig, outcome: VerifyOutcome) -> None:

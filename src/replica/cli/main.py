@@ -13,7 +13,9 @@ from replica import __version__, failpoints
 from replica.cli import commands, scheduling
 from replica.cli.audit import add_audit_parser
 from replica.cli.collector import collector_paused, start_up_done
+from replica.cli.drill import add_drill_parser
 from replica.cli.exit_codes import INTERRUPTED, USAGE, exit_code_for
+from replica.cli.recover import add_recover_parser
 from replica.cli.web import add_web_parsers
 from replica.errors import ConfigError, ReplicaError
 from replica.urls import redact_text
@@ -136,12 +138,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--rows", type=int, default=2000, help="rows the sample store gains on this run")
     add_audit_parser(sub, _timestamp)
+    add_drill_parser(sub, _timestamp)
+    add_recover_parser(sub, _timestamp)
     add_web_parsers(sub)
     return parser
 
 
 # Commands that change or prove data: the configuration they run under is recorded first (when it changed).
-COMMANDS_THAT_WORK = frozenset({"init", "backup", "verify", "restore", "prune", "run-due", "reconcile"})
+COMMANDS_THAT_WORK = frozenset({"init", "backup", "verify", "restore", "prune", "run-due", "reconcile", "drill"})
 
 
 def _raise_interrupt(signal_number: int, frame: object) -> None:

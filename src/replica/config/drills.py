@@ -19,6 +19,7 @@ from replica.config.durations import Duration
 from replica.config.models import NAME_PATTERN, ScheduleText, StrictModel
 from replica.config.yaml_files import YamlDocument
 
+RESERVED_PLAN_NAMES = ("list", "review")
 # What each store kind can answer about its restored data (see StoreQueryConfig).
 QUERY_FIELDS = {"sql": ("postgresql", "mariadb", "sqlite"), "keys": ("redis",), "files": ("directory",)}
 
@@ -142,7 +143,13 @@ def load_drill_plans(folder: Path, store_kinds: dict[str, str]) -> DrillPlans:
 
 
 def _plan_problems(path: Path, plan: DrillPlanConfig, store_kinds: dict[str, str], document: YamlDocument) -> list[str]:
-    problems = [
+    problems = []
+    # A drill's runs and lock go by the plan's name (replica.actions.drill): a job of that name would share them,
+    # and `replica drill list|review` would shadow the plan.
+    if plan.name in store_kinds or plan.name in RESERVED_PLAN_NAMES:
+        what = "a job's name" if plan.name in store_kinds else "a subcommand of 'replica drill'"
+        problems.append(f"{path}:{document.line_of(('name',))}: at 'name': '{plan.name}' is {what}; choose another")
+    problems += [
         f"{path}:{document.line_of(('jobs', index))}: at 'jobs.{index}': no valid job named '{job}'"
         for index, job in enumerate(plan.jobs)
         if job not in store_kinds

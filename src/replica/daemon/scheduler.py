@@ -126,7 +126,9 @@ class Daemon:
         self._active = 0
         self._active_lock = threading.Lock()
         self._last_tick = time.monotonic()
-        self._watcher = ConfigurationWatcher(context.settings.jobs_dir, context.settings.policies_dir)
+        self._watcher = ConfigurationWatcher(
+            context.settings.jobs_dir, context.settings.policies_dir, context.settings.drills_dir
+        )
         self._server: MetricsServer | None = None
 
     @property

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -66,6 +66,21 @@ def require_success(completed: Completed) -> None:
     if not completed.succeeded:
         reason = completed.stop_reason or f"exited {completed.exit_code}"
         raise StoreError(f"{completed.command.program} {reason}: {last_meaningful_line(completed.stderr_tail)}")
+
+
+def first_column(rows: Iterable[Sequence[Any]]) -> set[str]:
+    """Return the first column of `rows` as text (bytes decoded as UTF-8), NULLs left out: the values an `sql`
+    query of a drill's cross-store check yields."""
+    values = set()
+    for row in rows:
+        value = row[0] if row else None
+        if value is not None:
+            values.add(
+                bytes(value).decode("utf-8", "replace")
+                if isinstance(value, bytes | bytearray | memoryview)
+                else str(value)
+            )
+    return values
 
 
 @dataclass
@@ -189,3 +204,13 @@ class Store(ABC):
     def promote(self, staged: Target, final: Target, replaced_suffix: str) -> str | None:
         """Move verified data from `staged` to `final`; an existing final is renamed with the suffix, never
         deleted. Returns a description of where the replaced data went, or None."""
+
+    def restored_values(self, location: Target, kind: str, query: str) -> set[str]:
+        """Return the values a drill's cross-store check reads from restored data at `location`: for `sql` the
+        first column of every row as text (NULLs left out), for `keys` the names of the keys matching a pattern,
+        for `files` the paths (relative, `/`-separated) of the files matching a glob.
+
+        Raises StoreError when the data cannot be read or the query fails, and for a kind this store cannot answer
+        (plans are checked against store kinds when they are loaded: reaching this is a bug or a changed job).
+        """
+        raise StoreError(f"a {self.kind} store cannot answer '{kind}' queries")

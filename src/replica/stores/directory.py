@@ -305,6 +305,20 @@ class DirectoryStore(Store):
         )
         return [integrity, fingerprint]
 
+    def restored_values(self, location: Target, kind: str, query: str) -> set[str]:
+        if kind != "files":
+            return super().restored_values(location, kind, query)
+        assert location.path is not None
+        try:
+            # Path.match-style globs against the relative path; the canary is replica's, not the service's.
+            return {
+                path.relative_to(location.path).as_posix()
+                for path in location.path.glob(query)
+                if path.is_file() and path.name != CANARY_FILE
+            }
+        except (OSError, ValueError, NotImplementedError) as error:  # absolute or unusable patterns
+            raise StoreError(f"{location.description}: cannot list files matching '{query}': {error}") from None
+
     def write_canary(self, canary: Canary) -> None:
         if not self.config.path.is_dir():
             raise SourceUnreachable(f"{self.describe()}: does not exist or is not a directory")

@@ -50,6 +50,7 @@ from replica.stores.base import (
     RestoreMethod,
     Store,
     Target,
+    first_column,
     source_error,
 )
 from replica.stores.databases import database_name, temporary_database
@@ -288,6 +289,15 @@ class MariadbStore(Store):
                 f"(backup had {len(expected_tables)})",
             )
         return [integrity, compare_tables(expected, found, verification)]
+
+    def restored_values(self, location: Target, kind: str, query: str) -> set[str]:
+        if kind != "sql":
+            return super().restored_values(location, kind, query)
+        assert location.database is not None
+        with _cursor_of(self._connect(location.database), location.description, "query failed") as cursor:
+            cursor.execute("START TRANSACTION READ ONLY")  # the query comes from a plan file: it reads only
+            cursor.execute(query)
+            return first_column(cursor.fetchall())
 
     # Canary ----------------------------------------------------------------------------------------------------
 

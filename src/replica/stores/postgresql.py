@@ -35,6 +35,7 @@ from replica.stores.base import (
     RestoreMethod,
     Store,
     Target,
+    first_column,
     source_error,
 )
 from replica.stores.databases import database_name, temporary_database
@@ -338,6 +339,18 @@ class PostgresqlStore(Store):
             f"pg_restore completed; {found_count} tables readable in full (backup had {expected_count})",
         )
         return [integrity, compare_tables(expected, found, verification)]
+
+    def restored_values(self, location: Target, kind: str, query: str) -> set[str]:
+        if kind != "sql":
+            return super().restored_values(location, kind, query)
+        assert location.database is not None
+        with self._connect(location.database) as connection:
+            connection.read_only = True  # the query comes from a plan file: it reads, whatever it says
+            try:
+                return first_column(connection.execute(query).fetchall())
+            except psycopg.Error as error:
+                reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                raise StoreError(f"{location.description}: query failed: {reason}") from None
 
     def write_canary(self, canary: Canary) -> None:
         table = sql.Identifier("public", CANARY_NAME)

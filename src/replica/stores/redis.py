@@ -228,6 +228,24 @@ class RedisStore(SingleFileStore):
             ]
         return [integrity, compare_fingerprints(expected, found, verification)]
 
+    def restored_values(self, location: Target, kind: str, query: str) -> set[str]:
+        """Return the names of the keys matching the pattern `query` in every logical database of the restored
+        RDB, read from a private redis-server on a free loopback port (stopped before returning)."""
+        if kind != "keys":
+            return super().restored_values(location, kind, query)
+        assert location.path is not None
+        names: set[str] = set()
+        try:
+            with loaded_rdb(location.path, timeout_seconds=self._timeout()) as loaded:
+                for database in loaded.keyspace():
+                    with loaded.client(database) as client:
+                        names.update(as_text(name) for name in client.scan_iter(match=query, count=1000))
+        except (StoreError, redis.RedisError) as error:
+            raise StoreError(
+                f"restored RDB {location.path}: cannot read keys '{query}': {first_line_of(error)}"
+            ) from None
+        return names
+
     # Canary ----------------------------------------------------------------------------------------------------
 
     def write_canary(self, canary: Canary) -> None:

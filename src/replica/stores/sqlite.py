@@ -27,6 +27,7 @@ from replica.stores.base import (
     Fingerprint,
     PreparedBackup,
     Target,
+    first_column,
 )
 from replica.stores.paths import SingleFileStore, named_path, temporary_directory
 from replica.stores.tables import compare_tables
@@ -151,6 +152,20 @@ class SqliteStore(SingleFileStore):
                 CheckOutcome("fingerprint", False, True, "not compared: the database is damaged"),
             ]
         return [integrity, compare_tables(expected, fingerprint_database(target.path), verification)]
+
+    def restored_values(self, location: Target, kind: str, query: str) -> set[str]:
+        if kind != "sql":
+            return super().restored_values(location, kind, query)
+        assert location.path is not None
+        try:
+            # Opened read-only: the query comes from a plan file and must not change what it checks.
+            connection = sqlite3.connect(read_only_uri(location.path), uri=True)
+            try:
+                return first_column(connection.execute(query).fetchall())
+            finally:
+                connection.close()
+        except sqlite3.Error as error:
+            raise StoreError(f"{location.description}: query failed: {error}") from None
 
     def write_canary(self, canary: Canary) -> None:
         if not self.config.path.is_file():
