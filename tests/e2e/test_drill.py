@@ -254,3 +254,24 @@ def test_a_missing_referenced_file_fails_the_drill_naming_it_and_a_review_is_rec
     listed = deployment.replica_json("drill", "list")
     assert listed[0]["plan"] == PLAN and listed[0]["last_run"]["run_id"] == earlier["run_id"]
     _assert_nothing_left(deployment, service)
+
+
+def test_a_scheduled_plan_is_drilled_by_run_due_once_per_period(deployment: Deployment, service: Service) -> None:
+    # GIVEN a second plan over the same jobs that has a schedule and was never drilled (the jobs' policy schedules
+    # nothing, so a drill is all that can be due)
+    scheduled = "shop-drill-daily"
+    plan = {"name": scheduled, "jobs": [DATABASE_JOB, CACHE_JOB, FILES_JOB], "rto": "10m", "schedule": "every 1d"}
+    (deployment.root / "drills" / f"{scheduled}.yaml").write_text(yaml.safe_dump(plan, sort_keys=False))
+    backups_before = [run for run in deployment.replica_json("runs", "--limit", "1000") if run["kind"] == "backup"]
+
+    # WHEN `replica run-due` runs twice
+    assert_ok(deployment.replica("run-due"))
+    assert_ok(deployment.replica("run-due"))
+
+    # THEN the plan was drilled once (due at once when never drilled, then not again within its day), by run-due
+    # like any scheduled work, and nothing else was started
+    drills = [run for run in deployment.replica_json("runs", "--job", scheduled) if run["kind"] == "drill"]
+    assert [run["status"] for run in drills] == ["succeeded"]
+    backups_after = [run for run in deployment.replica_json("runs", "--limit", "1000") if run["kind"] == "backup"]
+    assert backups_after == backups_before
+    _assert_nothing_left(deployment, service)
