@@ -18,6 +18,7 @@ from replica.actions.locking import process_alive
 from replica.actions.recovery_points import latest_verifications, newest_point_per_destination, verified_points
 from replica.actions.status import _rto_forecast, collect_status, job_status
 from replica.catalog.database import open_catalog
+from replica.catalog.latest import DRILL_RESTORE_KIND, RTO_SAMPLE_KINDS
 from replica.catalog.models import Run, Snapshot
 from replica.catalog.records import FAILED, INTERRUPTED, RUNNING, SUCCEEDED, Catalog
 from replica.policy.forecast import FIT_SAMPLES, RtoFit, RtoSample, SizeSample, fit_rto
@@ -114,9 +115,11 @@ class History:
         status: str = SUCCEEDED,
         rto: float | None = 1.25,
         canary_at: datetime | None = None,
+        kind: str = "verify",
     ) -> int:
-        """Record a verification of `snapshot` ending in `status`; return its run id."""
-        run_id = self.catalog.start_run(job, "verify", phase="probe", destination=destination, snapshot_id=snapshot)
+        """Record a verification of `snapshot` (or, with kind `drill_restore`, a drill's restore of it) ending in
+        `status`; return its run id."""
+        run_id = self.catalog.start_run(job, kind, phase="probe", destination=destination, snapshot_id=snapshot)
         details: dict[str, Any] = {"rto_seconds": rto if status == SUCCEEDED else None, "checks_total": 4}
         if canary_at is not None:
             details["canary_at"] = canary_at.isoformat()
@@ -167,6 +170,9 @@ def write_history(catalog: Catalog) -> None:
     history.verify("alpha", "offsite", offsite[1])
     history.verify("alpha", "offsite", offsite[0], status=FAILED)
     history.prune("alpha", "primary", keep=4, lock=COMPLIANCE)
+    # alpha: two drills restored primary snapshots (their RTOs feed the forecast; nothing else in status moves)
+    history.verify("alpha", "primary", primary[1], rto=4.5, kind=DRILL_RESTORE_KIND)
+    history.verify("alpha", "primary", primary[0], rto=2.75, kind=DRILL_RESTORE_KIND)
     # beta: the newest verified snapshot failed a later verification; the last backup failed; a copy failed before.
     # Object Lock: known from the first backup; the failed copy and the failed backup recorded other states.
     history.backup("beta", 1, locks={"primary": LOCKED, "offsite": LOCKED})
@@ -222,26 +228,33 @@ def _dead_pid() -> int:
 
 
 def reference_fits(catalog: Catalog, job: str, runs: list[Run]) -> dict[str, RtoFit]:
-    """The RTO fit of each destination from every run and snapshot of the job: the newest FIT_SAMPLES successful
-    verifications of a snapshot, sized by their original snapshot."""
+    """The RTO fit of each destination from every run and snapshot of the job: of each kind that measures an RTO
+    (verifications, drills' restores), the newest FIT_SAMPLES successful runs of a snapshot; of those that measured
+    one, sized by their original snapshot, the newest FIT_SAMPLES of both kinds together."""
     snapshots = {(s.destination, s.snapshot_id): s for s in catalog.snapshots(job)}
     originals = {s.snapshot_id: s for s in snapshots.values() if s.snapshot_id == s.original_id}
     samples: dict[str, list[RtoSample]] = {}
     sizes: dict[str, SizeSample] = {}
+    ranked: dict[tuple[str, str], int] = {}
     for run in sorted(runs, key=lambda r: r.id, reverse=True):
-        if run.kind != "verify" or run.status != SUCCEEDED or not run.destination or not run.snapshot_id:
+        if run.kind not in RTO_SAMPLE_KINDS or run.status != SUCCEEDED or not run.destination or not run.snapshot_id:
             continue
-        kept = samples.setdefault(run.destination, [])
-        if len(kept) == FIT_SAMPLES:
+        key = (run.kind, run.destination)
+        ranked[key] = ranked.get(key, 0) + 1
+        if ranked[key] > FIT_SAMPLES:
             continue
         snapshot = snapshots.get((run.destination, run.snapshot_id))
         original = originals.get(snapshot.original_id) if snapshot else None
         if snapshot is None or original is None or run.details.get("rto_seconds") is None or run.finished_at is None:
-            kept.append(RtoSample(START, 0, 0))  # ranked, but not a sample: fit_rto ignores sizes of 0
-            continue
-        kept.append(RtoSample(run.finished_at, float(original.bytes_processed), float(run.details["rto_seconds"])))
+            continue  # ranked, but not a sample
+        samples.setdefault(run.destination, []).append(
+            RtoSample(run.finished_at, float(original.bytes_processed), float(run.details["rto_seconds"]))
+        )
         sizes[original.snapshot_id] = SizeSample(snapshot.taken_at, float(original.bytes_processed))
-    fits = {name: fit_rto(kept, list(sizes.values())) for name, kept in samples.items()}
+    fits = {
+        name: fit_rto(sorted(kept, key=lambda sample: sample.measured_at)[-FIT_SAMPLES:], list(sizes.values()))
+        for name, kept in samples.items()
+    }
     return {name: fit for name, fit in fits.items() if fit is not None}
 
 

@@ -369,3 +369,21 @@ def test_a_digest_unknown_to_this_version_is_not_compared(source_database: str) 
 
     assert not outcome.passed
     assert outcome.detail.startswith("not compared: the backup's digest 'sha3_per_row/7' is not the restore's")
+
+
+def test_a_drill_query_reads_one_statement_and_changes_nothing(source_database: str) -> None:
+    # GIVEN a restored database (here the test's own) and queries a plan file could hold
+    store = store_for(source_database)
+    target = Target(description=f"database {source_database}", database=source_database)
+
+    # WHEN one reads, one smuggles a second statement past the read-only session, one writes
+    names = store.restored_values(target, "sql", "SELECT name FROM customers")
+    with pytest.raises(StoreError, match="query failed"):
+        store.restored_values(target, "sql", "COMMIT; DROP TABLE orders; SELECT 1")
+    with pytest.raises(StoreError, match="read-only"):
+        store.restored_values(target, "sql", "WITH gone AS (DELETE FROM orders RETURNING id) SELECT id FROM gone")
+
+    # THEN the first answers the column's values, and the others changed nothing
+    assert names == {"Zoë ✓", "東京 Trading", "O'Brien"}
+    with connect(source_database) as connection:
+        assert connection.execute("SELECT count(*) FROM orders").fetchone() == (ORDER_ROWS,)

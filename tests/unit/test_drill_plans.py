@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from replica.config.drills import load_drill_plans
+from replica.config.drills import load_drill_plans, select_problem
 from replica.errors import ConfigError, NotFound
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -74,6 +74,9 @@ def test_a_valid_plan_loads_with_its_order_checks_and_objective(tmp_path: Path) 
             'extract: "^session:[0-9]+$"',
             "extract must have exactly one group (it has 0)",
         ),
+        ("SELECT path FROM attachments", "DROP TABLE attachments", "sql must be a SELECT (or WITH ... SELECT) query"),
+        ("SELECT path FROM attachments", "SELECT path FROM attachments; DROP TABLE users", "sql must be one statement"),
+        ("SELECT path FROM attachments", "/* hi */ COMMIT", "not 'commit'"),
         ("rto: 2h", "rto: soon", ":10: at 'rto'"),
         ("rto: 2h", "rto: 2h\ncolour: blue", "at 'colour': Extra inputs are not permitted"),
     ],
@@ -93,6 +96,18 @@ def test_every_problem_names_the_file_line_and_field(tmp_path: Path, replace: st
     )
     with pytest.raises(ConfigError):
         plans.plan("shop")
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "SELECT path FROM attachments;",
+        "  -- the paths\n  select path from attachments",
+        "WITH p AS (SELECT 1) SELECT * FROM p",
+    ],
+)
+def test_a_single_reading_query_is_taken(query: str) -> None:
+    assert select_problem(query) is None
 
 
 def test_an_unknown_plan_and_a_missing_folder(tmp_path: Path) -> None:

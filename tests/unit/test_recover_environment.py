@@ -7,9 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from replica.actions.recover import _live_place, _overlap, _place
 from replica.config.drills import DrillPlanConfig
 from replica.config.environments import load_environment
+from replica.config.models import JobConfig
 from replica.errors import ConfigError
+from replica.stores.base import Target
 
 PLAN = DrillPlanConfig(name="shop", jobs=["shop-db", "uploads"], rto="2h")  # type: ignore[arg-type]
 VALID = """\
@@ -88,3 +91,37 @@ def test_every_problem_names_file_line_and_field(tmp_path: Path, replace: str, b
     # WHEN it is loaded against the plan
     # THEN the load fails with exactly that problem, placed at its line
     assert _load(tmp_path, text) == problems
+
+
+def _job(name: str, store: dict[str, object]) -> JobConfig:
+    return JobConfig.model_validate(
+        {
+            "name": name,
+            "store": store,
+            "destinations": [{"name": "primary", "bucket": "backups"}, {"name": "copy", "bucket": "copies"}],
+            "policy": "p",
+        }
+    )
+
+
+def test_targets_that_hold_one_another_or_live_data_overlap(tmp_path: Path) -> None:
+    # GIVEN a directory job, a SQLite job and two PostgreSQL jobs on two servers
+    files = _job("files", {"kind": "directory", "path": str(tmp_path / "live-files")})
+    sqlite = _job("app", {"kind": "sqlite", "path": str(tmp_path / "live.sqlite")})
+    here = _job("db-here", {"kind": "postgresql", "host": "10.0.0.1", "database": "shop"})
+    there = _job("db-there", {"kind": "postgresql", "host": "10.0.0.2", "database": "shop"})
+    folder = _place(files, Target("directory", path=tmp_path / "dr"))
+    file_inside = _place(sqlite, Target("sqlite file", path=tmp_path / "dr" / "app.sqlite"))
+    sibling = _place(sqlite, Target("sqlite file", path=tmp_path / "dr-app.sqlite"))
+
+    # THEN a folder and a file inside it overlap, siblings do not; the same database name on two servers does not,
+    # on one server it does; a target inside another job's live folder overlaps that live data
+    assert _overlap(folder, file_inside) and _overlap(file_inside, folder) and _overlap(folder, folder)
+    assert not _overlap(folder, sibling)
+    assert not _overlap(
+        _place(here, Target("db", database="restored")), _place(there, Target("db", database="restored"))
+    )
+    assert _overlap(_place(here, Target("db", database="shop")), _live_place(here) or ())
+    assert not _overlap(_place(here, Target("db", database="shop")), _live_place(there) or ())
+    inside_live = _place(sqlite, Target("sqlite file", path=tmp_path / "live-files" / "copy.sqlite"))
+    assert _overlap(inside_live, _live_place(files) or ())

@@ -145,6 +145,18 @@ def test_restores_that_get_faster_with_size_never_breach() -> None:
     assert forecast_breach(fit, OBJECTIVE_SECONDS, START + 20 * DAY).breach_at is None
 
 
+def test_restores_faster_with_size_on_shrinking_data_never_breach() -> None:
+    # GIVEN a shrinking store whose restores look faster the bigger they are (two falling slopes, whose product
+    # would be a rising rate)
+    samples, sizes = history(20, 50, -1, seconds_per_gib=-5, base_seconds=400)
+    fit = fitted(samples, sizes)
+    assert fit.slope_seconds_per_byte < 0 and fit.growth_bytes_per_second < 0
+    # WHEN forecast THEN no date, and nothing to warn about
+    forecast = forecast_breach(fit, OBJECTIVE_SECONDS, START + 20 * DAY)
+    assert forecast.breach_at is None
+    assert not warns(fit, forecast, START + 20 * DAY, timedelta(days=3650))
+
+
 def test_growth_too_slow_for_five_years_is_no_forecast() -> None:
     # GIVEN a store growing 1 MiB a day, 38 GiB below the objective
     samples, sizes = history(20, 20, 1 / 1024)

@@ -10,6 +10,7 @@ fingerprint sidecar replica writes beside every copy.
 from __future__ import annotations
 
 import configparser
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -71,13 +72,17 @@ def clean_room_points(
     cut: datetime,
     destination_name: str,
     credentials: CleanRoomCredentials,
+    cache_dir: Path,
 ) -> list[ChosenPoint]:
     """Return, in the plan's restore order, each job's newest snapshot taken at or before `cut` in the secondary
     destination `destination_name`, read from the repository and its sidecars with the given credentials.
 
-    `context` is a `clean_room_context`. Raises UsageError when the destination is a job's primary, NotFound when a
-    job has no snapshot (or no fingerprint sidecar) there at or before `cut`, ConfigError for an unreadable password
-    file, and restic's errors (WrongPassword for a wrong password, RepositoryMissing...) as they come.
+    `context` is a `clean_room_context`. restic keeps its cache in `cache_dir` (empty, the caller's to remove): the
+    index and trees cached by earlier work here would make the restore warmer than it would be on a fresh host.
+
+    Raises UsageError when the destination is a job's primary, NotFound when a job has no snapshot (or no
+    fingerprint sidecar) there at or before `cut`, ConfigError for an unreadable password file, and restic's errors
+    (WrongPassword for a wrong password, RepositoryMissing...) as they come.
     """
     password = read_secret(env_name=None, file_path=credentials.password_file, what="clean room")
     assert password is not None  # a file was named: read_secret returns it or raises
@@ -90,7 +95,9 @@ def clean_room_points(
                 f"destination '{destination.name}' is the primary of job '{job.name}': a clean-room drill uses a "
                 "secondary destination only"
             )
-        repository = context.repository_with_password(destination, password)
+        opened = context.repository_with_password(destination, password)
+        environment = {**opened.s3_environment, "RESTIC_CACHE_DIR": str(cache_dir)}
+        repository = dataclasses.replace(opened, s3_environment=environment)
         context.progress(f"clean room: listing snapshots of '{job.name}' in '{destination.name}'")
         snapshots = [
             snapshot

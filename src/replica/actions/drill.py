@@ -14,6 +14,7 @@ The plan's name is also the lock the drill holds: one drill of a plan at a time;
 from __future__ import annotations
 
 import contextlib
+import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,9 +26,10 @@ from replica.actions.drill_points import ChosenPoint
 from replica.actions.locking import hold_job
 from replica.actions.proving import restore_and_prove
 from replica.actions.runs import RunRecorder, recorded_run
+from replica.catalog.latest import DRILL_RESTORE_KIND
 from replica.catalog.records import CheckOutcome, utc_now
 from replica.config.drills import CrossStoreCheckConfig, DrillPlanConfig, StoreQueryConfig
-from replica.errors import Interrupted, ReplicaError, UsageError, VerificationFailed
+from replica.errors import Interrupted, ReplicaError, UsageError, VerificationFailed, failure_state
 from replica.policy.cross_store import CrossStoreResult, compare_values, extract_values
 from replica.stores.base import Store, Target
 
@@ -130,7 +132,9 @@ def run_drill(
         with contextlib.ExitStack() as targets:  # every target stays up for the cross-store checks
             locations: dict[str, tuple[Store, Target]] = {}
             for point in points:
-                store_outcome, restored = _restore_point(context, targets, point, run, shared_lock=shared_lock)
+                store_outcome, restored = _restore_point(
+                    context, targets, point, run, plan.name, shared_lock=shared_lock
+                )
                 outcome.stores.append(store_outcome)
                 if restored is not None:
                     locations[point.job.name] = restored
@@ -148,7 +152,13 @@ def run_drill(
 
 
 def _restore_point(
-    context: Context, targets: contextlib.ExitStack, point: ChosenPoint, run: RunRecorder, *, shared_lock: bool
+    context: Context,
+    targets: contextlib.ExitStack,
+    point: ChosenPoint,
+    run: RunRecorder,
+    plan_name: str,
+    *,
+    shared_lock: bool,
 ) -> tuple[StoreOutcome, tuple[Store, Target] | None]:
     """Restore one point into a scratch target that `targets` removes; return its outcome and, when the data
     passed its checks, the store and where the data sits. A fault of this store (unreachable, refused, no space)
@@ -166,29 +176,47 @@ def _restore_point(
     )
     run.phase(f"restore {job.name}")
     context.progress(f"restoring '{job.name}' snapshot {point.expected.snapshot_id} from '{point.destination.name}'")
-    started = time.monotonic()
-    try:
-        target = targets.enter_context(store.scratch_target(context.settings.scratch_path, f"{job.name}-{run.run_id}"))
-        proven = restore_and_prove(
-            context,
-            store,
-            point.policy,
-            point.repository,
-            point.expected,
-            target,
-            shared_lock=shared_lock,
-            phase=lambda name: run.phase(f"{name} {job.name}"),
-        )
-    except Interrupted:
-        raise
-    except ReplicaError as error:
-        detail = f"'{job.name}' could not be restored: {error}"
-        outcome.checks = [CheckOutcome("restore", False, True, detail, time.monotonic() - started)]
-        return outcome, None
-    outcome.checks = proven.checks
-    if not proven.passed or proven.location is None:
-        return outcome, None
-    outcome.rto_seconds = time.monotonic() - started
+    # A run of the job's own (kind `drill_restore`, child of the drill's): the job's history shows the restore, and
+    # its measured RTO feeds the job's RTO forecast beside its verifications'.
+    with recorded_run(
+        context.catalog,
+        job.name,
+        DRILL_RESTORE_KIND,
+        destination=point.destination.name,
+        snapshot_id=point.expected.snapshot_id,
+        parent_run_id=run.run_id,
+        phase="restore",
+        details={"plan": plan_name},
+    ) as store_run:
+        started = time.monotonic()
+        try:
+            label = f"{job.name}-{run.run_id}"
+            target = targets.enter_context(store.scratch_target(context.settings.scratch_path, label))
+            proven = restore_and_prove(
+                context,
+                store,
+                point.policy,
+                point.repository,
+                point.expected,
+                target,
+                shared_lock=shared_lock,
+                phase=lambda name: run.phase(f"{name} {job.name}"),
+            )
+        except Interrupted:
+            raise
+        except ReplicaError as error:
+            detail = f"'{job.name}' could not be restored: {error}"
+            outcome.checks = [CheckOutcome("restore", False, True, detail, time.monotonic() - started)]
+            store_run.fail(detail, failure_state(error))
+            return outcome, None
+        outcome.checks = proven.checks
+        context.catalog.add_checks(store_run.run_id, proven.checks)
+        if not proven.passed or proven.location is None:
+            failed = ", ".join(check.name for check in proven.checks if check.critical and not check.passed)
+            store_run.fail(f"critical checks failed: {failed}", VerificationFailed.state)
+            return outcome, None
+        outcome.rto_seconds = time.monotonic() - started
+        store_run.details.update(rto_seconds=outcome.rto_seconds)
     return outcome, (store, proven.location)
 
 
@@ -285,4 +313,6 @@ def clean_room_drill(
     plan = context.drill_plans.plan(name)
     cut = at or utc_now()
     clean = clean_room_context(context, credentials)
-    return run_drill(clean, plan, clean_room_points(clean, plan, cut, destination, credentials), cut)
+    with tempfile.TemporaryDirectory(prefix="replica-clean-room-cache-") as cache:
+        points = clean_room_points(clean, plan, cut, destination, credentials, Path(cache))
+        return run_drill(clean, plan, points, cut)

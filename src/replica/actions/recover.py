@@ -26,7 +26,9 @@ from replica.catalog.records import utc_now
 from replica.config.drills import DrillPlanConfig
 from replica.config.durations import format_duration
 from replica.config.environments import EnvironmentFile, load_environment
+from replica.config.models import JobConfig
 from replica.errors import ConfigError, ReplicaError, TargetNotEmpty, UsageError
+from replica.stores.base import Target
 from replica.urls import redact_text
 
 RECOVER_EVENT_KIND = "recover"
@@ -147,9 +149,57 @@ def plan_recovery(
         )
         forecast = expected_recovery_seconds(measured_rtos(context.catalog, job.name))
         steps.append(RecoveryStep(chosen, restore, forecast))
+    problems += _overlapping_targets(context, plan.jobs, environment, steps)
     if problems:
         raise ConfigError(problems)
     return RecoveryPlan(plan, environment, choice, steps, incident_at or utc_now(), force)
+
+
+def _place(job: JobConfig, target: Target) -> tuple[str, ...] | Path:
+    """Return where a target's data lives: its resolved path, or (kind, host, port, database) on a server."""
+    if target.path is not None:
+        return target.path.resolve()
+    store = job.store
+    return (store.kind, str(getattr(store, "host", "")), str(getattr(store, "port", "")), str(target.database))
+
+
+def _live_place(job: JobConfig) -> tuple[str, ...] | Path | None:
+    """Return where a job's live data lives, when it is a path or a database on a server (else None)."""
+    store = job.store
+    path = getattr(store, "path", None)
+    if isinstance(path, Path):
+        return path.resolve()
+    database = getattr(store, "database", None)
+    if isinstance(database, str):
+        return (store.kind, str(getattr(store, "host", "")), str(getattr(store, "port", "")), database)
+    return None
+
+
+def _overlap(one: tuple[str, ...] | Path, other: tuple[str, ...] | Path) -> bool:
+    if isinstance(one, Path) and isinstance(other, Path):
+        return one == other or one.is_relative_to(other) or other.is_relative_to(one)
+    return one == other
+
+
+def _overlapping_targets(
+    context: Context, jobs: list[str], environment: EnvironmentFile, steps: list[RecoveryStep]
+) -> list[str]:
+    """Return a problem for every target that is, holds or lies inside another job's target, or any live data of
+    the plan's jobs: restoring one would move the other's data aside (a directory promoted over a folder holding a
+    file just restored into it), or replace live data under another job's name."""
+    problems = []
+    places = {step.restore.job: _place(context.job(step.restore.job)[0], step.restore.target) for step in steps}
+    live = {name: _live_place(context.job(name)[0]) for name in jobs}
+    for job, place in places.items():
+        for other, other_place in places.items():
+            if other != job and _overlap(place, other_place):
+                problems.append(environment.problem(job, f"overlaps the target of job '{other}'"))
+                break
+        for other, live_place in live.items():
+            if live_place is not None and _overlap(place, live_place):
+                problems.append(environment.problem(job, f"overlaps the live data of job '{other}'"))
+                break
+    return problems
 
 
 def run_recovery(context: Context, recovery: RecoveryPlan) -> RecoveryOutcome:

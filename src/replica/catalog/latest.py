@@ -32,6 +32,10 @@ from replica.catalog.models import Run, Snapshot
 from replica.policy.forecast import FIT_SAMPLES, RtoFit, RtoSample, SizeSample, fit_rto
 
 SUCCEEDED, FAILED, RUNNING = "succeeded", "failed", "running"
+# Each store's restore within a drill, recorded under the store's job (see replica.actions.drill).
+DRILL_RESTORE_KIND = "drill_restore"
+# The kinds of run that measure an RTO: a verification, and each store's restore within a drill.
+RTO_SAMPLE_KINDS = ("verify", DRILL_RESTORE_KIND)
 # The details of a verified point's verification that status reads (the canary's recovery point): only these are
 # kept, so that the cached facts (replica.catalog.summaries) stay small whatever figures a verification records.
 POINT_DETAIL_KEYS = ("canary_at",)
@@ -401,36 +405,48 @@ def _add_rto_fits(
     history is that of the verified snapshots, which span more time than as many of the newest backups would."""
     rto_samples: dict[tuple[str, str], list[RtoSample]] = {}
     sizes: dict[str, dict[str, SizeSample]] = {}  # job -> original snapshot id -> its size when taken
-    for row in connection.execute(_rto_samples_query(names), parameters):
+    # Verifications and the stores' restores of drills measure the same thing: restore start to data proven usable.
+    rows = [
+        row
+        for kind in RTO_SAMPLE_KINDS
+        for row in connection.execute(_rto_samples_query(names.c.value, kind), parameters)
+    ]
+    for row in rows:
         rto = (row.details or {}).get("rto_seconds")
         if rto is None or row.finished_at is None:
             continue
-        # A drill's per-store restores are added here as more RtoSamples of (job, destination).
         rto_samples.setdefault((row.job, row.destination), []).append(
             RtoSample(row.finished_at, float(row.bytes_processed), float(rto))
         )
         sizes.setdefault(row.job, {})[row.original_id] = SizeSample(row.taken_at, float(row.bytes_processed))
     for (job, destination), samples in rto_samples.items():
+        # The newest FIT_SAMPLES of both kinds together.
+        samples = sorted(samples, key=lambda sample: sample.measured_at)[-FIT_SAMPLES:]
         fit = fit_rto(samples, list(sizes[job].values()))
         if fit is not None:
             records[job].rto_fits[destination] = fit
 
 
-def _rto_samples_query(names: TableValuedAlias) -> Any:
-    """Return the query of the newest FIT_SAMPLES successful verifications of a snapshot per job and destination,
-    with the run's details and finish time, the snapshot's time and the original snapshot's id and size."""
-    rank = func.row_number().over(partition_by=(_RUNS.c.job, _RUNS.c.destination), order_by=_RUNS.c.id.desc())
-    # Only ids ranked (the index holds every column used): details are read for the FIT_SAMPLES kept rows only.
-    ranked = (
-        select(_RUNS.c.id, rank.label("rank"))
+def _rto_samples_query(job: ColumnElement[str], kind: str) -> Any:
+    """Return the query of the newest FIT_SAMPLES successful runs of `kind` of a snapshot per job and destination,
+    with the run's details and finish time, the snapshot's time and the original snapshot's id and size.
+
+    Each destination's runs are read newest first from the index on (job, kind, destination, status, id) and the
+    walk stops after FIT_SAMPLES: a job with years of daily verifications costs as much as one with a month.
+    """
+    destinations = _destinations_of(job, kind)
+    newest = (
+        select(_RUNS.c.id)
         .where(
-            _RUNS.c.job.in_(select(names.c.value)),
-            _RUNS.c.kind == "verify",
-            _RUNS.c.destination.is_not(None),
+            _RUNS.c.job == destinations.c.job,
+            _RUNS.c.kind == kind,
+            _RUNS.c.destination == destinations.c.destination,
             _RUNS.c.status == SUCCEEDED,
             _RUNS.c.snapshot_id != "",
         )
-        .subquery("ranked")
+        .order_by(_RUNS.c.id.desc())
+        .limit(FIT_SAMPLES)
+        .correlate(destinations)
     )
     run, snapshot, original = _RUNS.alias("sample"), _SNAPSHOTS.alias("verified"), _SNAPSHOTS.alias("original")
     return (
@@ -443,8 +459,8 @@ def _rto_samples_query(names: TableValuedAlias) -> Any:
             original.c.snapshot_id.label("original_id"),
             original.c.bytes_processed,
         )
-        .select_from(ranked)
-        .join(run, run.c.id == ranked.c.id)
+        .select_from(destinations)
+        .join(run, run.c.id.in_(newest))
         .join(snapshot, _is_snapshot(snapshot, run.c.job, run.c.destination, run.c.snapshot_id))
         .join(
             original,
@@ -452,5 +468,5 @@ def _rto_samples_query(names: TableValuedAlias) -> Any:
             & (original.c.snapshot_id == snapshot.c.original_id)
             & (original.c.job == snapshot.c.job),
         )
-        .where(ranked.c.rank <= FIT_SAMPLES)
+        .where(destinations.c.destination.is_not(None))
     )

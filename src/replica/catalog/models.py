@@ -90,6 +90,7 @@ class Snapshot(Base):
     __tablename__ = "snapshots"
     __table_args__ = (
         UniqueConstraint("job", "destination", "snapshot_id"),
+        Index("ix_snapshots_job_snapshot_id", "job", "snapshot_id"),
         Index(
             "ix_snapshots_unpruned_newest",
             *("job", "destination", "taken_at", "id", "snapshot_id", "usable", "pruned_at"),

@@ -10,6 +10,7 @@ other way round.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +23,24 @@ from replica.config.yaml_files import YamlDocument
 RESERVED_PLAN_NAMES = ("list", "review")
 # What each store kind can answer about its restored data (see StoreQueryConfig).
 QUERY_FIELDS = {"sql": ("postgresql", "mariadb", "sqlite"), "keys": ("redis",), "files": ("directory",)}
+
+
+_SQL_COMMENTS = re.compile(r"--[^\n]*|/\*.*?\*/", re.DOTALL)
+
+
+def select_problem(text: str) -> str | None:
+    """Return what keeps `text` from being one plain query (a single SELECT or WITH statement), or None.
+
+    A plan's SQL runs on a scratch copy in a read-only session, but a session's guard is not enough everywhere: a
+    MariaDB DDL statement commits the read-only transaction and runs anyway. Only one statement that reads is taken.
+    """
+    bare = _SQL_COMMENTS.sub(" ", text).strip().rstrip(";").strip()
+    if ";" in bare:
+        return "must be one statement (no ';' between statements; a ';' inside a string is refused too)"
+    first = bare.split(None, 1)[0].lower() if bare else ""
+    if first not in ("select", "with"):
+        return f"must be a SELECT (or WITH ... SELECT) query, not '{first or 'nothing'}'"
+    return None
 
 
 class StoreQueryConfig(StrictModel):
@@ -41,9 +60,11 @@ class StoreQueryConfig(StrictModel):
         given = [name for name in QUERY_FIELDS if getattr(self, name) is not None]
         if len(given) != 1:
             raise ValueError(f"give exactly one of sql, keys, files (got {', '.join(given) or 'none'})")
+        if self.sql is not None:
+            problem = select_problem(self.sql)
+            if problem is not None:
+                raise ValueError(f"sql {problem}")
         if self.extract is not None:
-            import re
-
             try:
                 groups = re.compile(self.extract).groups
             except re.error as error:

@@ -123,9 +123,11 @@ def forecast_breach(fit: RtoFit, objective_seconds: float, now: datetime) -> Rto
     predicted_now = fit.predicted_rto_seconds(now)
     if predicted_now > objective_seconds:
         return RtoForecast(now, True, predicted_now)
-    rate = fit.slope_seconds_per_byte * fit.growth_bytes_per_second  # seconds of RTO per second of time
-    if rate <= 0:  # flat or shrinking data, or restores that do not get slower with size
+    # Both must rise: restores that take longer with size, and data that grows. Two falling slopes (noise that makes
+    # big restores look fast, and shrinking data) multiply to a rising rate that forecasts nothing real.
+    if fit.slope_seconds_per_byte <= 0 or fit.growth_bytes_per_second <= 0:
         return RtoForecast(None, False, predicted_now)
+    rate = fit.slope_seconds_per_byte * fit.growth_bytes_per_second  # seconds of RTO per second of time
     remaining_seconds = (objective_seconds - predicted_now) / rate
     if remaining_seconds > FORECAST_LIMIT.total_seconds():
         return RtoForecast(None, False, predicted_now)

@@ -345,9 +345,11 @@ class PostgresqlStore(Store):
             return super().restored_values(location, kind, query)
         assert location.database is not None
         with self._connect(location.database) as connection:
-            connection.read_only = True  # the query comes from a plan file: it reads, whatever it says
+            # From a plan file: a read-only session, and one statement only (the extended protocol refuses two, so
+            # no `COMMIT; ...` can end the read-only transaction).
+            connection.read_only = True
             try:
-                return first_column(connection.execute(query).fetchall())
+                return first_column(connection.execute(query, prepare=True).fetchall())
             except psycopg.Error as error:
                 reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
                 raise StoreError(f"{location.description}: query failed: {reason}") from None
