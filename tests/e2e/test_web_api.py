@@ -363,6 +363,8 @@ def test_the_console_cookie_only_works_from_the_console_own_pages(served: Served
     elsewhere = [
         httpx.post(url, cookies=cookies, headers={"Sec-Fetch-Site": "same-site"}),
         httpx.post(url, cookies=cookies, headers={"Origin": "http://127.0.0.1:1"}),
+        # a proxy's Basic credentials, which the browser sends along as it sends the cookie
+        httpx.post(url, cookies=cookies, headers={"Sec-Fetch-Site": "same-site", "Authorization": "Basic dTpw"}),
     ]
     own = httpx.post(url, cookies=cookies, headers={"Sec-Fetch-Site": "same-origin", "Origin": served.server.url})
 

@@ -500,3 +500,21 @@ def test_named_target_refuses_the_live_database_and_bad_names(source_database: s
     with pytest.raises(UsageError, match="not a valid database name"):
         store.named_target("x" * 65)
     assert store.named_target("shop_copy").database == "shop_copy"
+
+
+def test_a_drill_query_reads_and_a_statement_that_writes_is_refused(source_database: str) -> None:
+    # GIVEN a restored database (here the test's own), and what a plan file could hold
+    store = store_for(source_database)
+    target = Target(description=f"database {source_database}", database=source_database)
+    tables_before = execute(source_database, "SHOW TABLES")
+
+    # WHEN one query reads, one drops a table (DDL would commit a read-only transaction), one hides DDL in an
+    # executable comment
+    names = store.restored_values(target, "sql", "SELECT table_name FROM information_schema.tables LIMIT 1")
+    for statement in ("DROP TABLE events", "/*!CREATE OR REPLACE TABLE events (id int)*/ SELECT 1"):
+        with pytest.raises(StoreError, match="query failed"):
+            store.restored_values(target, "sql", statement)
+
+    # THEN the read answered, and the read-only session refused both writes: every table is still there
+    assert len(names) == 1
+    assert execute(source_database, "SHOW TABLES") == tables_before

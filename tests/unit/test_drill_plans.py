@@ -77,6 +77,7 @@ def test_a_valid_plan_loads_with_its_order_checks_and_objective(tmp_path: Path) 
         ("SELECT path FROM attachments", "DROP TABLE attachments", "sql must be a SELECT (or WITH ... SELECT) query"),
         ("SELECT path FROM attachments", "SELECT path FROM attachments; DROP TABLE users", "sql must be one statement"),
         ("SELECT path FROM attachments", "/* hi */ COMMIT", "not 'commit'"),
+        ("SELECT path FROM attachments", "/*!DROP TABLE attachments*/ SELECT 1", "must not hold /*! ... */ comments"),
         ("rto: 2h", "rto: soon", ":10: at 'rto'"),
         ("rto: 2h", "rto: 2h\ncolour: blue", "at 'colour': Extra inputs are not permitted"),
     ],

@@ -105,23 +105,28 @@ def _job(name: str, store: dict[str, object]) -> JobConfig:
 
 
 def test_targets_that_hold_one_another_or_live_data_overlap(tmp_path: Path) -> None:
-    # GIVEN a directory job, a SQLite job and two PostgreSQL jobs on two servers
+    # GIVEN a directory job, a SQLite job, two PostgreSQL jobs on two hosts (one on another port), a MariaDB job
     files = _job("files", {"kind": "directory", "path": str(tmp_path / "live-files")})
     sqlite = _job("app", {"kind": "sqlite", "path": str(tmp_path / "live.sqlite")})
     here = _job("db-here", {"kind": "postgresql", "host": "10.0.0.1", "database": "shop"})
-    there = _job("db-there", {"kind": "postgresql", "host": "10.0.0.2", "database": "shop"})
+    there = _job("db-there", {"kind": "postgresql", "host": "db2.internal", "database": "shop"})
+    elsewhere = _job("db-elsewhere", {"kind": "postgresql", "host": "10.0.0.3", "port": 6432, "database": "shop"})
+    maria = _job("maria", {"kind": "mariadb", "host": "10.0.0.1", "database": "Shop"})
     folder = _place(files, Target("directory", path=tmp_path / "dr"))
     file_inside = _place(sqlite, Target("sqlite file", path=tmp_path / "dr" / "app.sqlite"))
     sibling = _place(sqlite, Target("sqlite file", path=tmp_path / "dr-app.sqlite"))
+    restored = Target("db", database="restored")
 
-    # THEN a folder and a file inside it overlap, siblings do not; the same database name on two servers does not,
-    # on one server it does; a target inside another job's live folder overlaps that live data
+    # THEN a folder and a file inside it overlap, siblings do not
     assert _overlap(folder, file_inside) and _overlap(file_inside, folder) and _overlap(folder, folder)
     assert not _overlap(folder, sibling)
-    assert not _overlap(
-        _place(here, Target("db", database="restored")), _place(there, Target("db", database="restored"))
-    )
-    assert _overlap(_place(here, Target("db", database="shop")), _live_place(here) or ())
-    assert not _overlap(_place(here, Target("db", database="shop")), _live_place(there) or ())
+    # AND one database name on one port is one database, whatever the host is called (db2.internal may be 10.0.0.1),
+    # on another port it is another; MariaDB's names are folded to lower case, as it stores them
+    assert _overlap(_place(here, restored), _place(there, restored))
+    assert not _overlap(_place(here, restored), _place(elsewhere, restored))
+    assert _overlap(_place(maria, Target("db", database="SHOP")), _live_place(maria) or ())
+    assert _overlap(_place(here, Target("db", database="shop")), _live_place(there) or ())
+    assert not _overlap(_place(here, Target("db", database="shop")), _live_place(maria) or ())
+    # AND a target inside another job's live folder overlaps that live data
     inside_live = _place(sqlite, Target("sqlite file", path=tmp_path / "live-files" / "copy.sqlite"))
     assert _overlap(inside_live, _live_place(files) or ())

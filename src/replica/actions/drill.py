@@ -207,6 +207,7 @@ def _restore_point(
         except ReplicaError as error:
             detail = f"'{job.name}' could not be restored: {error}"
             outcome.checks = [CheckOutcome("restore", False, True, detail, time.monotonic() - started)]
+            context.catalog.add_checks(store_run.run_id, outcome.checks)
             store_run.fail(detail, failure_state(error))
             return outcome, None
         outcome.checks = proven.checks

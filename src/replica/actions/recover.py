@@ -149,18 +149,29 @@ def plan_recovery(
         )
         forecast = expected_recovery_seconds(measured_rtos(context.catalog, job.name))
         steps.append(RecoveryStep(chosen, restore, forecast))
-    problems += _overlapping_targets(context, plan.jobs, environment, steps)
+    # Without --force a target holding live data is refused anyway (it holds data); with it, every job's live data
+    # is looked at, not only the plan's (reading every job file costs seconds on thousands of jobs: only then).
+    watched = list(context.configuration.jobs) if force else plan.jobs
+    problems += _overlapping_targets(context, watched, environment, steps)
     if problems:
         raise ConfigError(problems)
     return RecoveryPlan(plan, environment, choice, steps, incident_at or utc_now(), force)
 
 
+def _server_database(job: JobConfig, database: str) -> tuple[str, ...]:
+    """Return what names a database on a job's server: its kind, port and name (MariaDB's folded to lower case, as
+    it stores them). The host is left out on purpose: `db1`, `10.0.0.5` and `localhost` may be one server, and
+    refusing two targets that only might be one database is the safe mistake."""
+    store = job.store
+    name = database.lower() if store.kind == "mariadb" else database
+    return (store.kind, str(getattr(store, "port", "")), name)
+
+
 def _place(job: JobConfig, target: Target) -> tuple[str, ...] | Path:
-    """Return where a target's data lives: its resolved path, or (kind, host, port, database) on a server."""
+    """Return where a target's data lives: its resolved path, or its database (see `_server_database`)."""
     if target.path is not None:
         return target.path.resolve()
-    store = job.store
-    return (store.kind, str(getattr(store, "host", "")), str(getattr(store, "port", "")), str(target.database))
+    return _server_database(job, str(target.database))
 
 
 def _live_place(job: JobConfig) -> tuple[str, ...] | Path | None:
@@ -171,7 +182,7 @@ def _live_place(job: JobConfig) -> tuple[str, ...] | Path | None:
         return path.resolve()
     database = getattr(store, "database", None)
     if isinstance(database, str):
-        return (store.kind, str(getattr(store, "host", "")), str(getattr(store, "port", "")), database)
+        return _server_database(job, database)
     return None
 
 
@@ -184,8 +195,8 @@ def _overlap(one: tuple[str, ...] | Path, other: tuple[str, ...] | Path) -> bool
 def _overlapping_targets(
     context: Context, jobs: list[str], environment: EnvironmentFile, steps: list[RecoveryStep]
 ) -> list[str]:
-    """Return a problem for every target that is, holds or lies inside another job's target, or any live data of
-    the plan's jobs: restoring one would move the other's data aside (a directory promoted over a folder holding a
+    """Return a problem for every target that is, holds or lies inside another job's target, or the live data of
+    one of `jobs`: restoring one would move the other's data aside (a directory promoted over a folder holding a
     file just restored into it), or replace live data under another job's name."""
     problems = []
     places = {step.restore.job: _place(context.job(step.restore.job)[0], step.restore.target) for step in steps}

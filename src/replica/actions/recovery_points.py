@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from replica.catalog.latest import DRILL_RESTORE_KIND
 from replica.catalog.models import Run, Snapshot
 from replica.catalog.records import FAILED, SUCCEEDED, Catalog
 
@@ -64,10 +65,12 @@ def newest_point_per_destination(points: Sequence[VerifiedPoint]) -> dict[str, V
 
 
 def measured_rtos(catalog: Catalog, job: str) -> list[float]:
-    """Return the RTOs measured by successful verifications and restores of a job, newest first."""
+    """Return the RTOs measured by successful verifications, restores and drills' restores of a job, newest
+    first."""
     values = []
+    measuring = ("verify", "restore", DRILL_RESTORE_KIND)
     for run in catalog.runs(job=job, limit=RUN_HISTORY_LIMIT):
-        if run.kind in ("verify", "restore") and run.status == SUCCEEDED and run.details.get("rto_seconds") is not None:
+        if run.kind in measuring and run.status == SUCCEEDED and run.details.get("rto_seconds") is not None:
             values.append(float(run.details["rto_seconds"]))
     return values
 

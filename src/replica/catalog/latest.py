@@ -398,18 +398,22 @@ def _latest_verification_of(snapshots: Any, column: str) -> ScalarSelect[Any]:
 
 
 def _add_rto_fits(
-    connection: Connection, names: TableValuedAlias, parameters: dict[str, str], records: dict[str, LatestRecords]
+    connection: Connection,
+    names: TableValuedAlias,
+    parameters: dict[str, str],
+    records: dict[str, LatestRecords],
 ) -> None:
     """Fit each job's RTO forecast per destination from its newest FIT_SAMPLES successful verifications (those that
     measured an RTO): the restored size is the original snapshot's `bytes_processed` (a copy records none); the size
     history is that of the verified snapshots, which span more time than as many of the newest backups would."""
     rto_samples: dict[tuple[str, str], list[RtoSample]] = {}
     sizes: dict[str, dict[str, SizeSample]] = {}  # job -> original snapshot id -> its size when taken
+    lateral = connection.dialect.name == "postgresql"
     # Verifications and the stores' restores of drills measure the same thing: restore start to data proven usable.
     rows = [
         row
         for kind in RTO_SAMPLE_KINDS
-        for row in connection.execute(_rto_samples_query(names.c.value, kind), parameters)
+        for row in connection.execute(_rto_samples_query(names.c.value, kind, lateral), parameters)
     ]
     for row in rows:
         rto = row.rto_seconds
@@ -427,16 +431,18 @@ def _add_rto_fits(
             records[job].rto_fits[destination] = fit
 
 
-def _rto_samples_query(job: ColumnElement[str], kind: str) -> Any:
+def _rto_samples_query(job: ColumnElement[str], kind: str, lateral: bool) -> Any:
     """Return the query of the newest FIT_SAMPLES successful runs of `kind` of a snapshot per job and destination,
-    with the run's details and finish time, the snapshot's time and the original snapshot's id and size.
+    with the run's measured RTO and finish time, the snapshot's time and the original snapshot's id and size.
 
-    Each destination's runs are read newest first from the index on (job, kind, destination, status, id) and the
-    walk stops after FIT_SAMPLES: a job with years of daily verifications costs as much as one with a month.
+    Each destination's runs are read newest first from the index on (job, kind, destination, status, id), and the
+    walk stops after FIT_SAMPLES: a job with years of daily verifications costs as much as one with a month. That
+    needs `JOIN LATERAL` on PostgreSQL (`lateral`), which cannot use an index for a correlated `id IN (... LIMIT n)`
+    (it filtered every pair of runs and destinations); SQLite has no LATERAL and walks the index for the IN.
     """
     destinations = _destinations_of(job, kind)
-    newest = (
-        select(_RUNS.c.id)
+    samples = (
+        select(_RUNS.c.id, _RUNS.c.job, _RUNS.c.destination, _RUNS.c.snapshot_id, _RUNS.c.finished_at, _RUNS.c.details)
         .where(
             _RUNS.c.job == destinations.c.job,
             _RUNS.c.kind == kind,
@@ -446,9 +452,16 @@ def _rto_samples_query(job: ColumnElement[str], kind: str) -> Any:
         )
         .order_by(_RUNS.c.id.desc())
         .limit(FIT_SAMPLES)
-        .correlate(destinations)
     )
-    run, snapshot, original = _RUNS.alias("sample"), _SNAPSHOTS.alias("verified"), _SNAPSHOTS.alias("original")
+    run: Any
+    if lateral:
+        run = samples.lateral("sample")
+        joined = destinations.join(run, true())
+    else:
+        run = _RUNS.alias("sample")
+        newest_ids = samples.with_only_columns(_RUNS.c.id).correlate(destinations)
+        joined = destinations.join(run, run.c.id.in_(newest_ids))
+    snapshot, original = _SNAPSHOTS.alias("verified"), _SNAPSHOTS.alias("original")
     return (
         select(
             run.c.job,
@@ -461,8 +474,7 @@ def _rto_samples_query(job: ColumnElement[str], kind: str) -> Any:
             original.c.snapshot_id.label("original_id"),
             original.c.bytes_processed,
         )
-        .select_from(destinations)
-        .join(run, run.c.id.in_(newest))
+        .select_from(joined)
         .join(snapshot, _is_snapshot(snapshot, run.c.job, run.c.destination, run.c.snapshot_id))
         .join(
             original,

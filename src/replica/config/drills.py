@@ -34,6 +34,9 @@ def select_problem(text: str) -> str | None:
     A plan's SQL runs on a scratch copy in a read-only session, but a session's guard is not enough everywhere: a
     MariaDB DDL statement commits the read-only transaction and runs anyway. Only one statement that reads is taken.
     """
+    if "/*!" in text or "/*M!" in text:
+        # MariaDB and MySQL run these "comments" as SQL: `/*!CREATE TABLE ...*/ SELECT 1` would pass for a SELECT.
+        return "must not hold /*! ... */ comments (MariaDB runs them)"
     bare = _SQL_COMMENTS.sub(" ", text).strip().rstrip(";").strip()
     if ";" in bare:
         return "must be one statement (no ';' between statements; a ';' inside a string is refused too)"

@@ -295,8 +295,9 @@ class MariadbStore(Store):
             return super().restored_values(location, kind, query)
         assert location.database is not None
         with _cursor_of(self._connect(location.database), location.description, "query failed") as cursor:
-            # From a plan file, checked to be one SELECT when loaded (PyMySQL sends no second statement either): a
-            # DDL statement would commit this read-only transaction and run anyway.
+            # From a plan file, checked to be one SELECT when loaded (PyMySQL sends no second statement either). A
+            # DDL statement would commit a read-only transaction and run anyway; a read-only session refuses it.
+            cursor.execute("SET SESSION TRANSACTION READ ONLY")
             cursor.execute("START TRANSACTION READ ONLY")
             cursor.execute(query)
             return first_column(cursor.fetchall())

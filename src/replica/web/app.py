@@ -41,6 +41,7 @@ ERROR_STATUS: tuple[tuple[type[errors.ReplicaError], int], ...] = (
     (errors.RepositoryLocked, 409),
     (errors.ConfigError, 409),
     (errors.UsageError, 400),
+    (errors.Interrupted, 503),
     (errors.StorageError, 502),
     (errors.ResticError, 502),
 )

@@ -41,12 +41,18 @@ def _from_elsewhere(request: Request) -> bool:
     return origin is not None and origin != f"{request.url.scheme}://{request.url.netloc}"
 
 
-def presented_token(request: Request) -> str | None:
-    """Return the token a request carries (header first, then the session cookie), or None."""
+def _bearer_token(request: Request) -> str | None:
+    """Return the token of an `Authorization: Bearer` header, or None (another scheme, such as a proxy's Basic
+    credentials, is not ours: a browser adds it to another page's form as it adds the cookie)."""
     header = request.headers.get("authorization", "")
     if header[: len(BEARER)].lower() == BEARER:
         return header[len(BEARER) :].strip() or None
-    return request.cookies.get(SESSION_COOKIE) or None
+    return None
+
+
+def presented_token(request: Request) -> str | None:
+    """Return the token a request carries (a Bearer header first, then the session cookie), or None."""
+    return _bearer_token(request) or request.cookies.get(SESSION_COOKIE) or None
 
 
 # Declares the Bearer scheme in the OpenAPI document; the token itself is read by
@@ -61,7 +67,7 @@ def token_holder(
     token = presented_token(request)
     if token is None:
         raise NotAuthenticated("a token is needed: send 'Authorization: Bearer TOKEN' (replica token create)")
-    if request.method not in SAFE_METHODS and "authorization" not in request.headers and _from_elsewhere(request):
+    if request.method not in SAFE_METHODS and not _bearer_token(request) and _from_elsewhere(request):
         # The browser sends the console's cookie with a form another page submits to us; SameSite=Strict stops
         # other sites, not another page of the same site (another port of this host, a sibling subdomain).
         raise NotAllowed("refused: the request came from another page than the console's own (send a Bearer token)")

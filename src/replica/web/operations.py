@@ -15,7 +15,7 @@ from replica.actions.context import Context
 from replica.catalog.actor import acting_as
 from replica.catalog.events import EventDraft
 from replica.catalog.tokens import TokenHolder
-from replica.errors import ConfigError, NotPermitted, TargetNotEmpty
+from replica.errors import ConfigError, Interrupted, NotPermitted, TargetNotEmpty, UsageError
 from replica.settings import Settings
 from replica.web.tasks import Progress, Task, TaskResult, TaskRunner, Work
 
@@ -62,6 +62,8 @@ def _start(
 ) -> Task:
     """Record the changes of the configuration and the accepted request (in that order, before any of the work),
     then start `work` as a task; return the task."""
+    if runner.stopping.is_set():
+        raise Interrupted("the web server is stopping; ask again once it is back")
     _prepare(context)
     task = runner.new_task(action, job, holder.actor)
     detail = f"{action} requested (task {task.id})"
@@ -188,7 +190,7 @@ def _planned(context: Context, holder: TokenHolder, job: str, choice: RestoreCho
     if job_config.store.kind in FILE_TARGET_KINDS:
         try:
             to = _file_target(context.settings, to)
-        except NotPermitted as refusal:
+        except (NotPermitted, UsageError) as refusal:  # outside the folder, or no usable path at all
             _record_request(context, holder, "restore", job, "refused", str(refusal), target=choice.to[:200])
             raise
     with acting_as(holder.actor):

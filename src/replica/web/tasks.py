@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from replica.catalog.actor import acting_as
-from replica.errors import ReplicaError, failure_state
+from replica.errors import Interrupted, ReplicaError, failure_state
 from replica.urls import redact_text
 
 logger = logging.getLogger(__name__)
@@ -98,15 +98,18 @@ class TaskRunner:
         return Task(id=next(self._ids), kind=kind, job=job, actor=actor, created_at=datetime.now(UTC))
 
     def start(self, task: Task, work: Work) -> Task:
-        """Queue `work` as `task` and return the task at once. Raises RuntimeError after `shutdown`."""
+        """Queue `work` as `task` and return the task at once. Raises Interrupted once `shutdown` began."""
         with self._lock:
+            if self.stopping.is_set():
+                raise Interrupted("the web server is stopping; ask again once it is back")
             self._tasks[task.id] = task
             while len(self._tasks) > TASKS_KEPT:
                 oldest = next(iter(self._tasks))
                 if not self._tasks[oldest].finished:
                     break
                 del self._tasks[oldest]
-        self._pool.submit(self._run, task, work)
+            # Under the lock: `shutdown` either sees the task queued (and cancels or runs it) or refuses it here.
+            self._pool.submit(self._run, task, work)
         return task
 
     def _run(self, task: Task, work: Work) -> None:
@@ -151,7 +154,8 @@ class TaskRunner:
 
     def shutdown(self) -> None:
         """Stop taking tasks and wait for the running ones (the caller interrupts their processes first)."""
-        self.stopping.set()
+        with self._lock:
+            self.stopping.set()
         self._pool.shutdown(wait=True, cancel_futures=True)
         with self._lock:
             queued = [task for task in self._tasks.values() if not task.finished]
