@@ -18,7 +18,7 @@ import pytest
 import redis
 import yaml
 
-from tests.e2e.conftest import Deployment, assert_ok, catalog_rows
+from tests.e2e.conftest import Deployment, assert_ok, catalog_rows, damage_largest_pack
 from tests.e2e.repositories import init_side_by_side
 from tests.e2e.sources import (
     PG_PASSWORD_VARIABLE,
@@ -298,4 +298,29 @@ def test_a_scheduled_plan_is_drilled_by_run_due_once_per_period(deployment: Depl
     assert [run["status"] for run in drills] == ["succeeded"]
     backups_after = [run for run in deployment.replica_json("runs", "--limit", "1000") if run["kind"] == "backup"]
     assert backups_after == backups_before
+    _assert_nothing_left(deployment, service)
+
+
+def test_a_store_that_cannot_be_restored_fails_the_drill_and_the_others_still_run_and_are_removed(
+    deployment: Deployment, service: Service
+) -> None:
+    # GIVEN the uploads' offsite copy damaged at rest (the last test of the module: the other drills use it intact)
+    job_file = yaml.safe_load((deployment.root / "jobs" / f"{FILES_JOB}.yaml").read_text())
+    offsite = next(destination for destination in job_file["destinations"] if destination["name"] == "offsite")
+    damage_largest_pack(deployment, offsite)
+
+    # WHEN the plan is drilled from the offsite copies
+    result, report = _drill(deployment, "--destination", "offsite")
+
+    # THEN the drill fails on that store, whose restore is a failed run of its job with the reason; the other stores
+    # were restored and checked all the same; the check that needed the uploads says they were not restored
+    assert result.returncode == 1
+    stores = {store["job"]: store for store in report["stores"]}
+    assert not stores[FILES_JOB]["passed"] and stores[FILES_JOB]["rto_seconds"] is None
+    assert stores[DATABASE_JOB]["passed"] and stores[CACHE_JOB]["passed"]
+    attachments = next(c for c in report["cross_checks"] if c["name"] == "every attachment is an uploaded file")
+    assert not attachments["passed"] and "was not restored" in attachments["detail"]
+    restores = [run for run in deployment.replica_json("runs", "--job", FILES_JOB) if run["kind"] == "drill_restore"]
+    assert restores[0]["status"] == "failed" and restores[0]["destination"] == "offsite" and restores[0]["error"]
+    # AND every scratch target, the failed one's too, is gone
     _assert_nothing_left(deployment, service)
