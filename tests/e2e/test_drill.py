@@ -4,9 +4,13 @@ across the stores; the exercise report, its review, and nothing left behind."""
 from __future__ import annotations
 
 import json
+import os
 import secrets
+import shutil
+import signal
 import sqlite3
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,7 +22,7 @@ import pytest
 import redis
 import yaml
 
-from tests.e2e.conftest import Deployment, assert_ok, catalog_rows, damage_largest_pack
+from tests.e2e.conftest import Deployment, assert_ok, catalog_rows
 from tests.e2e.repositories import init_side_by_side
 from tests.e2e.sources import (
     PG_PASSWORD_VARIABLE,
@@ -304,10 +308,17 @@ def test_a_scheduled_plan_is_drilled_by_run_due_once_per_period(deployment: Depl
 def test_a_store_that_cannot_be_restored_fails_the_drill_and_the_others_still_run_and_are_removed(
     deployment: Deployment, service: Service
 ) -> None:
-    # GIVEN the uploads' offsite copy damaged at rest (the last test of the module: the other drills use it intact)
+    # GIVEN every blob of the uploads' offsite copy damaged at rest (whichever the newest snapshot needs; the other
+    # drills of the module use the primary, or ran before)
     job_file = yaml.safe_load((deployment.root / "jobs" / f"{FILES_JOB}.yaml").read_text())
     offsite = next(destination for destination in job_file["destinations"] if destination["name"] == "offsite")
-    damage_largest_pack(deployment, offsite)
+    client = deployment.s3.client()
+    packs = client.list_objects_v2(Bucket=offsite["bucket"], Prefix=f"{offsite['prefix']}/data/")["Contents"]
+    for pack in packs:
+        body = bytearray(client.get_object(Bucket=offsite["bucket"], Key=pack["Key"])["Body"].read())
+        for offset in range(0, len(body), 64):  # a byte in every 64: every blob of the pack is damaged
+            body[offset] ^= 0xFF
+        client.put_object(Bucket=offsite["bucket"], Key=pack["Key"], Body=bytes(body))
 
     # WHEN the plan is drilled from the offsite copies
     result, report = _drill(deployment, "--destination", "offsite")
@@ -323,4 +334,50 @@ def test_a_store_that_cannot_be_restored_fails_the_drill_and_the_others_still_ru
     restores = [run for run in deployment.replica_json("runs", "--job", FILES_JOB) if run["kind"] == "drill_restore"]
     assert restores[0]["status"] == "failed" and restores[0]["destination"] == "offsite" and restores[0]["error"]
     # AND every scratch target, the failed one's too, is gone
+    _assert_nothing_left(deployment, service)
+
+
+def test_sigterm_mid_drill_stops_it_records_it_interrupted_and_removes_every_target(
+    deployment: Deployment, service: Service, tmp_path: Path
+) -> None:
+    # GIVEN a restic that hangs when asked for a snapshot's data (a slow destination), so the drill is caught with
+    # its first scratch database made
+    marker = tmp_path / "restoring"
+    real = shutil.which("restic")
+    slow = tmp_path / "restic"
+    slow.write_text(
+        "#!/bin/sh\n"
+        'for argument in "$@"; do\n'
+        f'  case "$argument" in dump|restore) echo $$ > {marker}; exec sleep 300;; esac\n'
+        "done\n"
+        f'exec {real} "$@"\n'
+    )
+    slow.chmod(0o755)
+    drill = subprocess.Popen(
+        [sys.executable, "-m", "replica", "drill", PLAN],
+        env=deployment.environment(REPLICA_RESTIC_BINARY=str(slow)),
+        cwd=deployment.root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not marker.exists():
+        assert drill.poll() is None and time.monotonic() < deadline, drill.communicate()
+        time.sleep(0.1)
+
+    # WHEN it gets SIGTERM
+    drill.send_signal(signal.SIGTERM)
+    _, stderr = drill.communicate(timeout=60)
+    deployment.outputs.append(stderr)
+
+    # THEN it stops as interrupted (exit 130), its run and the store's restore are recorded so, the hung restic is
+    # gone, and so is every scratch target
+    assert drill.returncode == 130, stderr
+    drills = [run for run in deployment.replica_json("runs", "--job", PLAN) if run["kind"] == "drill"]
+    assert drills[0]["status"] == "interrupted"
+    restores = [run for run in deployment.replica_json("runs", "--job", DATABASE_JOB) if run["kind"] == "drill_restore"]
+    assert restores[0]["status"] == "interrupted"
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(marker.read_text()), 0)
     _assert_nothing_left(deployment, service)
