@@ -81,3 +81,10 @@ def test_a_circular_document_is_refused_as_json_dumps_refuses_it() -> None:
 
 def test_the_parser_offers_the_export_formats_of_the_evidence_pack() -> None:
     assert audit.EXPORT_FORMATS == EXPORT_FORMATS
+
+
+def test_the_parser_offers_the_roles_tokens_take() -> None:
+    from replica.catalog import tokens
+    from replica.cli import web
+
+    assert web.ROLES == tokens.ROLES

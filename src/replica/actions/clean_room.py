@@ -17,9 +17,9 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from replica.actions.context import Context, sidecar_key
+from replica.actions.context import Context
 from replica.actions.drill_points import ChosenPoint
-from replica.actions.proving import ExpectedData
+from replica.actions.proving import ExpectedData, read_sidecar
 from replica.config.drills import DrillPlanConfig
 from replica.errors import ConfigError, NotFound, UsageError
 from replica.restic.snapshots import list_snapshots
@@ -110,17 +110,12 @@ def clean_room_points(
                 f"destination '{destination.name}'"
             )
         newest = max(snapshots, key=lambda snapshot: snapshot.time)
-        storage = context.storage(destination)
-        sidecar = None
-        for snapshot_id in (newest.short_id, newest.id):  # copies are recorded by their short id
-            sidecar = storage.get_json(destination.bucket, sidecar_key(destination, snapshot_id))
-            if sidecar is not None:
-                break
-        if sidecar is None or sidecar.get("job") != job.name:
+        sidecar = read_sidecar(context, job.name, destination, [newest.short_id, newest.id])
+        if sidecar is None:
             raise NotFound(
                 f"snapshot {newest.short_id} of job '{job.name}' in '{destination.name}' has no fingerprint sidecar: "
                 "nothing says what it must restore to"
             )
-        expected = ExpectedData(newest.short_id, str(sidecar["stored_name"]), dict(sidecar["fingerprint"]))
+        expected = ExpectedData.of_sidecar(newest.short_id, sidecar)
         points.append(ChosenPoint(job, policy, destination, repository, expected, taken_at=newest.time, verified=False))
     return points

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from replica.actions.context import Context
 from replica.actions.proving import ExpectedData
-from replica.actions.recovery_points import latest_verifications
+from replica.actions.recovery_points import RUN_HISTORY_LIMIT, latest_verifications
 from replica.catalog.records import SUCCEEDED
 from replica.config.drills import DrillPlanConfig
 from replica.config.models import DestinationConfig, JobConfig, PolicyConfig
@@ -22,8 +22,6 @@ from replica.errors import NotFound
 
 if TYPE_CHECKING:
     from replica.restic.command import Repository
-
-RUN_HISTORY_LIMIT = 10_000
 
 
 @dataclass(frozen=True)
@@ -69,7 +67,7 @@ def catalog_points(
                 policy=policy,
                 destination=destination,
                 repository=context.repository(job, destination),
-                expected=ExpectedData(newest.snapshot_id, newest.stored_name, newest.fingerprint),
+                expected=ExpectedData.of_snapshot(newest),
                 taken_at=newest.taken_at,
                 verified=verification is not None and verification.status == SUCCEEDED,
             )

@@ -4,13 +4,15 @@ that a drill repeats for every store of a service (the drill keeps every target 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from replica.actions.context import Context
+from replica.actions.context import Context, sidecar_key
 from replica.actions.restoring import SnapshotRef, restore_snapshot
+from replica.catalog.models import Snapshot
 from replica.catalog.records import CheckOutcome, utc_now
-from replica.config.models import CHECK_NAMES, PolicyConfig
+from replica.config.models import CHECK_NAMES, DestinationConfig, PolicyConfig
 from replica.policy.canary import evaluate_canary
 from replica.restic.command import Repository
 from replica.stores.base import Canary, Fingerprint, Store, Target
@@ -23,6 +25,30 @@ class ExpectedData:
     snapshot_id: str
     stored_name: str
     fingerprint: Fingerprint
+
+    @classmethod
+    def of_snapshot(cls, row: Snapshot) -> ExpectedData:
+        """Return what a snapshot the catalog records should restore to."""
+        return cls(row.snapshot_id, row.stored_name, row.fingerprint)
+
+    @classmethod
+    def of_sidecar(cls, snapshot_id: str, sidecar: dict[str, Any]) -> ExpectedData:
+        """Return what snapshot `snapshot_id` should restore to, as its fingerprint sidecar says."""
+        return cls(snapshot_id, str(sidecar["stored_name"]), dict(sidecar["fingerprint"]))
+
+
+def read_sidecar(
+    context: Context, job: str, destination: DestinationConfig, snapshot_ids: Sequence[str]
+) -> dict[str, Any] | None:
+    """Return the fingerprint sidecar of a snapshot of `job` in `destination`, stored under the first of
+    `snapshot_ids` that has one (a copy is recorded by its short id), or None when none does or it is another
+    job's. Raises StorageError when the bucket cannot be read."""
+    storage = context.storage(destination)
+    for snapshot_id in snapshot_ids:
+        sidecar = storage.get_json(destination.bucket, sidecar_key(destination, snapshot_id))
+        if sidecar is not None:
+            return sidecar if sidecar.get("job") == job else None
+    return None
 
 
 @dataclass(frozen=True)

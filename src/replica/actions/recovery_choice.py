@@ -155,7 +155,7 @@ def _chosen(context: Context, job_points: _JobPoints, snapshot: Snapshot, *, ver
         policy=job_points.policy,
         destination=destination,
         repository=context.repository(job_points.job, destination),
-        expected=ExpectedData(snapshot.snapshot_id, snapshot.stored_name, snapshot.fingerprint),
+        expected=ExpectedData.of_snapshot(snapshot),
         taken_at=snapshot.taken_at,
         verified=verified,
     )

@@ -6,14 +6,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from replica.actions.context import Context, sidecar_key
+from replica.actions.context import Context
 from replica.actions.locking import holding_job
 from replica.actions.notifications import notifying
 from replica.actions.probing import probing_beside
-from replica.actions.proving import ExpectedData, critical_by_policy, restore_and_prove
+from replica.actions.proving import ExpectedData, critical_by_policy, read_sidecar, restore_and_prove
 from replica.actions.report import write_data_loss_report
 from replica.actions.runs import RunRecorder, recorded_run
-from replica.catalog.models import Snapshot
 from replica.catalog.records import CheckOutcome
 from replica.config.models import DestinationConfig, JobConfig, PolicyConfig
 from replica.errors import (
@@ -78,12 +77,12 @@ def resolve_expected(
                 f"job '{job.name}' has no recorded snapshot in destination '{destination.name}'; "
                 f"run 'replica backup {job.name}' first"
             )
-        return _expected_from_row(snapshots[0])
+        return ExpectedData.of_snapshot(snapshots[0])
     matches = [s for s in snapshots if s.snapshot_id.startswith(snapshot_id) or s.original_id.startswith(snapshot_id)]
     if len({s.snapshot_id for s in matches}) > 1:
         raise UsageError(f"snapshot id '{snapshot_id}' is ambiguous in destination '{destination.name}'")
     if matches:
-        return _expected_from_row(matches[0])
+        return ExpectedData.of_snapshot(matches[0])
     unusable = next(
         (
             s
@@ -119,17 +118,13 @@ def resolve_expected(
             f"snapshot '{snapshot_id}' was removed from '{destination.name}' by retention "
             f"(prune run {pruned[0]}, {pruned[1].isoformat(timespec='seconds')})"
         )
-    sidecar = context.storage(destination).get_json(destination.bucket, sidecar_key(destination, snapshot_id))
-    if sidecar is None or sidecar.get("job") != job.name:
+    sidecar = read_sidecar(context, job.name, destination, [snapshot_id])
+    if sidecar is None:
         raise NotFound(
             f"snapshot '{snapshot_id}' of job '{job.name}' is unknown in destination '{destination.name}' "
             "(not in the catalog, no fingerprint sidecar)"
         )
-    return ExpectedData(snapshot_id, str(sidecar["stored_name"]), dict(sidecar["fingerprint"]))
-
-
-def _expected_from_row(row: Snapshot) -> ExpectedData:
-    return ExpectedData(row.snapshot_id, row.stored_name, row.fingerprint)
+    return ExpectedData.of_sidecar(snapshot_id, sidecar)
 
 
 @notifying
