@@ -277,6 +277,16 @@ class TargetNotEmpty(ReplicaError):
     """A restore target holds data and `--force` was not given."""
 
 
+class WalConflict(StorageError):
+    """A WAL file of that name is already archived with other content: two servers share one archive, or the
+    cluster was re-created; pushing over it would destroy the log a restore needs."""
+
+
+class WalDamaged(StorageError):
+    """An archived WAL file no longer matches its digest or fails authentication (damaged or written by another
+    key)."""
+
+
 class LogTampered(ReplicaError):
     """The verification log is not what was written: an event was edited, deleted or inserted."""
 

@@ -104,6 +104,26 @@ class PostgresqlStoreConfig(SecretReference):
         "pg_dump's default (6) on the database host for a slightly larger dump; 0 stores it uncompressed.",
         examples=[1],
     )
+    mode: Literal["logical", "physical"] = Field(
+        default="logical",
+        description="`logical`: pg_dump of one database, restored with pg_restore. `physical`: base backups of the "
+        "whole cluster (pg_basebackup, tar, WAL excluded) plus the write-ahead log shipped by `replica wal-push` "
+        "(the server's archive_command), restorable to any point in time.",
+        examples=["physical"],
+    )
+    server_user: str = Field(
+        default="postgres",
+        pattern=r"^[a-z_][a-z0-9_-]{0,31}$",
+        description="Operating-system user that runs the scratch PostgreSQL servers of physical restores (a server "
+        "refuses to run as root).",
+        examples=["postgres"],
+    )
+    bin_dir: AbsolutePath | None = Field(
+        default=None,
+        description="Folder of the PostgreSQL server programs (initdb, postgres, pg_ctl) matching the source's "
+        "major version; empty means /usr/lib/postgresql/MAJOR/bin.",
+        examples=["/usr/lib/postgresql/15/bin"],
+    )
 
 
 class MariadbStoreConfig(SecretReference):
