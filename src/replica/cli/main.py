@@ -16,6 +16,7 @@ from replica.cli.collector import collector_paused, start_up_done
 from replica.cli.drill import add_drill_parser
 from replica.cli.exit_codes import INTERRUPTED, USAGE, exit_code_for
 from replica.cli.recover import add_recover_parser
+from replica.cli.wal import add_wal_parsers
 from replica.cli.web import add_web_parsers
 from replica.errors import ConfigError, ReplicaError
 from replica.urls import redact_text
@@ -141,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_drill_parser(sub, _timestamp)
     add_recover_parser(sub, _timestamp)
     add_web_parsers(sub)
+    add_wal_parsers(sub)
     return parser
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import hashlib
 import json
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -37,6 +40,7 @@ if TYPE_CHECKING:
 MISSING_CODES = {"404", "NoSuchBucket", "NotFound"}
 MISSING_KEY_CODES = {"NoSuchKey", "404"}
 HASH_CHUNK_BYTES = 1024 * 1024
+DELETE_BATCH_KEYS = 1000  # S3's limit per DeleteObjects request
 # A bucket without Object Lock answers GetObjectLockConfiguration with this code (AWS, MinIO, moto).
 NO_OBJECT_LOCK_CODES = {"ObjectLockConfigurationNotFoundError"}
 DENIED_CODES = {"403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled"}
@@ -60,6 +64,17 @@ MAX_CLOCK_SKEW_SECONDS = 15 * 60
 # restic (which retries for ~97 s) would have completed.
 PROBE_RETRY_FIRST_DELAY_SECONDS = 0.1
 PROBE_RETRY_LAST_DELAY_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """An object as listed or looked up: key, size in bytes, when it was stored, user metadata (empty when
+    listed)."""
+
+    key: str
+    size: int
+    stored_at: datetime
+    metadata: dict[str, str]
 
 
 class S3Storage:
@@ -184,6 +199,71 @@ class S3Storage:
                     yield item["Key"]
         except (ClientError, BotoCoreError) as error:
             raise self._translate(error, bucket, f"list {prefix}") from None
+
+    def put_bytes(self, bucket: str, key: str, body: bytes, metadata: dict[str, str]) -> None:
+        """Store an object with user metadata; return once the endpoint has it (S3 answers a PUT only when the object
+        is durable). The body's MD5 travels along, so bytes damaged on the way are refused. Raises StorageError."""
+        content_md5 = base64.b64encode(hashlib.md5(body, usedforsecurity=False).digest()).decode()
+        try:
+            self._client.put_object(Bucket=bucket, Key=key, Body=body, ContentMD5=content_md5, Metadata=metadata)
+        except (ClientError, BotoCoreError) as error:
+            raise self._translate(error, bucket, f"write {key}") from None
+
+    def head(self, bucket: str, key: str) -> StoredObject | None:
+        """Return an object's size, time and user metadata, or None when there is no such key. Raises
+        StorageError."""
+        try:
+            response = self._client.head_object(Bucket=bucket, Key=key)
+        except ClientError as error:
+            if _error_code(error) in MISSING_KEY_CODES:
+                return None
+            raise self._translate(error, bucket, f"read {key}") from None
+        except BotoCoreError as error:
+            raise self._translate(error, bucket, f"read {key}") from None
+        return StoredObject(key, response["ContentLength"], response["LastModified"], response.get("Metadata", {}))
+
+    def get_bytes(self, bucket: str, key: str) -> tuple[bytes, dict[str, str]] | None:
+        """Return an object's bytes and user metadata, or None when there is no such key. For objects of bounded
+        size (a WAL segment). Raises StorageError (also when the connection breaks mid-object)."""
+        try:
+            response = self._client.get_object(Bucket=bucket, Key=key)
+            return response["Body"].read(), response.get("Metadata", {})
+        except ClientError as error:
+            if _error_code(error) in MISSING_KEY_CODES:
+                return None
+            raise self._translate(error, bucket, f"read {key}") from None
+        except BotoCoreError as error:
+            raise self._translate(error, bucket, f"read {key}") from None
+
+    def objects(self, bucket: str, prefix: str, start_after: str | None = None) -> Iterator[StoredObject]:
+        """Yield every object whose key starts with `prefix` (and sorts after `start_after`), in key order, without
+        metadata. Raises StorageError."""
+        arguments: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
+        if start_after:
+            arguments["StartAfter"] = start_after
+        try:
+            for page in self._client.get_paginator("list_objects_v2").paginate(**arguments):
+                for item in page.get("Contents", []):
+                    yield StoredObject(item["Key"], item["Size"], item["LastModified"], {})
+        except (ClientError, BotoCoreError) as error:
+            raise self._translate(error, bucket, f"list {prefix}") from None
+
+    def delete_keys(self, bucket: str, keys: Sequence[str]) -> None:
+        """Delete objects by key, a thousand per request. Raises StorageError naming the first key refused."""
+        for start in range(0, len(keys), DELETE_BATCH_KEYS):
+            batch = keys[start : start + DELETE_BATCH_KEYS]
+            try:
+                response = self._client.delete_objects(
+                    Bucket=bucket, Delete={"Objects": [{"Key": key} for key in batch], "Quiet": True}
+                )
+            except (ClientError, BotoCoreError) as error:
+                raise self._translate(error, bucket, f"delete {batch[0]}") from None
+            refused = response.get("Errors", [])
+            if refused:
+                first = refused[0]
+                raise StorageError(
+                    f"bucket '{bucket}' at {self.location}: cannot delete {first.get('Key')}: {first.get('Code')}"
+                )
 
     def sha256(self, bucket: str, key: str) -> str | None:
         """Return the hex SHA-256 of an object's bytes, read as a stream (never whole in memory), or None when

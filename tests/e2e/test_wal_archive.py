@@ -1,0 +1,175 @@
+"""`replica wal-push` and `wal-fetch` (PostgreSQL's archive_command and restore_command) against moto's S3 server:
+every destination holds each file sealed, a repeated push is harmless, a different file under an archived name is
+refused, a file missing or damaged on one destination comes from another, and an unreachable destination fails the
+push until it is back, with nothing lost or doubled."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import Deployment, assert_ok
+from tests.support.s3server import free_port
+
+JOB = "walarchive"
+SEGMENT = "000000010000000000000003"
+MARKER = b"marker-of-plain-wal-content"
+
+
+def _job(deployment: Deployment, destinations: list[dict[str, Any]]) -> None:
+    store = {"kind": "postgresql", "database": "test", "mode": "physical"}
+    deployment.write_job(JOB, store, destinations)
+
+
+def _segment(folder: Path, name: str = SEGMENT, seed: bytes = b"a") -> Path:
+    """Write a 1 MiB WAL-like file: the marker, random bytes, then zeros (as a switched segment's tail)."""
+    path = folder / name
+    path.write_bytes(MARKER + hashlib.sha256(seed).digest() * 4096 + os.urandom(64 * 1024) + bytes(800 * 1024))
+    return path
+
+
+def _objects(deployment: Deployment, bucket: str) -> dict[str, dict[str, Any]]:
+    client = deployment.s3.client()
+    found = {}
+    for item in client.list_objects_v2(Bucket=bucket).get("Contents", []):
+        head = client.head_object(Bucket=bucket, Key=item["Key"])
+        found[item["Key"]] = {"etag": item["ETag"], "metadata": head["Metadata"], "size": item["Size"]}
+    return found
+
+
+@pytest.fixture(scope="module")
+def destinations(deployment: Deployment) -> list[dict[str, Any]]:
+    """GIVEN a physical PostgreSQL job with a primary and an offsite bucket."""
+    chosen = deployment.two_destinations("wal")
+    _job(deployment, chosen)
+    return chosen
+
+
+def test_a_pushed_file_is_sealed_on_every_destination_and_fetched_back_intact(
+    deployment: Deployment, destinations: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    segment = _segment(tmp_path)
+    # WHEN the server archives a segment twice (PostgreSQL repeats a push whose answer it did not see)
+    assert_ok(deployment.replica("wal-push", "--job", JOB, str(segment)))
+    before = {d["bucket"]: _objects(deployment, d["bucket"]) for d in destinations}
+    assert_ok(deployment.replica("wal-push", "--job", JOB, str(segment)))
+    # THEN each destination holds one sealed object, unchanged by the second push, with no plain content in it
+    for destination in destinations:
+        objects = _objects(deployment, destination["bucket"])
+        assert objects == before[destination["bucket"]]
+        key = f"{destination['prefix']}/replica/wal/{SEGMENT}"
+        assert list(objects) == [key]
+        stored = deployment.s3.client().get_object(Bucket=destination["bucket"], Key=key)["Body"].read()
+        assert MARKER not in stored
+        assert objects[key]["size"] < segment.stat().st_size / 2  # compressed
+        assert objects[key]["metadata"]["sha256"] == hashlib.sha256(stored).hexdigest()
+    # AND each destination gives the file back byte for byte
+    for destination in destinations:
+        fetched = tmp_path / f"fetched-{destination['name']}"
+        assert_ok(
+            deployment.replica("wal-fetch", "--job", JOB, "--destination", destination["name"], SEGMENT, str(fetched))
+        )
+        assert fetched.read_bytes() == segment.read_bytes()
+
+
+def test_another_file_under_an_archived_name_is_refused_and_the_archive_kept(
+    deployment: Deployment, destinations: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    name = "000000010000000000000004"
+    first, other = tmp_path / "first", tmp_path / "other"
+    first.mkdir()
+    other.mkdir()
+    assert_ok(deployment.replica("wal-push", "--job", JOB, str(_segment(first, name, b"first"))))
+    kept = _objects(deployment, destinations[0]["bucket"])
+    # WHEN a different file arrives under the same name (a second cluster archiving into the same job)
+    result = deployment.replica("wal-push", "--job", JOB, str(_segment(other, name, b"second")))
+    # THEN the push fails loudly and the archived file is untouched
+    assert result.returncode != 0
+    assert "already archived with other content" in result.stderr
+    assert _objects(deployment, destinations[0]["bucket"]) == kept
+
+
+def test_a_file_missing_or_damaged_on_the_primary_comes_from_the_copy(
+    deployment: Deployment, destinations: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    name = "000000010000000000000005"
+    segment = _segment(tmp_path, name, b"fallback")
+    assert_ok(deployment.replica("wal-push", "--job", JOB, str(segment)))
+    primary, offsite = destinations
+    client = deployment.s3.client()
+    primary_key = f"{primary['prefix']}/replica/wal/{name}"
+    # GIVEN the primary's object damaged at rest (one byte flipped, its metadata kept)
+    stored = client.get_object(Bucket=primary["bucket"], Key=primary_key)
+    damaged = bytearray(stored["Body"].read())
+    damaged[len(damaged) // 2] ^= 0x01
+    client.put_object(Bucket=primary["bucket"], Key=primary_key, Body=bytes(damaged), Metadata=stored["Metadata"])
+    # WHEN recovery asks for it
+    fetched = tmp_path / "RECOVERYXLOG"
+    result = deployment.replica("wal-fetch", "--job", JOB, name, str(fetched))
+    # THEN the copy's intact file is written, and the server's log says why
+    assert_ok(result)
+    assert fetched.read_bytes() == segment.read_bytes()
+    assert "taken from 'offsite'" in result.stderr and "damaged" in result.stderr
+    # AND with the copy's object gone too, recovery must stop (126), not end early (1); nothing is written
+    client.delete_object(Bucket=offsite["bucket"], Key=f"{offsite['prefix']}/replica/wal/{name}")
+    fetched.unlink()
+    result = deployment.replica("wal-fetch", "--job", JOB, name, str(fetched))
+    assert result.returncode == 126, result.stderr
+    assert "damaged" in result.stderr
+    assert not fetched.exists()
+
+
+def test_a_file_archived_nowhere_is_the_end_of_the_archive(
+    deployment: Deployment, destinations: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    # WHEN recovery asks for the segment after the last one (as it always does at the end)
+    fetched = tmp_path / "RECOVERYXLOG"
+    result = deployment.replica("wal-fetch", "--job", JOB, "000000010000000000000099", str(fetched))
+    # THEN exit 1, silently, and nothing written
+    assert (result.returncode, result.stderr) == (1, "")
+    assert not fetched.exists()
+
+
+def test_an_unreachable_copy_fails_the_push_until_it_is_back_with_nothing_lost_or_doubled(
+    deployment: Deployment, destinations: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    name = "000000010000000000000006"
+    segment = _segment(tmp_path, name, b"outage")
+    primary, offsite = destinations
+    # GIVEN the offsite endpoint down (nothing listens on its port)
+    _job(deployment, [primary, {**offsite, "endpoint_url": f"http://127.0.0.1:{free_port()}"}])
+    try:
+        # WHEN the server archives a segment
+        result = deployment.replica("wal-push", "--job", JOB, str(segment))
+        # THEN the push fails (PostgreSQL keeps the file and calls again), naming the unreachable destination
+        assert result.returncode == 3, result.stderr
+        assert f"{name} not archived" in result.stderr and "unreachable" in result.stderr
+        # WHEN the endpoint is back and the server retries
+    finally:
+        _job(deployment, destinations)
+    assert_ok(deployment.replica("wal-push", "--job", JOB, str(segment)))
+    # THEN both hold the segment exactly once, and the copy's opens to the same bytes
+    for destination in destinations:
+        keys = [key for key in _objects(deployment, destination["bucket"]) if key.endswith(name)]
+        assert keys == [f"{destination['prefix']}/replica/wal/{name}"]
+    fetched = tmp_path / "from-offsite"
+    assert_ok(deployment.replica("wal-fetch", "--job", JOB, "--destination", "offsite", name, str(fetched)))
+    assert fetched.read_bytes() == segment.read_bytes()
+
+
+def test_only_wal_files_of_physical_jobs_are_archived(
+    deployment: Deployment, destinations: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    stray = tmp_path / "postgresql.conf"
+    stray.write_text("not a WAL file")
+    result = deployment.replica("wal-push", "--job", JOB, str(stray))
+    assert result.returncode == 2
+    assert "not a WAL segment" in result.stderr
+    deployment.write_job("logicaldb", {"kind": "postgresql", "database": "test"}, destinations)
+    result = deployment.replica("wal-push", "--job", "logicaldb", str(_segment(tmp_path)))
+    assert result.returncode == 2
+    assert "not PostgreSQL in mode 'physical'" in result.stderr

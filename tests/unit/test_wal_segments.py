@@ -1,0 +1,92 @@
+"""WAL names, LSNs and gaps (pure), and sealing: what PostgreSQL's names mean for each segment size, and that a
+sealed file opens only under its own name and key."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import SecretStr
+
+from replica.wal.sealing import SealBroken, content_tag, derive_key, seal, unseal
+from replica.wal.segments import (
+    DEFAULT_SEGMENT_BYTES,
+    Segment,
+    find_gaps,
+    format_lsn,
+    is_archivable_name,
+    parse_lsn,
+    parse_segment_name,
+    segment_of_lsn,
+)
+
+ONE_MIB = 1024 * 1024
+
+
+def test_lsns_read_and_print_as_postgresql_does() -> None:
+    assert parse_lsn("0/2000028") == 0x2000028
+    assert parse_lsn("16/B374D848") == (0x16 << 32) | 0xB374D848
+    assert format_lsn(parse_lsn("16/B374D848")) == "16/B374D848"
+    with pytest.raises(ValueError, match="not a log sequence number"):
+        parse_lsn("0x2000028")
+
+
+@pytest.mark.parametrize(
+    ("lsn", "segment_bytes", "name"),
+    [
+        ("0/2000028", DEFAULT_SEGMENT_BYTES, "000000010000000000000002"),
+        ("1/FF000000", DEFAULT_SEGMENT_BYTES, "0000000100000001000000FF"),
+        ("0/2000028", ONE_MIB, "000000010000000000000020"),
+        ("1/FFF00000", ONE_MIB, "000000010000000100000FFF"),
+    ],
+)
+def test_a_segment_name_follows_from_the_lsn_and_the_segment_size(lsn: str, segment_bytes: int, name: str) -> None:
+    segment = segment_of_lsn(parse_lsn(lsn), 1, segment_bytes)
+    assert segment.name(segment_bytes) == name
+    assert parse_segment_name(name, segment_bytes) == segment
+    assert segment.start_lsn(segment_bytes) <= parse_lsn(lsn) < segment.end_lsn(segment_bytes)
+
+
+def test_names_that_do_not_fit_the_segment_size_are_refused() -> None:
+    # 16 MiB segments: 256 per log, so a "segment" part of 0x100 cannot exist.
+    with pytest.raises(ValueError, match="cannot be a segment"):
+        parse_segment_name("000000010000000000000100", DEFAULT_SEGMENT_BYTES)
+    with pytest.raises(ValueError, match="power of two"):
+        parse_segment_name("000000010000000000000001", 3 * ONE_MIB)
+
+
+def test_archivable_names() -> None:
+    assert is_archivable_name("000000010000000000000002")
+    assert is_archivable_name("00000002.history")
+    assert is_archivable_name("000000010000000000000002.00000028.backup")
+    assert not is_archivable_name("000000010000000000000002.partial")
+    assert not is_archivable_name("../000000010000000000000002")
+
+
+def test_gaps_are_runs_of_missing_numbers_on_any_timeline_with_their_lsn_range() -> None:
+    present = [Segment(1, n) for n in (2, 3, 6)] + [Segment(2, 9)]
+    gaps = find_gaps(present, 2, 10, ONE_MIB)
+    assert [(gap.first, gap.last) for gap in gaps] == [(4, 5), (7, 8), (10, 10)]
+    assert gaps[0].describe() == "LSN 0/400000-0/600000 (2 segments)"
+    assert gaps[2].describe() == "LSN 0/A00000-0/B00000 (1 segment)"
+    assert find_gaps(present, 2, 3, ONE_MIB) == []
+
+
+def test_a_sealed_file_opens_only_with_its_key_and_its_own_name() -> None:
+    key = derive_key(SecretStr("correct horse"), "bucket/prefix")
+    content = b"wal" * 10000
+    sealed = seal(key, "000000010000000000000002", content)
+    assert b"walwal" not in sealed
+    assert unseal(key, "000000010000000000000002", sealed) == content
+    with pytest.raises(SealBroken, match="authentication failed"):
+        unseal(key, "000000010000000000000003", sealed)  # copied under another segment's name
+    with pytest.raises(SealBroken, match="authentication failed"):
+        unseal(derive_key(SecretStr("wrong"), "bucket/prefix"), "000000010000000000000002", sealed)
+    with pytest.raises(SealBroken, match="authentication failed"):
+        unseal(derive_key(SecretStr("correct horse"), "other/prefix"), "000000010000000000000002", sealed)
+    assert "correct" not in repr(key)
+
+
+def test_the_content_tag_tells_the_same_content_from_another() -> None:
+    key = derive_key(SecretStr("pw"), "b")
+    assert content_tag(key, "a", b"x") == content_tag(key, "a", b"x")
+    assert content_tag(key, "a", b"x") != content_tag(key, "a", b"y")
+    assert content_tag(key, "a", b"x") != content_tag(derive_key(SecretStr("pw2"), "b"), "a", b"x")
