@@ -653,3 +653,19 @@ def start_background(command: Command, log_path: Path) -> BackgroundProcess:
     with log_path.open("ab") as log:
         process = _popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
     return BackgroundProcess(command, process)
+
+
+def as_user(argv: Sequence[str], user: str | None) -> tuple[str, ...]:
+    """Return `argv` run as the operating-system user `user` (`runuser -u USER --`) when replica runs as root and
+    `user` is another user; else `argv` unchanged (a replica that runs as that user already, or as a user that
+    could not switch anyway: the program then says what it cannot do).
+
+    runuser keeps the environment replica gives the child (only HOME, SHELL, USER and LOGNAME become the user's).
+    """
+    if user is None or os.geteuid() != 0:
+        return tuple(argv)
+    import pwd
+
+    if pwd.getpwuid(os.geteuid()).pw_name == user:
+        return tuple(argv)
+    return ("runuser", "-u", user, "--", *argv)

@@ -276,7 +276,7 @@ def _store(
     failpoint("backup-after-snapshot")
     try:
         prepared.verify_producer(outcome.producer)
-        fingerprint = fingerprint_future.result()
+        fingerprint = prepared.complete_fingerprint(fingerprint_future.result(), outcome.producer)
     except BaseException:
         # restic 0.14 saved a snapshot of a failed or truncated dump, or one whose fingerprint could not be taken:
         # it must never become a recovery point, nor linger in the repository.

@@ -247,6 +247,7 @@ def _attempt(
     context.progress(f"restoring snapshot {expected.snapshot_id} into a scratch target")
     rto_started = time.monotonic()
     label = f"{job.name}-{run.run_id}"
+    store.restoring_from(destination.name)
     with store.scratch_target(context.settings.scratch_path, label) as target:
         # The job's lock keeps its prune out: no restic lock needed.
         proven = restore_and_prove(

@@ -104,8 +104,11 @@ def _print_verification(outcome: VerifyOutcome) -> None:
 
 def restore(context: Context, arguments: argparse.Namespace) -> int:
     """Restore into a named target; refuses data without --force; --dry-run only prints the plan."""
+    from replica.actions.point_in_time import is_physical
     from replica.actions.restore import plan_restore, run_restore
 
+    if is_physical(context, arguments.job):
+        return _restore_point_in_time(context, arguments)
     plan, expected = plan_restore(
         context,
         arguments.job,
@@ -126,6 +129,34 @@ def restore(context: Context, arguments: argparse.Namespace) -> int:
     )
     if outcome.replaced:
         print(f"  the previous data was kept as {outcome.replaced}")
+    return OK
+
+
+def _restore_point_in_time(context: Context, arguments: argparse.Namespace) -> int:
+    from replica.actions.point_in_time import describe_start, plan_point_in_time, run_point_in_time
+
+    plan = plan_point_in_time(
+        context,
+        arguments.job,
+        arguments.to,
+        at=arguments.at,
+        snapshot_id=arguments.snapshot,
+        destination_name=arguments.destination,
+        force=arguments.force,
+    )
+    if arguments.dry_run:
+        print("dry run, nothing changed:")
+        print("\n".join(f"  {line}" for line in plan.describe()))
+        return USAGE if plan.refused else OK
+    outcome = run_point_in_time(context, plan)
+    print(
+        f"restored '{plan.job}' from base backup {plan.snapshot_id} to {plan.target.description} "
+        f"in {format_duration(outcome.duration_seconds)} (run {outcome.run_id}): {outcome.recovery}"
+    )
+    if outcome.replaced:
+        print(f"  the previous content was kept as {outcome.replaced}")
+    print(f"  {describe_start(plan.target.path)}" if plan.target.path else "")
+    print(f"  start it with: {outcome.start_command}")
     return OK
 
 

@@ -66,7 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="restore the same recovery point from every destination and prove the copies equivalent",
     )
     verify.add_argument("--snapshot", help="snapshot id (default: the newest recorded)")
-    restore = command("restore", commands.restore, "restore a snapshot into a new target")
+    restore = command(
+        "restore",
+        commands.restore,
+        "restore a snapshot into a new target (a physical PostgreSQL job: to a point in time, --at)",
+    )
     restore.add_argument("job")
     restore.add_argument("--to", required=True, help="directory, SQLite file or database name to restore into")
     point = restore.add_mutually_exclusive_group()

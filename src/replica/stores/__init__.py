@@ -36,9 +36,13 @@ def _sqlite(job: JobConfig, policy: PolicyConfig) -> Store:
 
 
 def _postgresql(job: JobConfig, policy: PolicyConfig) -> Store:
+    assert isinstance(job.store, PostgresqlStoreConfig)
+    if job.store.mode == "physical":
+        from replica.stores.postgresql_physical import PhysicalPostgresqlStore
+
+        return PhysicalPostgresqlStore(job.store, job.name)
     from replica.stores.postgresql import PostgresqlStore
 
-    assert isinstance(job.store, PostgresqlStoreConfig)
     return PostgresqlStore(job.store)
 
 

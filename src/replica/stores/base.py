@@ -91,11 +91,18 @@ class PreparedBackup:
     same tree at the same time). It runs in a thread while restic runs.
     `verify_producer` raises StoreError when the producer's outcome means the stream is incomplete, whatever
     restic said.
+    `complete_fingerprint` returns the fingerprint completed with what only the producer's end tells (a physical
+    PostgreSQL backup's start and stop LSN, printed by pg_basebackup as it ends): it runs after `verify_producer`
+    passed, with the fingerprint's result and the producer's outcome, and returns a new dict (the default: the
+    fingerprint unchanged). Only stream sources have a producer to complete from.
     """
 
     source: BackupSource
     fingerprint: Callable[[], Fingerprint]
     verify_producer: Callable[[Completed], None] = field(default_factory=lambda: require_success)
+    complete_fingerprint: Callable[[Fingerprint, Completed], Fingerprint] = field(
+        default_factory=lambda: lambda fingerprint, completed: fingerprint
+    )
 
 
 @dataclass(frozen=True)
@@ -204,6 +211,12 @@ class Store(ABC):
     def promote(self, staged: Target, final: Target, replaced_suffix: str) -> str | None:
         """Move verified data from `staged` to `final`; an existing final is renamed with the suffix, never
         deleted. Returns a description of where the replaced data went, or None."""
+
+    def restoring_from(self, destination: str) -> None:
+        """Be told which destination the next restore reads (before `scratch_target`): a store whose restore reads
+        more than the snapshot (the WAL of a physical PostgreSQL backup) reads that destination's copy too. The
+        default ignores it."""
+        return None
 
     def restored_values(self, location: Target, kind: str, query: str) -> set[str]:
         """Return the values a drill's cross-store check reads from restored data at `location`: for `sql` the
