@@ -12,6 +12,8 @@ command -v restic >/dev/null 2>&1 || missing+=(restic)
 command -v pg_dump >/dev/null 2>&1 || missing+=(postgresql-client)
 command -v mariadb-dump >/dev/null 2>&1 || missing+=(mariadb-client)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+# Physical PostgreSQL restores and their tests run the server programs (initdb, postgres, pg_ctl) of Debian's package.
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
 # The web console's browser tests drive Debian's Chromium (scripts/test.sh passes --with-browser).
 if [ "${1:-}" = "--with-browser" ]; then
