@@ -135,7 +135,7 @@ def test_point_in_time_restore_brings_back_exactly_the_rows_committed_before_t(d
         assert_ok(deployment.replica("init", JOB))
         # AND a write load: a marker row per second and a light pgbench (20 transactions a second)
         load = subprocess.Popen(
-            as_postgres(pgbench, "-T", "12", "-R", "20", "-c", "1", "-n", *init, DATABASE),
+            as_postgres(pgbench, "-T", "8", "-R", "20", "-c", "1", "-n", *init, DATABASE),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -146,7 +146,7 @@ def test_point_in_time_restore_brings_back_exactly_the_rows_committed_before_t(d
                 backup = deployment.replica("backup", JOB)
                 assert_ok(backup)
                 taken = len(writer.committed)
-                writer.wait_for(taken + 4)
+                writer.wait_for(taken + 3)
             cluster.wait_archived()
         finally:
             load.wait(timeout=30)
