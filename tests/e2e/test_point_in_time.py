@@ -178,6 +178,11 @@ def test_point_in_time_restore_brings_back_exactly_the_rows_committed_before_t(d
             assert again.returncode != 0 and "--force" in again.stderr + again.stdout
             dry = deployment.replica("restore", JOB, "--at", point.isoformat(), "--to", str(data_dir), "--dry-run")
             assert "REFUSED" in dry.stdout
+            # AND a time before the base backup ended has no base backup to start from
+            early = writer.committed[0][1].isoformat()
+            none = deployment.replica("restore", JOB, "--at", early, "--to", str(target_root / "early"))
+            assert none.returncode != 0 and "no base backup that ended before" in none.stderr
+            assert not (target_root / "early").exists()
             # AND the restore was recorded as a restore run with its RTO
             restores = catalog_rows(
                 deployment, f"SELECT status, details FROM runs WHERE job = '{JOB}' AND kind = 'restore'"

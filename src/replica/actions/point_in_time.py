@@ -187,6 +187,7 @@ def run_point_in_time(context: Context, plan: PointInTimePlan) -> PointInTimeOut
         context.progress(f"[1/3] unpacking base backup {plan.snapshot_id} from '{destination.name}' into {path}")
         store.prepare_data_dir(path)
         store.restoring_from(destination.name)
+        checks: list[CheckOutcome] = []
         try:
             restored = restore_snapshot(
                 context,
@@ -196,26 +197,27 @@ def run_point_in_time(context: Context, plan: PointInTimePlan) -> PointInTimeOut
                 plan.target,
                 shared_lock=True,
             ).check
-            checks = [restored]
+            checks.append(restored)
             if not restored.passed:
                 raise StoreError(restored.detail)
             run.phase("recover")
             when = plan.target_time.isoformat() if plan.target_time else "the end of the WAL archive"
             context.progress(f"[2/3] recovering with WAL from '{destination.name}' to {when}")
             recovery_started = time.monotonic()
-            try:
-                server = store.recover(path, plan.fingerprint, plan.target_time)
-                said = RECOVERY_STOP.findall(server.log_tail(200))
-                recovery = said[-1].strip() if said else "every archived WAL file replayed"
-            finally:
-                store.stop_server(path)
+            server = store.recover(path, plan.fingerprint, plan.target_time)
+            said = RECOVERY_STOP.findall(server.log_tail(200))
+            recovery = said[-1].strip() if said else "every archived WAL file replayed"
+            # A data directory handed over must have been shut down cleanly: a failed stop fails the restore.
+            store.stop_server(path, strict=True)
             checks.append(CheckOutcome("recovery", True, True, recovery, round(time.monotonic() - recovery_started, 3)))
             context.progress(f"      {recovery}")
         except BaseException as error:
             store.stop_server(path)
             shutil.rmtree(path, ignore_errors=True)
             if isinstance(error, StoreError):
-                context.catalog.add_checks(run.run_id, [CheckOutcome("recovery", False, True, str(error))])
+                if checks and checks[-1].passed:
+                    checks.append(CheckOutcome("recovery", False, True, str(error)))
+                context.catalog.add_checks(run.run_id, checks)
             raise
         context.catalog.add_checks(run.run_id, checks)
         run.phase("hand-over")

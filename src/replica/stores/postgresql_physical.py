@@ -67,9 +67,11 @@ def conf_string(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
-def wal_fetch_command(job: str, destination: str) -> str:
-    """Return the `restore_command` that fetches WAL of `job` from `destination` with this very replica."""
-    argv = [sys.executable, "-m", "replica", "wal-fetch", "--job", job, "--destination", destination]
+def wal_fetch_command(job: str, destination: str | None) -> str:
+    """Return the `restore_command` that fetches WAL of `job` from `destination` first (None: the primary first)
+    with this very replica."""
+    argv = [sys.executable, "-m", "replica", "wal-fetch", "--job", job]
+    argv += ["--destination", destination] if destination is not None else []
     return f"{shlex.join(argv)} %f %p"
 
 
@@ -104,7 +106,8 @@ def write_recovery_settings(
     Recovery stops before the first transaction committed at or after `target_time` (`recovery_target_inclusive =
     off`; None: replay every archived WAL file), then the server is promoted to a new timeline: it never archives
     (`archive_mode = off` stays in postgresql.auto.conf, so a handed-over cluster never pushes into the source's
-    archive until a DBA decides so).
+    archive until a DBA decides so). `recovery_target_timeline = 'latest'` (PostgreSQL's default) follows a
+    failover of the source recorded in the archive by its timeline history file.
     """
     lines = [RECOVERY_BEGIN, f"restore_command = {conf_string(restore_command)}"]
     if target_time is not None:
@@ -112,7 +115,7 @@ def write_recovery_settings(
             f"recovery_target_time = {conf_string(target_time.isoformat())}",
             f"recovery_target_inclusive = {'on' if inclusive else 'off'}",
         ]
-    lines += ["recovery_target_action = 'promote'", "recovery_target_timeline = 'current'", RECOVERY_END]
+    lines += ["recovery_target_action = 'promote'", "recovery_target_timeline = 'latest'", RECOVERY_END]
     auto = data_dir / "postgresql.auto.conf"
     text = auto.read_text() if auto.exists() else ""
     text = strip_recovery_settings(text)
@@ -234,8 +237,13 @@ class PhysicalPostgresqlStore(PostgresqlStore):
     def prepare_data_dir(self, path: Path) -> None:
         """Create `path` (parents too) as an empty data directory of `server_user`, mode 0700. Raises StoreError when
         that user cannot reach it."""
-        path.mkdir(parents=True, exist_ok=True)
-        give_to(path, self.config.server_user)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            give_to(path, self.config.server_user)
+        except OSError as error:
+            raise StoreError(
+                f"cannot prepare {path} as a data directory of '{self.config.server_user}': {error.strerror}"
+            ) from None
         if not user_can_enter(self.config.server_user, path):
             raise StoreError(
                 f"{path} cannot be reached by the operating-system user '{self.config.server_user}' that runs the "
@@ -293,8 +301,6 @@ class PhysicalPostgresqlStore(PostgresqlStore):
 
         Raises StoreError with the server's words when recovery fails (the archive ends before the target).
         """
-        if self.destination is None:
-            raise StoreError("no destination to fetch WAL from (restoring_from was not called)")
         write_recovery_settings(
             data_dir,
             self.config.server_user,
@@ -315,15 +321,17 @@ class PhysicalPostgresqlStore(PostgresqlStore):
         server.wait_recovered(RECOVERY_TIMEOUT_SECONDS)
         return server
 
-    def stop_server(self, data_dir: Path) -> None:
-        """Stop the scratch server of `data_dir` when one runs (never raises)."""
+    def stop_server(self, data_dir: Path, *, strict: bool = False) -> None:
+        """Stop the scratch server of `data_dir` when one runs and remove its private folder. Raises StoreError
+        when it did not stop cleanly only when `strict` (a hand-over); else never raises."""
         server = self._servers.pop(data_dir, None)
         if server is None:
             return
         try:
             server.stop()
         except StoreError:
-            pass
+            if strict:
+                raise
         finally:
             server.remove()
 
