@@ -155,7 +155,8 @@ def _restore_point_in_time(context: Context, arguments: argparse.Namespace) -> i
     )
     if outcome.replaced:
         print(f"  the previous content was kept as {outcome.replaced}")
-    print(f"  {describe_start(plan.target.path)}" if plan.target.path else "")
+    if plan.target.path is not None:
+        print(f"  {describe_start(plan.target.path)}")
     print(f"  start it with: {outcome.start_command}")
     return OK
 
