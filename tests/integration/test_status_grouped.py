@@ -342,6 +342,7 @@ def per_job_document(context: Context, job_name: str, now: datetime) -> dict[str
                 else None,
                 "object_lock": object_lock(destination.name),
                 "rto_forecast": _rto_forecast(destination.name, fits.get(destination.name), policy, now, reasons),
+                "wal_lag": None,  # no job here ships WAL (its lag is tested in test_wal_lags and test_wal_chain)
             }
         )
     return {

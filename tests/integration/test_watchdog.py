@@ -4,6 +4,7 @@ then `watch_objectives` must open each breach once, with one alert and one risk 
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from replica.actions.context import Context
 from replica.actions.watchdog import CLEARED, OPENED, watch_objectives
 from replica.catalog.models import Breach
 from replica.catalog.records import Catalog, utc_now
+from replica.catalog.wal_lags import LagRecord
 from replica.report.dataloss import render_markdown
 from replica.settings import Settings
 
@@ -181,6 +183,35 @@ def test_rto_breach_from_a_slow_verification_opens_and_clears(context: Context) 
     verified_point(catalog, "uploads", "primary", "cccc3333", utc_now(), rto_seconds=300.0)
 
     assert [(e.objective, e.kind) for e in watch_objectives(context)] == [("rto", CLEARED)]
+
+
+def test_a_wal_lag_beyond_the_rpo_opens_its_own_breach_with_a_report_and_clears_when_measured_within(
+    context: Context,
+) -> None:
+    catalog = context.catalog
+    verified_point(catalog, "uploads", "primary", "aaaa1111", utc_now())
+    verified_point(catalog, "uploads", "offsite", "bbbb2222", utc_now())
+    measured_at = utc_now()
+    lagging = [
+        LagRecord("uploads", "primary", measured_at, 0.0, "000000010000000000000007", measured_at, "0/7000028"),
+        LagRecord("uploads", "offsite", measured_at, 5400.0, "000000010000000000000003", measured_at, "0/7000028"),
+    ]
+    catalog.wal_lags.record(lagging)
+
+    opened = watch_objectives(context, now=measured_at)
+
+    assert [(e.objective, e.kind) for e in opened] == [("wal_lag", OPENED)]
+    assert opened[0].detail == "job 'uploads': WAL lag 1h30m exceeds RPO 1h00m: worst destination 'offsite'"
+    report = catalog.report(opened[0].report_id or 0)
+    assert report is not None
+    markdown = render_markdown(report.body)
+    assert "WAL lag (RPO) objective breached" in markdown
+    assert "`replica wal-status uploads`" in markdown
+    assert watch_objectives(context, now=measured_at) == []
+
+    catalog.wal_lags.record([replace(lagging[1], lag_seconds=3.0)])
+
+    assert [(e.objective, e.kind) for e in watch_objectives(context, now=measured_at)] == [("wal_lag", CLEARED)]
 
 
 def test_never_verified_job_breaches_an_rpo_after_its_first_run_and_a_job_without_runs_never(

@@ -291,3 +291,15 @@ def test_a_document_of_another_format_is_refused(metrics: DaemonMetrics) -> None
     with pytest.raises(ValueError, match="format"):
         metrics.update_status({**document(), "format": 2})
     assert value(metrics, "replica_rpo_seconds", job="billing") == 60.0
+
+
+def test_wal_lag_per_destination_is_a_gauge_aged_at_scrape_time_and_absent_when_never_measured() -> None:
+    clock = Clock(T0 + 30)
+    metrics = DaemonMetrics(clock)
+    job = billing()
+    job["destinations"][0]["wal_lag"] = {"lag_seconds": 4.0, "measured_lag_seconds": 0.0}
+    job["destinations"][1]["wal_lag"] = None
+    metrics.update_status(document(job))
+
+    assert value(metrics, "replica_wal_lag_seconds", job="billing", destination="primary") == 34.0
+    assert value(metrics, "replica_wal_lag_seconds", job="billing", destination="offsite") is None

@@ -154,3 +154,12 @@ def test_status_table_marks_each_destination_with_its_object_lock_state() -> Non
     assert "primary: 4e06424e (1h02m ago) [not locked]; offsite: none [locked COMPLIANCE 7y]" in lines[1]
     assert "primary: 00ab (3d04h ago) [lock unknown]" in lines[2]
     assert "[" not in status_table(DOCUMENT).splitlines()[1]
+
+
+def test_a_physical_jobs_destinations_show_their_wal_lag() -> None:
+    document = copy.deepcopy(DOCUMENT)
+    document["jobs"][0]["destinations"][0]["wal_lag"] = {"lag_seconds": 4.2, "measured_lag_seconds": 0.0}
+
+    text = status_table(document)
+
+    assert "primary: 4e06424e (1h02m ago) WAL lag 4.2s; offsite: none" in text

@@ -36,7 +36,7 @@ Result = TypeVar("Result")
 NOTIFICATION_KIND = "notification"
 # What an action appends, and what the watchdog appends: each reports only its own, so that a breach opened while
 # a backup runs is announced once (by the watchdog), not twice.
-ACTION_KINDS = frozenset({"init", "backup", "copy", "verify", "restore", "prune"})
+ACTION_KINDS = frozenset({"init", "backup", "copy", "verify", "restore", "prune", "wal_verify"})
 WATCHDOG_KINDS = frozenset({"breach"})
 RECENT_VERIFICATIONS = 50
 _local = threading.local()
@@ -165,7 +165,8 @@ def _run_incident(
         if report_event is not None:
             _attach_report(context, incident, report_event)
         return incident
-    if event.outcome == "succeeded" and event.kind in ("backup", "verify") and _recovered(context, job, event):
+    recovering = event.kind in ("backup", "verify", "wal_verify")
+    if event.outcome == "succeeded" and recovering and _recovered(context, job, event):
         return Incident(
             events=("recovery",),
             severity="info",

@@ -10,7 +10,9 @@ from replica.actions.notifications import notifying
 from replica.actions.probing import ObjectLockBeside
 from replica.actions.recovery_points import verified_points
 from replica.actions.repository_locks import holding_repository, stale_lock_clearing
-from replica.actions.runs import recorded_run
+from replica.actions.runs import RunRecorder, recorded_run
+from replica.actions.wal_chain import is_physical
+from replica.actions.wal_retention import WalRetention, planned_wal_retention, remove_expired_wal
 from replica.catalog.models import Snapshot
 from replica.catalog.records import utc_now
 from replica.config.models import DestinationConfig, JobConfig, PolicyConfig
@@ -31,6 +33,8 @@ class DestinationPrune:
     error: str | None = None
     # The error that failed the run, when one did (the CLI's exit code says what kind of failure it was).
     exception: ReplicaError | None = field(default=None, repr=False)
+    # A physical job's WAL removed (in a dry run: to be removed) with the snapshots; None for other jobs.
+    wal: WalRetention | None = None
 
 
 @dataclass
@@ -104,9 +108,12 @@ def run_prune(context: Context, job_name: str, *, dry_run: bool, destination_nam
     outcome = PruneOutcome(job.name, dry_run)
     if dry_run:
         for destination in destinations:
-            outcome.destinations.append(
-                DestinationPrune(destination.name, decide_retention(context, job, policy, destination.name))
-            )
+            decision = decide_retention(context, job, policy, destination.name)
+            planned = DestinationPrune(destination.name, decision)
+            if is_physical(job):
+                kept = [snapshot.snapshot_id for snapshot in decision.keep]
+                planned.wal = planned_wal_retention(context, job, destination, kept)
+            outcome.destinations.append(planned)
         return outcome
     # Under the locks of every job sharing a repository with this one: a prune never overlaps their backups.
     with holding_repository(context, job, "prune"):
@@ -119,46 +126,73 @@ def _prune_destination(
     context: Context, job: JobConfig, policy: PolicyConfig, destination: DestinationConfig
 ) -> DestinationPrune:
     with recorded_run(context.catalog, job.name, "prune", destination=destination.name, phase="decide") as run:
-        # Decided under the lock, after the run is recorded: no backup or verify of this job can change the
-        # facts between the decision and the forget.
-        decision = decide_retention(context, job, policy, destination.name)
-        result = DestinationPrune(destination.name, decision, run.run_id)
-        removed_ids = [snapshot.snapshot_id for snapshot in decision.remove]
-        run.details.update(kept=len(decision.keep), removed=len(removed_ids), removed_ids=removed_ids)
-        if not removed_ids:
-            return result
-        try:
-            run.phase("probe")
-            context.probe(destination)
-            # The ids go to the catalog before restic removes anything: a crash after the forget leaves an abandoned
-            # run that says which rows reconciliation may mark pruned (replica.actions.reconcile).
-            run.phase("forget", removed_ids=removed_ids)
-            context.progress(f"removing {len(removed_ids)} snapshot(s) from '{destination.name}'")
-            # On an Object Lock bucket the deletes only add delete markers; status shows which destinations are.
-            object_lock = ObjectLockBeside(context, destination)
-            still_listed = forget_and_prune(
-                context.restic,
-                context.repository(job, destination),
-                removed_ids,
-                stale_lock_clearing(context, job, destination, during="prune", run_id=run.run_id),
-            )
-            failpoint("prune-after-forget")
-            object_lock.record(run)
-        except Interrupted:
-            raise  # stopped on purpose: the remaining destinations must not start
-        except ReplicaError as error:
-            run.fail(str(error), failure_state(error))
-            result.error, result.exception = str(error), error
-            # forget may have removed some before failing (in prune, or halfway): mark what is really gone, so
-            # that no later restore or verify picks a snapshot that no longer exists.
-            _mark_gone(context, job, destination, removed_ids, run.run_id)
-            return result
-        # Only what restic really removed is marked: a snapshot still listed stays a candidate for the next prune.
-        _mark_pruned(context, job, destination, set(removed_ids) - set(still_listed), run.run_id)
-        if still_listed:
-            result.error = f"restic did not remove {', '.join(still_listed)} (still listed after forget)"
-            run.fail(result.error, FALLBACK_STATE)
+        result = _prune_snapshots(context, job, policy, destination, run)
+        if result.error is None and is_physical(job):
+            _prune_wal(context, job, destination, run, result)
         return result
+
+
+def _prune_wal(
+    context: Context, job: JobConfig, destination: DestinationConfig, run: RunRecorder, result: DestinationPrune
+) -> None:
+    """Remove the WAL no base backup retained in the destination needs any more, after its snapshots were marked
+    pruned (a failure leaves the WAL for the next prune: keeping too much loses nothing)."""
+    run.phase("wal")
+    try:
+        result.wal = remove_expired_wal(context, job, destination)
+    except Interrupted:
+        raise
+    except ReplicaError as error:
+        run.fail(f"WAL retention: {error}", failure_state(error))
+        result.error, result.exception = f"WAL retention: {error}", error
+        return
+    run.details.update(wal_removed=len(result.wal.expired), wal_kept_from=result.wal.keep_from)
+
+
+def _prune_snapshots(
+    context: Context, job: JobConfig, policy: PolicyConfig, destination: DestinationConfig, run: RunRecorder
+) -> DestinationPrune:
+    """Forget and prune the snapshots retention removes from one destination, within the destination's run."""
+    # Decided under the lock, after the run is recorded: no backup or verify of this job can change the
+    # facts between the decision and the forget.
+    decision = decide_retention(context, job, policy, destination.name)
+    result = DestinationPrune(destination.name, decision, run.run_id)
+    removed_ids = [snapshot.snapshot_id for snapshot in decision.remove]
+    run.details.update(kept=len(decision.keep), removed=len(removed_ids), removed_ids=removed_ids)
+    if not removed_ids:
+        return result
+    try:
+        run.phase("probe")
+        context.probe(destination)
+        # The ids go to the catalog before restic removes anything: a crash after the forget leaves an abandoned
+        # run that says which rows reconciliation may mark pruned (replica.actions.reconcile).
+        run.phase("forget", removed_ids=removed_ids)
+        context.progress(f"removing {len(removed_ids)} snapshot(s) from '{destination.name}'")
+        # On an Object Lock bucket the deletes only add delete markers; status shows which destinations are.
+        object_lock = ObjectLockBeside(context, destination)
+        still_listed = forget_and_prune(
+            context.restic,
+            context.repository(job, destination),
+            removed_ids,
+            stale_lock_clearing(context, job, destination, during="prune", run_id=run.run_id),
+        )
+        failpoint("prune-after-forget")
+        object_lock.record(run)
+    except Interrupted:
+        raise  # stopped on purpose: the remaining destinations must not start
+    except ReplicaError as error:
+        run.fail(str(error), failure_state(error))
+        result.error, result.exception = str(error), error
+        # forget may have removed some before failing (in prune, or halfway): mark what is really gone, so
+        # that no later restore or verify picks a snapshot that no longer exists.
+        _mark_gone(context, job, destination, removed_ids, run.run_id)
+        return result
+    # Only what restic really removed is marked: a snapshot still listed stays a candidate for the next prune.
+    _mark_pruned(context, job, destination, set(removed_ids) - set(still_listed), run.run_id)
+    if still_listed:
+        result.error = f"restic did not remove {', '.join(still_listed)} (still listed after forget)"
+        run.fail(result.error, FALLBACK_STATE)
+    return result
 
 
 def _mark_pruned(context: Context, job: JobConfig, destination: DestinationConfig, gone: set[str], run_id: int) -> None:

@@ -43,11 +43,12 @@ def write_data_loss_report(
     *,
     damaged_objects: Sequence[dict[str, str | None]] = (),
     failure: str | None = None,
+    wal_gaps: Sequence[dict[str, Any]] = (),
 ) -> tuple[int, Path]:
     """Write the Markdown and JSON report of a failed verification; return the report id and the Markdown path.
 
     `damaged_objects` are the repository files confirmed damaged or missing at rest, named in the report;
-    `failure` is the verification's failure state."""
+    `failure` is the verification's failure state; `wal_gaps` the gaps of a WAL chain (replica.actions.wal_chain)."""
     catalog = context.catalog
     snapshots = catalog.snapshots(job.name)
     failed_row = next((s for s in snapshots if s.destination == destination and s.snapshot_id == snapshot_id), None)
@@ -96,6 +97,7 @@ def write_data_loss_report(
         damaged_objects=list(damaged_objects),
         failure=failure,
         rto_forecasts=rto_forecasts(context, job.name, policy, now),
+        wal_gaps=list(wal_gaps),
     )
     evidence = [run_id, failed_row.backup_run_id] if failed_row else [run_id]
     return save_report(context, job.name, run_id, build_report(facts), now, evidence_run_ids=evidence)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -12,6 +12,7 @@ from replica.actions.locking import process_alive
 from replica.catalog.latest import LatestRecords, RunFacts, VerifiedPointFacts
 from replica.catalog.models import Run
 from replica.catalog.records import FAILED, RUNNING, utc_now
+from replica.catalog.wal_lags import LagRecord
 from replica.config.durations import format_duration
 from replica.config.load import JobOutline
 from replica.config.models import PolicyConfig
@@ -44,7 +45,9 @@ def _iso(value: datetime | None) -> str | None:
 def job_status(context: Context, job_name: str, now: datetime) -> dict[str, Any]:
     """Return the status document of one valid job (see README, "replica status --json")."""
     job, policy = context.job(job_name)
-    return _job_document(JobOutline.of(job), policy, context.catalog.latest_records([job.name])[job.name], now)
+    latest = context.catalog.latest_records([job.name])[job.name]
+    wal_lags = context.catalog.wal_lags.latest([job.name]).get(job.name, {})
+    return _job_document(JobOutline.of(job), policy, latest, now, wal_lags=wal_lags)
 
 
 def _job_document(
@@ -53,9 +56,10 @@ def _job_document(
     latest: LatestRecords,
     now: datetime,
     objectives: Objectives | None = None,
+    wal_lags: Mapping[str, LagRecord] | None = None,
 ) -> dict[str, Any]:
     """Return the status document of one job from its latest records (`objectives`: the policy's, when the caller
-    built them once for many jobs)."""
+    built them once for many jobs; `wal_lags`: a physical job's recorded WAL lag per destination)."""
     last_backup = latest.last_backup
     points = latest.newest_points
     verifications = latest.latest_verifications
@@ -103,6 +107,7 @@ def _job_document(
                 else None,
                 "object_lock": _object_lock(latest.object_locks.get(name)),
                 "rto_forecast": _rto_forecast(name, latest.rto_fits.get(name), policy, now, reasons),
+                "wal_lag": _wal_lag((wal_lags or {}).get(name), now),
             }
         )
     if len(reasons) > len(verdict.reasons):  # a forecast warned: at risk, unless already worse
@@ -169,6 +174,19 @@ def _rto_forecast(
     }
 
 
+def _wal_lag(record: LagRecord | None, now: datetime) -> dict[str, Any] | None:
+    """Return a destination's recorded WAL lag, aged to `now` (None: never measured; a job that ships no WAL)."""
+    if record is None:
+        return None
+    return {
+        "lag_seconds": record.seconds_at(now),
+        "measured_lag_seconds": record.lag_seconds,
+        "measured_at": record.measured_at.isoformat(),
+        "newest_segment": record.newest_segment,
+        "newest_stored_at": _iso(record.newest_stored_at),
+    }
+
+
 def _object_lock(run: RunFacts | None) -> dict[str, Any] | None:
     """Return a destination's Object Lock state as its newest backup, copy or prune recorded it (None: never)."""
     if run is None:
@@ -199,10 +217,15 @@ def collect_status(context: Context, between_jobs: Callable[[], None] | None = N
     for start in range(0, len(names), STATUS_CHUNK_JOBS):
         chunk = names[start : start + STATUS_CHUNK_JOBS]
         latest = context.catalog.latest_records(chunk)
+        wal_lags = context.catalog.wal_lags.latest(chunk)
         for name in chunk:
             outline = configuration.outlines[name]
             policy = outline.policy
-            jobs.append(_job_document(outline, configuration.policies[policy], latest[name], now, objectives[policy]))
+            jobs.append(
+                _job_document(
+                    outline, configuration.policies[policy], latest[name], now, objectives[policy], wal_lags.get(name)
+                )
+            )
             if between_jobs is not None:
                 between_jobs()
     return {

@@ -149,6 +149,8 @@ def _watch_facts(
         first_run_at=context.catalog.breaches.first_run_started(name) if newest_verified_at is None else None,
         last_rto_seconds=status["rto_seconds"],
         open_objectives=frozenset(open_breaches),
+        # Recorded by each measurement (the daemon's tick, `wal-status`) and aged by status to `now`.
+        wal_lags={d["name"]: d["wal_lag"]["lag_seconds"] for d in status["destinations"] if d.get("wal_lag")},
     )
 
 

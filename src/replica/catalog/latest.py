@@ -34,6 +34,8 @@ from replica.policy.forecast import FIT_SAMPLES, RtoFit, RtoSample, SizeSample, 
 SUCCEEDED, FAILED, RUNNING = "succeeded", "failed", "running"
 # Each store's restore within a drill, recorded under the store's job (see replica.actions.drill).
 DRILL_RESTORE_KIND = "drill_restore"
+# `replica wal-verify`: the WAL chain of every destination of a physical job checked for gaps.
+WAL_VERIFY_KIND = "wal_verify"
 # The kinds of run that measure an RTO: a verification, and each store's restore within a drill.
 RTO_SAMPLE_KINDS = ("verify", DRILL_RESTORE_KIND)
 # The details of a verified point's verification that status reads (the canary's recovery point): only these are

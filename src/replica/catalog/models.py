@@ -263,3 +263,18 @@ class ApiToken(Base):
     created_at: Mapped[datetime]
     created_by: Mapped[str] = mapped_column(String(255))
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class WalLag(Base):
+    """The replication lag of a physical job's WAL archive in one destination, as last measured (one row per job
+    and destination, replaced by each measurement): what `status`, the metrics and the watchdog read."""
+
+    __tablename__ = "wal_lags"
+
+    job: Mapped[str] = mapped_column(String(64), primary_key=True)
+    destination: Mapped[str] = mapped_column(String(64), primary_key=True)
+    measured_at: Mapped[datetime]
+    lag_seconds: Mapped[float | None] = mapped_column(Float, default=None)  # None: nothing archived there
+    newest_segment: Mapped[str | None] = mapped_column(String(64), default=None)
+    newest_stored_at: Mapped[datetime | None] = mapped_column(default=None)
+    insert_lsn: Mapped[str] = mapped_column(String(32))  # the source's position the lag was measured against

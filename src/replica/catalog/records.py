@@ -21,6 +21,7 @@ from replica.catalog.reconciliation import Reconciliation
 from replica.catalog.run_events import run_event
 from replica.catalog.summaries import cached_latest
 from replica.catalog.tokens import Tokens
+from replica.catalog.wal_lags import WalLags
 from replica.errors import FALLBACK_STATE
 from replica.urls import redact_text
 
@@ -92,6 +93,11 @@ class Catalog:
     def reconciliation(self) -> Reconciliation:
         """Return what startup reconciliation reads and writes (adopted snapshots, their events)."""
         return Reconciliation(self._sessions, self._events)
+
+    @property
+    def wal_lags(self) -> WalLags:
+        """Return the last measured replication lag of the physical jobs' WAL archives."""
+        return WalLags(self._sessions)
 
     @property
     def tokens(self) -> Tokens:

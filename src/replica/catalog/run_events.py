@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from replica.catalog.events import EventDraft
-from replica.catalog.latest import DRILL_RESTORE_KIND
+from replica.catalog.latest import DRILL_RESTORE_KIND, WAL_VERIFY_KIND
 from replica.catalog.models import CheckResult, Run, Snapshot
 
 
@@ -31,7 +31,7 @@ def run_event(session: Session, run: Run, finished_at: datetime) -> EventDraft:
         figures["failure"] = run.failure
     if run.parent_run_id is not None:
         figures["parent_run_id"] = run.parent_run_id
-    if run.kind in ("verify", "restore", DRILL_RESTORE_KIND):
+    if run.kind in ("verify", "restore", DRILL_RESTORE_KIND, WAL_VERIFY_KIND):
         checks = session.scalars(select(CheckResult).where(CheckResult.run_id == run.id).order_by(CheckResult.id))
         figures["checks"] = [
             {"name": check.name, "passed": check.passed, "critical": check.critical, "detail": check.detail}

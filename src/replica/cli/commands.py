@@ -172,6 +172,10 @@ def prune(context: Context, arguments: argparse.Namespace) -> int:
             "destination": destination.destination,
             "run_id": destination.run_id,
             "error": destination.error,
+            # A physical job's WAL: from which segment everything is kept, and the older files removed.
+            "wal": {"kept_from": destination.wal.keep_from, "removed": destination.wal.expired}
+            if destination.wal
+            else None,
             "snapshots": [
                 {
                     "snapshot_id": snapshot.snapshot_id,
@@ -207,6 +211,10 @@ def prune(context: Context, arguments: argparse.Namespace) -> int:
             for snapshot in document["snapshots"]
         ]
         print(table(["SNAPSHOT", "TAKEN AT", "ACTION", "REASONS"], rows))
+    for destination in outcome.destinations:
+        if destination.wal is not None:
+            print(f"destination '{destination.destination}': {destination.wal.describe(dry_run=outcome.dry_run)}")
+            print("".join(f"  REMOVE {name}\n" for name in destination.wal.expired), end="")
     return _prune_exit_code(outcome)
 
 

@@ -17,6 +17,7 @@ from replica.cli.drill import add_drill_parser
 from replica.cli.exit_codes import INTERRUPTED, USAGE, exit_code_for
 from replica.cli.recover import add_recover_parser
 from replica.cli.wal import add_wal_parsers
+from replica.cli.wal_check import add_wal_check_parsers
 from replica.cli.web import add_web_parsers
 from replica.errors import ConfigError, ReplicaError
 from replica.urls import redact_text
@@ -147,11 +148,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_recover_parser(sub, _timestamp)
     add_web_parsers(sub)
     add_wal_parsers(sub)
+    add_wal_check_parsers(sub)
     return parser
 
 
 # Commands that change or prove data: the configuration they run under is recorded first (when it changed).
-COMMANDS_THAT_WORK = frozenset({"init", "backup", "verify", "restore", "prune", "run-due", "reconcile", "drill"})
+COMMANDS_THAT_WORK = frozenset(
+    {"init", "backup", "verify", "restore", "prune", "run-due", "reconcile", "drill", "wal-verify"}
+)
 
 
 def _raise_interrupt(signal_number: int, frame: object) -> None:

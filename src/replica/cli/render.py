@@ -64,6 +64,7 @@ def status_table(document: dict[str, Any]) -> str:
                 f"{d['name']}: {d['newest_verified_snapshot'] or 'none'}"
                 + (f" ({age(d['newest_verified_at'], now)})" if d["newest_verified_at"] else "")
                 + (f" [{object_lock(d['object_lock'])}]" if d.get("object_lock") else "")
+                + (f" WAL lag {format_duration(d['wal_lag']['lag_seconds'])}" if d.get("wal_lag") else "")
                 for d in job["destinations"]
             ]
         )

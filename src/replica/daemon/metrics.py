@@ -92,6 +92,11 @@ STATE_METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
         "1 while the destination's last verification failed, labelled with its failure state.",
         DESTINATION_LABELS,
     ),
+    "replica_wal_lag_seconds": (
+        "A physical PostgreSQL job's replication lag in the destination: an upper bound on the committed data a "
+        "restore from it would lose now (last measurement, aged to scrape time).",
+        DESTINATION_LABELS,
+    ),
     "replica_broken_job_files": ("Job files disabled because they do not validate.", ()),
     "replica_daemon_up": ("1 while the daemon runs.", ()),
     "replica_daemon_start_time_seconds": ("When the daemon started.", ()),
@@ -287,6 +292,9 @@ def _render_state(state: _State, now: float) -> Iterator[Metric]:
             if taken_at is not None:
                 newest.append(taken_at)
             add("replica_destination_rpo_seconds", labels, _aged(destination.get("rpo_seconds"), age))
+            wal_lag = destination.get("wal_lag")
+            if wal_lag:
+                add("replica_wal_lag_seconds", labels, _aged(wal_lag["lag_seconds"], age))
             add("replica_destination_newest_verified_recovery_point_timestamp_seconds", labels, taken_at)
             window = _aged(destination.get("data_loss_window_seconds"), age)
             add("replica_destination_data_loss_window_seconds", labels, window)

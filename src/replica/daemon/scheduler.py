@@ -43,6 +43,7 @@ from replica.actions.due import scheduled_work, work_for, work_key
 from replica.actions.run_due import sweep_abandoned
 from replica.actions.scheduled import INTERRUPTED, SKIPPED, WorkOutcome, run_work
 from replica.actions.status import collect_status
+from replica.actions.wal_lag import record_wal_lags
 from replica.actions.watchdog import watch_objectives
 from replica.catalog.actor import act_as
 from replica.catalog.records import utc_now
@@ -300,6 +301,8 @@ class Daemon:
         context = self._context
         try:
             sweep_abandoned(context)
+            # Before status is read: the watchdog and the metrics judge the lag measured now.
+            record_wal_lags(context)
             # A short sleep after each job hands the interpreter to the scheduler and the workers: with thousands of
             # jobs the tick is seconds of Python, and would otherwise delay every run due meanwhile.
             document = collect_status(context, between_jobs=lambda: time.sleep(TICK_YIELD_SECONDS))

@@ -7,7 +7,7 @@ unreported again, until the objective is met; then it is cleared once.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -15,7 +15,10 @@ from replica.config.durations import format_duration
 from replica.policy.objectives import Objectives
 
 RPO, RTO = "rpo", "rto"
-OBJECTIVE_KINDS = (RPO, RTO)
+# A physical PostgreSQL job's replication lag (replica.wal.lag), judged against the policy's RPO: its own breach,
+# beside the RPO of verified base backups, so that each clears when its own cause is fixed.
+WAL_LAG = "wal_lag"
+OBJECTIVE_KINDS = (RPO, RTO, WAL_LAG)
 
 
 @dataclass(frozen=True)
@@ -26,7 +29,9 @@ class WatchFacts:
     newest_verified_at: datetime | None  # the newest verified recovery point of any destination
     first_run_at: datetime | None  # when the job's first recorded run started: None means never attempted
     last_rto_seconds: float | None  # the RTO measured by the newest verification that measured one
-    open_objectives: Collection[str] = ()  # objectives ('rpo', 'rto') with a breach open now
+    open_objectives: Collection[str] = ()  # objectives ('rpo', 'rto', 'wal_lag') with a breach open now
+    # A physical job's WAL lag of each destination as an upper bound at the time judged (None: nothing archived).
+    wal_lags: Mapping[str, float | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -70,14 +75,15 @@ def judge_objectives(facts: WatchFacts, objectives: Objectives, now: datetime) -
     shown it fixed). An objective already breached is never opened again.
     """
     decision = WatchDecision()
-    for judgement in (_judge_rpo(facts, objectives, now), _judge_rto(facts, objectives)):
+    judgements = (_judge_rpo(facts, objectives, now), _judge_rto(facts, objectives), _judge_wal_lag(facts, objectives))
+    for judgement in judgements:
         if judgement is None:
             continue
         objective, breached, measured, detail = judgement
         is_open = objective in facts.open_objectives
         if breached and not is_open:
             assert measured is not None  # a breach is always measured
-            limit = (objectives.rpo if objective == RPO else objectives.rto).total_seconds()
+            limit = (objectives.rto if objective == RTO else objectives.rpo).total_seconds()
             decision.opened.append(BreachOpening(objective, measured, limit, detail))
         elif not breached and is_open:
             decision.cleared.append(BreachClearing(objective, measured, detail))
@@ -109,6 +115,21 @@ def _judge_rpo(facts: WatchFacts, objectives: Objectives, now: datetime) -> _Jud
     if age > limit:
         return RPO, True, age, f"{prefix} {format_duration(age)} exceeds objective {format_duration(limit)}: {since}"
     return RPO, False, age, f"{prefix} {format_duration(age)} within objective {format_duration(limit)}: {since}"
+
+
+def _judge_wal_lag(facts: WatchFacts, objectives: Objectives) -> _Judgement | None:
+    """Judge the worst destination's WAL lag against the RPO: every destination is meant to hold the log, and one
+    falling behind is a copy that would lose data. A destination with nothing archived has no lag to judge (its
+    missing chain is `wal-verify`'s finding); no recorded lag at all: nothing to judge."""
+    measured = [(name, lag) for name, lag in facts.wal_lags.items() if lag is not None]
+    if not measured:
+        return None
+    limit = objectives.rpo.total_seconds()
+    prefix = f"job '{facts.job}': WAL lag"
+    destination, worst = max(measured, key=lambda item: item[1])
+    verb = "exceeds" if worst > limit else "within"
+    detail = f"{prefix} {format_duration(worst)} {verb} RPO {format_duration(limit)}: worst destination '{destination}'"
+    return WAL_LAG, worst > limit, worst, detail
 
 
 def _judge_rto(facts: WatchFacts, objectives: Objectives) -> _Judgement | None:

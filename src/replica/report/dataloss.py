@@ -11,6 +11,9 @@ Optional keys of a report body, absent from bodies written before they existed (
 - `damaged_objects` (list of `{"key", "state": "damaged"|"missing", "expected_sha256", "found_sha256"}`): the
   repository files re-downloaded and found damaged (their SHA-256 is not their name) or gone at rest.
 - `failure` (str or null): the failure state of the verification (`corrupt`, `verification_failed`, ...).
+- `wal_gaps` (list of `{"destination", "start_lsn", "end_lsn", "segments", "description", "held_by": [{"destination",
+  "whole", "ranges"}], "recoverable"}`): segments missing from a WAL chain (`replica wal-verify`), and which other
+  destinations still hold them.
 """
 
 from __future__ import annotations
@@ -96,6 +99,7 @@ class ReportFacts:
     # The failure state of the verification (replica.errors.FAILURE_STATES): `corrupt`, `verification_failed`...
     failure: str | None = None
     rto_forecasts: list[ForecastFacts] = field(default_factory=list)
+    wal_gaps: list[dict[str, Any]] = field(default_factory=list)
 
 
 def build_report(facts: ReportFacts) -> dict[str, Any]:
@@ -117,6 +121,7 @@ def build_report(facts: ReportFacts) -> dict[str, Any]:
         "failure": facts.failure,
         "failed_checks": [{"name": c.name, "critical": c.critical, "detail": c.detail} for c in facts.failed_checks],
         "damaged_objects": facts.damaged_objects,
+        "wal_gaps": facts.wal_gaps,
         "newest_verified_recovery_points": {
             name: point_document(point) for name, point in sorted(facts.newest_verified.items())
         },
@@ -198,7 +203,7 @@ def risk_summary(job: str, store: str, created_at: datetime, window_start: datet
 
 def _resolutions(facts: ReportFacts) -> list[dict[str, Any]]:
     """Return the possible resolutions, most promising first."""
-    resolutions: list[dict[str, Any]] = []
+    resolutions: list[dict[str, Any]] = _wal_resolutions(facts)
     for point in facts.same_snapshot_elsewhere:
         state = "verified" if point.verified else "not yet verified"
         steps = (
@@ -245,6 +250,40 @@ def _resolutions(facts: ReportFacts) -> list[dict[str, Any]]:
     return resolutions
 
 
+def _wal_resolutions(facts: ReportFacts) -> list[dict[str, Any]]:
+    """Return, for each WAL gap, the resolution of restoring (point in time) from the destinations that hold it."""
+    resolutions = []
+    for gap in facts.wal_gaps:
+        for holder in gap["held_by"]:
+            held = "all of it" if holder["whole"] else ", ".join(holder["ranges"])
+            resolutions.append(
+                {
+                    "action": "restore-wal-from-other-destination",
+                    "destination": holder["destination"],
+                    "description": f"WAL {gap['start_lsn']}-{gap['end_lsn']} missing from '{gap['destination']}' "
+                    f"is still in '{holder['destination']}' ({held}): restore to a point in time from there, and "
+                    f"copy those segments back into '{gap['destination']}'.",
+                    "commands": [f"replica restore {facts.job} --destination {holder['destination']} --to TARGET"],
+                }
+            )
+    return resolutions
+
+
+def wal_gap_lines(report: dict[str, Any]) -> list[str]:
+    """Return the Markdown list of the WAL chain's gaps and where their segments still are, or nothing."""
+    gaps = report.get("wal_gaps") or []
+    if not gaps:
+        return []
+    lines = ["WAL missing from the chain (restores past it stop at its start):", ""]
+    for gap in gaps:
+        held = "; ".join(
+            f"'{h['destination']}' has " + ("all of it" if h["whole"] else ", ".join(h["ranges"]))
+            for h in gap["held_by"]
+        )
+        lines.append(f"- '{gap['destination']}': {gap['description']}: {held or 'no other destination has it'}")
+    return [*lines, ""]
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     """Return the report as Markdown for people: a data-loss report, or a risk report of the watchdog (its body
     says `kind: risk`), so that `replica reports show` renders either. Raises KeyError when `report` lacks a key
@@ -276,6 +315,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         ],
         "",
         *damaged_object_lines(report),
+        *wal_gap_lines(report),
         *impact_lines(report),
         f"## {AT_RISK_HEADING}",
         "",

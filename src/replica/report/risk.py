@@ -27,7 +27,7 @@ from replica.report.dataloss import (
     table_cell,
 )
 
-OBJECTIVE_NAMES = {"rpo": "RPO", "rto": "RTO"}
+OBJECTIVE_NAMES = {"rpo": "RPO", "rto": "RTO", "wal_lag": "WAL lag (RPO)"}
 
 
 @dataclass(frozen=True)
@@ -132,6 +132,16 @@ def _resolutions(facts: RiskFacts) -> list[dict[str, Any]]:
                 "description": f"Take a backup of {facts.store} now and verify it: a new verified recovery point "
                 f"clears the breach.{failures}",
                 "commands": [f"replica backup {facts.job}", f"replica verify {facts.job}"],
+            }
+        )
+    elif facts.objective == "wal_lag":
+        resolutions.append(
+            {
+                "action": "restore-wal-shipping",
+                "description": f"WAL of {facts.store} is not reaching every destination within the RPO: look at the "
+                "server's log for failing `replica wal-push` calls (a destination unreachable, credentials) and at "
+                f"`replica wal-status {facts.job}`; the breach clears once the lag is measured within the RPO.",
+                "commands": [f"replica wal-status {facts.job}"],
             }
         )
     else:

@@ -1,0 +1,194 @@
+"""`replica wal-verify JOB`: is the WAL of a physical job complete, in every destination, from its oldest retained
+base backup to the newest archived segment? A gap is data loss for every point in time after it (a restore stops
+replaying at the gap), so it fails the run and writes a data-loss report naming the LSN range and the destinations
+that still hold it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from replica.actions.context import Context
+from replica.actions.locking import holding_job
+from replica.actions.notifications import notifying
+from replica.actions.report import write_data_loss_report
+from replica.actions.runs import recorded_run
+from replica.actions.wal import physical_job, wal_archives
+from replica.catalog.latest import WAL_VERIFY_KIND
+from replica.catalog.records import CheckOutcome
+from replica.config.models import JobConfig, PostgresqlStoreConfig
+from replica.errors import CatalogError, RepositoryCorrupt
+from replica.wal.archive import StoredWal
+from replica.wal.chain import (
+    GAPS,
+    BaseBackupStart,
+    ChainGap,
+    ChainVerdict,
+    base_backup_start,
+    judge_chain,
+    last_needed_segment,
+    oldest_start,
+)
+from replica.wal.segments import format_lsn
+
+CHECK_PREFIX = "wal-chain"
+
+
+@dataclass
+class WalChainCheck:
+    """The WAL chain of every destination of a job, in the job's order, with how long the listings took."""
+
+    job: str
+    verdicts: list[ChainVerdict] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        """Return True when no destination's chain has a gap."""
+        return all(verdict.state != GAPS for verdict in self.verdicts)
+
+    def checks(self) -> list[CheckOutcome]:
+        """Return one critical check per destination, named `wal-chain:DESTINATION`."""
+        share = self.seconds / max(len(self.verdicts), 1)
+        return [
+            CheckOutcome(f"{CHECK_PREFIX}:{v.destination}", v.state != GAPS, True, v.describe(), share)
+            for v in self.verdicts
+        ]
+
+
+def is_physical(job: JobConfig) -> bool:
+    """Return True for a job that archives WAL (PostgreSQL in physical mode)."""
+    return isinstance(job.store, PostgresqlStoreConfig) and job.store.mode == "physical"
+
+
+def retained_base_backups(context: Context, job: JobConfig, destination: str) -> list[BaseBackupStart]:
+    """Return where the log of each base backup retained in a destination begins (catalog only; snapshots without
+    a base backup's fingerprint, such as logical dumps from before a switch to physical mode, are left out).
+
+    Raises CatalogError for a fingerprint whose start LSN cannot be read."""
+    starts = []
+    for row in context.catalog.snapshots(job.name, destination):
+        try:
+            start = base_backup_start(row.snapshot_id, row.fingerprint)
+        except ValueError as error:
+            raise CatalogError(f"catalog: job '{job.name}', destination '{destination}': {error}") from None
+        if start is not None:
+            starts.append(start)
+    return starts
+
+
+def archived_files(context: Context, job: JobConfig) -> dict[str, list[StoredWal]]:
+    """Return the files archived in every destination's WAL archive, in name order. Raises StorageError."""
+    return {
+        destination.name: list(archive.stored())
+        for destination, archive in zip(job.destinations, wal_archives(context, job), strict=True)
+    }
+
+
+def check_wal_chain(context: Context, job: JobConfig) -> WalChainCheck:
+    """Return the chain of every destination of a physical job, from the oldest base backup retained there to its
+    newest archived segment, each gap naming the other destinations that still hold its segments.
+
+    Raises UsageError for a job that ships no WAL, StorageError when an archive cannot be listed.
+    """
+    physical_job(context, job.name)
+    started = time.monotonic()
+    retained = {d.name: retained_base_backups(context, job, d.name) for d in job.destinations}
+    files = archived_files(context, job)
+    names = {destination: [stored.name for stored in listed] for destination, listed in files.items()}
+    check = WalChainCheck(job.name)
+    check.verdicts = [
+        judge_chain(d.name, oldest_start(retained[d.name]), names, last_needed_segment(retained[d.name]))
+        for d in job.destinations
+    ]
+    check.seconds = time.monotonic() - started
+    return check
+
+
+@dataclass
+class WalVerifyOutcome:
+    """A `wal-verify` run: the chain check, the run, and the data-loss report written for a gap."""
+
+    check: WalChainCheck
+    run_id: int
+    report_id: int | None = None
+    report_path: Path | None = None
+
+
+@notifying
+@holding_job(WAL_VERIFY_KIND)
+def run_wal_verify(context: Context, job_name: str) -> WalVerifyOutcome:
+    """Check the WAL chain of every destination of a job under a recorded run; write a data-loss report when any
+    destination has a gap. Return the outcome.
+
+    The job's lock keeps its prune (which deletes old WAL) from changing the archive between the catalog read and
+    the listing. Raises UsageError for a job that ships no WAL, StorageError when an archive cannot be listed (the
+    run is recorded as failed, no report: nothing was found missing).
+    """
+    job, policy = context.job(job_name)
+    physical_job(context, job.name)
+    with recorded_run(context.catalog, job.name, WAL_VERIFY_KIND, phase="list") as run:
+        context.progress(f"listing the WAL archive of {len(job.destinations)} destination(s)")
+        check = check_wal_chain(context, job)
+        outcome = WalVerifyOutcome(check, run.run_id)
+        checks = check.checks()
+        context.catalog.add_checks(run.run_id, checks)
+        gaps = [gap_document(v.destination, gap) for v in check.verdicts for gap in v.gaps]
+        run.details.update(
+            destinations=len(check.verdicts),
+            gaps=len(gaps),
+            segments=sum(v.segments for v in check.verdicts),
+        )
+        if check.passed:
+            return outcome
+        run.fail(f"WAL gaps: {'; '.join(c.detail for c in checks if not c.passed)}", RepositoryCorrupt.state)
+    gapped = next(v for v in check.verdicts if v.state == GAPS)
+    assert gapped.base_backup is not None  # a chain with gaps starts at a base backup
+    outcome.report_id, outcome.report_path = write_data_loss_report(
+        context,
+        job,
+        policy,
+        gapped.destination,
+        gapped.base_backup.snapshot_id,
+        outcome.run_id,
+        checks,
+        failure=RepositoryCorrupt.state,
+        wal_gaps=gaps,
+    )
+    context.progress(f"data-loss report written: {outcome.report_path}")
+    return outcome
+
+
+def gap_document(destination: str, gap: ChainGap) -> dict[str, Any]:
+    """Return a ChainGap of `destination` as the report and `--json` list it."""
+    return {
+        "destination": destination,
+        "start_lsn": format_lsn(gap.gap.start_lsn),
+        "end_lsn": format_lsn(gap.gap.end_lsn),
+        "segments": gap.gap.last - gap.gap.first + 1,
+        "description": gap.gap.describe(),
+        "held_by": [
+            {"destination": copy.destination, "whole": copy.whole, "ranges": [run.describe() for run in copy.held]}
+            for copy in gap.copies
+        ],
+        "recoverable": gap.recoverable,
+    }
+
+
+def chain_documents(verdicts: Sequence[ChainVerdict]) -> list[dict[str, Any]]:
+    """Return each destination's chain as `--json` prints it."""
+    return [
+        {
+            "destination": v.destination,
+            "state": v.state,
+            "base_backup": v.base_backup.snapshot_id if v.base_backup else None,
+            "segments": v.segments,
+            "summary": v.describe(),
+            "gaps": [gap_document(v.destination, gap) for gap in v.gaps],
+        }
+        for v in verdicts
+    ]

@@ -1,0 +1,111 @@
+"""The replication lag of a physical job's WAL archive in each destination ("RPO in seconds", defined in
+`replica.wal.lag`), measured against the source's current WAL position and recorded in the catalog, where
+`status`, the metrics and the watchdog read it. `replica wal-status JOB` shows it with the chain's state.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from replica.actions.context import Context
+from replica.actions.wal import physical_job, wal_archives
+from replica.actions.wal_chain import chain_documents, check_wal_chain, is_physical
+from replica.catalog.records import utc_now
+from replica.catalog.wal_lags import LagRecord
+from replica.config.models import JobConfig, PostgresqlStoreConfig
+from replica.errors import ReplicaError
+from replica.wal.archive import WalArchive
+from replica.wal.lag import Lag, NewestSegment, WalPosition, listing_start, measure_lag, newest_segment
+from replica.wal.segments import format_lsn
+
+logger = logging.getLogger(__name__)
+
+
+def newest_archived(archive: WalArchive, position: WalPosition) -> NewestSegment | None:
+    """Return the newest segment in an archive, listing only the names after a segment shortly before the current
+    one; when none is there (an archive far behind, or one on an older timeline), the whole archive. Raises
+    StorageError."""
+    start = listing_start(position)
+    if start is not None:
+        recent = newest_segment(((s.name, s.stored_at) for s in archive.stored(start)), position.segment_bytes)
+        if recent is not None:
+            return recent
+    return newest_segment(((s.name, s.stored_at) for s in archive.stored()), position.segment_bytes)
+
+
+def measure_wal_lag(context: Context, job: JobConfig, now: datetime | None = None) -> list[Lag]:
+    """Return the lag of every destination of a physical job (in the job's order) and record it in the catalog.
+
+    Raises UsageError for a job that ships no WAL, SourceUnreachable/StoreError when the source's position cannot
+    be read, StorageError when an archive cannot be listed (nothing is recorded then).
+    """
+    from replica.stores.postgresql_wal import read_wal_position  # deferred: psycopg is for the commands that ask
+
+    store = physical_job(context, job.name).store
+    assert isinstance(store, PostgresqlStoreConfig)  # physical_job made sure
+    # The position first: a segment archived after it was read can only make the lag look larger, never smaller.
+    position = read_wal_position(store)
+    lags = []
+    for destination, archive in zip(job.destinations, wal_archives(context, job), strict=True):
+        newest = newest_archived(archive, position)
+        lags.append(measure_lag(destination.name, position, newest, now or utc_now()))
+    context.catalog.wal_lags.record([lag_record(job.name, lag) for lag in lags])
+    return lags
+
+
+def lag_record(job: str, lag: Lag) -> LagRecord:
+    """Return a measured lag as the catalog records it."""
+    newest = lag.newest
+    return LagRecord(
+        job,
+        lag.destination,
+        lag.measured_at,
+        lag.seconds,
+        newest.name if newest else None,
+        newest.stored_at if newest else None,
+        format_lsn(lag.insert_lsn),
+    )
+
+
+def record_wal_lags(context: Context) -> int:
+    """Measure and record the lag of every valid physical job (the daemon's tick, before the watchdog judges it);
+    return how many jobs were measured. A job whose source or archive cannot be reached is logged and skipped:
+    its recorded lag keeps ageing (see LagRecord.seconds_at), which is what the watchdog should see."""
+    measured = 0
+    for name, job in sorted(context.configuration.jobs.items()):
+        if not is_physical(job):
+            continue
+        try:
+            measure_wal_lag(context, job)
+            measured += 1
+        except ReplicaError as error:
+            logger.warning("cannot measure the WAL lag of job '%s': %s", name, error)
+    return measured
+
+
+def wal_status(context: Context, job_name: str) -> dict[str, Any]:
+    """Return `replica wal-status`'s document: the lag of every destination (measured now and recorded) and the
+    chain of each. Raises UsageError, StoreError or StorageError like measure_wal_lag and check_wal_chain."""
+    job, _ = context.job(job_name)
+    lags = measure_wal_lag(context, job)
+    chain = check_wal_chain(context, job)
+    return {
+        "job": job.name,
+        "measured_at": lags[0].measured_at.isoformat() if lags else None,
+        "source_insert_lsn": format_lsn(lags[0].insert_lsn) if lags else None,
+        "destinations": [
+            {
+                "destination": lag.destination,
+                "lag_seconds": lag.seconds,
+                "behind_bytes": lag.behind_bytes,
+                "newest_segment": lag.newest.name if lag.newest else None,
+                "newest_stored_at": lag.newest.stored_at.isoformat() if lag.newest else None,
+                "summary": lag.describe(),
+                "chain": document,
+            }
+            for lag, document in zip(lags, chain_documents(chain.verdicts), strict=True)
+        ],
+        "chain_complete": chain.passed,
+    }
