@@ -196,4 +196,8 @@ def test_point_in_time_restore_brings_back_exactly_the_rows_committed_before_t(d
         verify = deployment.replica("verify", JOB)
         assert_ok(verify)
         assert "[ok  ] integrity" in verify.stdout and "[ok  ] canary" in verify.stdout, verify.stdout
+        # AND it recovered to a random moment after the backup (a canary it wrote first bounds the window), found
+        # nothing committed after it, and listed the destination's WAL chain for gaps
+        assert "[ok  ] point-in-time" in verify.stdout and "recovered to 20" in verify.stdout, verify.stdout
+        assert "[ok  ] wal-chain:primary" in verify.stdout, verify.stdout
         assert not any((deployment.state_dir / "scratch").glob("pgdata-*"))

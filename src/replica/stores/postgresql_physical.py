@@ -157,6 +157,8 @@ class PhysicalPostgresqlStore(PostgresqlStore):
         super().__init__(config)
         self.job_name = job_name
         self.destination: str | None = None
+        # Where a verification's recovery stops (None: the end of the archive); set by `aim_recovery`.
+        self.target_time: datetime | None = None
         self._servers: dict[Path, ScratchServer] = {}
 
     def describe(self) -> str:
@@ -164,6 +166,36 @@ class PhysicalPostgresqlStore(PostgresqlStore):
 
     def restoring_from(self, destination: str) -> None:
         self.destination = destination
+
+    def aim_recovery(self, target_time: datetime | None) -> None:
+        """Make the next verification recover to `target_time` (recovery stops before the first transaction
+        committed at or after it) instead of the end of the archive."""
+        self.target_time = target_time
+
+    def canaries_since(self, since: datetime) -> list[Canary]:
+        """Return the canaries of the live database written at or after `since`, oldest first. Raises StoreError
+        (SourceUnreachable when the server cannot be reached)."""
+        try:
+            with self._connect(self.config.database) as connection:
+                rows = connection.execute(
+                    sql.SQL("SELECT run_id, written_at FROM {} WHERE written_at >= %s ORDER BY written_at").format(
+                        sql.Identifier("public", CANARY_NAME)
+                    ),
+                    (since,),
+                ).fetchall()
+        except psycopg.Error as error:
+            raise StoreError(f"{self.describe()}: cannot read the canaries: {str(error).strip()}") from None
+        return [Canary(int(row[0]), row[1]) for row in rows]
+
+    def switch_wal(self) -> bool:
+        """Ask the live server to close its current WAL segment, so that it is archived now rather than after
+        archive_timeout; return False when the job's user may not (pg_switch_wal needs superuser or a grant)."""
+        try:
+            with self._connect(self.config.database, autocommit=True) as connection:
+                connection.execute("SELECT pg_switch_wal()")
+        except (psycopg.Error, StoreError):
+            return False
+        return True
 
     # Backup ----------------------------------------------------------------------------------------------------
 
@@ -340,11 +372,12 @@ class PhysicalPostgresqlStore(PostgresqlStore):
     ) -> list[CheckOutcome]:
         assert target.path is not None
         try:
-            server = self.recover(target.path, expected, None)
+            server = self.recover(target.path, expected, self.target_time)
             with server.connect(self.config.database) as connection:
                 found = fingerprint_connection(connection)
                 row = connection.execute(
-                    "SELECT system_identifier::text, pg_current_wal_lsn()::text FROM pg_control_system()"
+                    "SELECT system_identifier::text, pg_current_wal_lsn()::text, pg_last_xact_replay_timestamp() "
+                    "FROM pg_control_system()"
                 ).fetchone()
         except (StoreError, psycopg.Error) as error:
             return [
@@ -373,7 +406,32 @@ class PhysicalPostgresqlStore(PostgresqlStore):
             + f"; replayed to {row[1]}"
             + (f", past the backup's end {end_lsn}" if reached else f", NOT to the backup's end {end_lsn}"),
         )
-        return [integrity, fingerprint]
+        return [integrity, fingerprint, self._point_in_time_check(row[2])]
+
+    def _point_in_time_check(self, last_replayed: datetime | None) -> CheckOutcome:
+        """Return the `point-in-time` check: recovery stopped at the target and replayed nothing committed after it.
+
+        PostgreSQL (13 and later) refuses to finish a recovery whose WAL ended before its recovery_target_time: a
+        server that came up did reach the target. The newest transaction it replayed must be older than the target;
+        the canary check then says whether the newest canary before the target is there.
+        """
+        replayed = last_replayed.isoformat() if last_replayed else "none"
+        if self.target_time is None:
+            return CheckOutcome(
+                "point-in-time",
+                True,
+                False,
+                f"recovered to the end of the archive (newest transaction replayed at {replayed}); no point in time "
+                "was chosen (the job writes no canary to prove one)",
+            )
+        beyond = last_replayed is not None and last_replayed >= self.target_time
+        return CheckOutcome(
+            "point-in-time",
+            not beyond,
+            True,
+            f"recovered to {self.target_time.isoformat()}: newest transaction replayed at {replayed}"
+            + (" — AFTER the target" if beyond else ", before the target"),
+        )
 
     def read_canary(self, location: Target) -> Canary | None:
         assert location.path is not None
