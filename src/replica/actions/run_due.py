@@ -12,6 +12,7 @@ from replica.actions.due import ScheduledWork, scheduled_work, work_for
 from replica.actions.locking import process_alive
 from replica.actions.reconcile import Reconciled, reconcile_abandoned
 from replica.actions.scheduled import NOT_DUE, WorkOutcome, run_work
+from replica.actions.wal_lag import record_wal_lags
 from replica.actions.watchdog import WatchEvent, watch_objectives
 from replica.catalog.models import Run
 from replica.catalog.records import utc_now
@@ -70,5 +71,7 @@ def run_due(context: Context) -> RunDueReport:
         outcome = run_work(context, work.job, work.kind, still_due=still_due)
         if outcome.outcome != NOT_DUE:
             report.outcomes.append(outcome)
+    # As the daemon's tick does: the watchdog judges the replication lag measured now.
+    record_wal_lags(context)
     report.watch_events = watch_objectives(context)
     return report
