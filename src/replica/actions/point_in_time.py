@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from replica.actions.context import Context
+from replica.actions.restore import outcome_line
 from replica.actions.restoring import SnapshotRef, restore_snapshot
 from replica.actions.runs import recorded_run
 from replica.catalog.records import CheckOutcome, utc_now
@@ -76,13 +77,8 @@ class PointInTimePlan:
             f"recover to:  {point}, then promote",
             f"target:      {self.target.description} (owned by {self.server_user}, mode 0700)",
         ]
-        if self.refused:
-            lines.append("outcome:     REFUSED: the target holds data (use --force to replace it; it is kept aside)")
-        elif self.target_has_data:
-            lines.append("outcome:     the target's current content will be renamed aside, then replaced")
-        else:
-            lines.append("outcome:     the data directory will be created")
-        return lines
+        created = "the data directory will be created"
+        return [*lines, outcome_line(refused=self.refused, has_data=self.target_has_data, created=created)]
 
 
 @dataclass

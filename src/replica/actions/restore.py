@@ -42,13 +42,16 @@ class RestorePlan:
             f"snapshot:    {self.snapshot_id}",
             f"target:      {self.target.description}",
         ]
-        if self.refused:
-            lines.append("outcome:     REFUSED: the target holds data (use --force to replace it; it is kept aside)")
-        elif self.target_has_data:
-            lines.append("outcome:     the target's current data will be renamed aside, then replaced")
-        else:
-            lines.append("outcome:     the target will be created")
-        return lines
+        return [*lines, outcome_line(refused=self.refused, has_data=self.target_has_data)]
+
+
+def outcome_line(*, refused: bool, has_data: bool, created: str = "the target will be created") -> str:
+    """Return the `outcome:` line of a restore plan: refused, replacing (the current data kept aside) or creating."""
+    if refused:
+        return "outcome:     REFUSED: the target holds data (use --force to replace it; it is kept aside)"
+    if has_data:
+        return "outcome:     the target's current data will be renamed aside, then replaced"
+    return f"outcome:     {created}"
 
 
 @dataclass

@@ -119,9 +119,7 @@ def restore(context: Context, arguments: argparse.Namespace) -> int:
         force=arguments.force,
     )
     if arguments.dry_run:
-        print("dry run, nothing changed:")
-        print("\n".join(f"  {line}" for line in plan.describe()))
-        return USAGE if plan.refused else OK
+        return _print_dry_run(plan.describe(), refused=plan.refused)
     outcome = run_restore(context, plan, expected)
     print(
         f"restored snapshot {plan.snapshot_id} of '{plan.job}' to {plan.target.description} "
@@ -130,6 +128,13 @@ def restore(context: Context, arguments: argparse.Namespace) -> int:
     if outcome.replaced:
         print(f"  the previous data was kept as {outcome.replaced}")
     return OK
+
+
+def _print_dry_run(lines: list[str], *, refused: bool) -> int:
+    """Print a restore's plan; return USAGE when it would be refused, else OK."""
+    print("dry run, nothing changed:")
+    print("\n".join(f"  {line}" for line in lines))
+    return USAGE if refused else OK
 
 
 def _restore_point_in_time(context: Context, arguments: argparse.Namespace) -> int:
@@ -145,9 +150,7 @@ def _restore_point_in_time(context: Context, arguments: argparse.Namespace) -> i
         force=arguments.force,
     )
     if arguments.dry_run:
-        print("dry run, nothing changed:")
-        print("\n".join(f"  {line}" for line in plan.describe()))
-        return USAGE if plan.refused else OK
+        return _print_dry_run(plan.describe(), refused=plan.refused)
     outcome = run_point_in_time(context, plan)
     print(
         f"restored '{plan.job}' from base backup {plan.snapshot_id} to {plan.target.description} "
