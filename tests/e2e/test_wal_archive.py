@@ -147,7 +147,7 @@ def test_an_unreachable_copy_fails_the_push_until_it_is_back_with_nothing_lost_o
         result = deployment.replica("wal-push", "--job", JOB, str(segment))
         # THEN the push fails (PostgreSQL keeps the file and calls again), naming the unreachable destination
         assert result.returncode == 3, result.stderr
-        assert f"{name} not archived" in result.stderr and "unreachable" in result.stderr
+        assert f"{name} not archived on destination 'offsite'" in result.stderr and "unreachable" in result.stderr
         # WHEN the endpoint is back and the server retries
     finally:
         _job(deployment, destinations)

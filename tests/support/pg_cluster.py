@@ -4,7 +4,8 @@ a fresh folder under /tmp, on a free loopback port, with WAL archiving through a
 A PostgreSQL server refuses to run as root, and its archiver runs `replica wal-push` as `postgres`: that user must
 reach the interpreter, the virtualenv, the checkout's sources and the deployment's files. `reachable_by_postgres`
 adds o+x (traverse only, never read or list) to every folder above them that `postgres` cannot traverse, shared by
-the pytest workers, and puts every mode back when the last worker finishes.
+the pytest workers of every run on the machine (two checkouts tested at once share /root), and puts every mode back
+when the last worker of the last run finishes.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def reachable_by_postgres(paths: Iterable[Path]) -> Iterator[None]:
     """Give o+x to every folder of `paths` and their parents that postgres cannot traverse; put the modes back when
     the last pytest worker using this leaves."""
     paths = list(paths)
-    with _workers_state("postgres-traverse") as state:
+    with _workers_state("postgres-traverse", every_run=True) as state:
         changed: dict[str, int] = state.setdefault("changed", {})
         for path in paths:
             for folder in [*reversed(path.parents), path]:
@@ -68,7 +69,7 @@ def reachable_by_postgres(paths: Iterable[Path]) -> Iterator[None]:
     try:
         yield
     finally:
-        with _workers_state("postgres-traverse") as state:
+        with _workers_state("postgres-traverse", every_run=True) as state:
             state["workers"] -= 1
             if state["workers"] == 0:
                 for folder, mode in state.get("changed", {}).items():

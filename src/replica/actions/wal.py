@@ -71,20 +71,21 @@ def push_wal_file(context: Context, job_name: str, path: Path) -> list[PushOutco
     except OSError as error:
         raise UsageError(f"cannot read WAL file {path}: {error.strerror}") from None
     outcomes: list[PushOutcome] = []
-    failures: list[StorageError] = []
+    failures: list[tuple[str, StorageError]] = []
     for destination in job.destinations:
         try:
             result = wal_archive(context, job, destination).push(name, content)
         except StorageError as error:
-            failures.append(error)
+            failures.append((destination.name, error))
             outcomes.append(PushOutcome(destination.name, None, str(error)))
             continue
         outcomes.append(PushOutcome(destination.name, result))
     if failures:
         # The first failure's class decides the exit code (a conflict is not a connectivity problem).
-        first = failures[0]
+        # The destination is named: the server's log shows only this line, and an endpoint alone may not say which.
+        failed, first = failures[0]
         others = f" (and {len(failures) - 1} more destination(s) failed)" if len(failures) > 1 else ""
-        raise type(first)(f"{name} not archived: {first}{others}")
+        raise type(first)(f"{name} not archived on destination '{failed}': {first}{others}")
     return outcomes
 
 
