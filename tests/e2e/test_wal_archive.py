@@ -32,6 +32,13 @@ def _segment(folder: Path, name: str = SEGMENT, seed: bytes = b"a") -> Path:
     return path
 
 
+def _pushed(deployment: Deployment, folder: Path, name: str, seed: bytes) -> Path:
+    """Write a WAL-like file and archive it; return its path."""
+    path = _segment(folder, name, seed)
+    assert_ok(deployment.replica("wal-push", "--job", JOB, str(path)))
+    return path
+
+
 def _objects(deployment: Deployment, bucket: str) -> dict[str, dict[str, Any]]:
     client = deployment.s3.client()
     found = {}
@@ -61,8 +68,8 @@ def test_a_pushed_file_is_sealed_on_every_destination_and_fetched_back_intact(
     for destination in destinations:
         objects = _objects(deployment, destination["bucket"])
         assert objects == before[destination["bucket"]]
-        key = f"{destination['prefix']}/replica/wal/{SEGMENT}"
-        assert list(objects) == [key]
+        key = f"{destination['prefix']}/replica/wal/{JOB}/{SEGMENT}"
+        assert list(objects) == [key, key.replace(SEGMENT, "key.json")]
         stored = deployment.s3.client().get_object(Bucket=destination["bucket"], Key=key)["Body"].read()
         assert MARKER not in stored
         assert objects[key]["size"] < segment.stat().st_size / 2  # compressed
@@ -97,11 +104,10 @@ def test_a_file_missing_or_damaged_on_the_primary_comes_from_the_copy(
     deployment: Deployment, destinations: list[dict[str, Any]], tmp_path: Path
 ) -> None:
     name = "000000010000000000000005"
-    segment = _segment(tmp_path, name, b"fallback")
-    assert_ok(deployment.replica("wal-push", "--job", JOB, str(segment)))
+    segment = _pushed(deployment, tmp_path, name, b"fallback")
     primary, offsite = destinations
     client = deployment.s3.client()
-    primary_key = f"{primary['prefix']}/replica/wal/{name}"
+    primary_key = f"{primary['prefix']}/replica/wal/{JOB}/{name}"
     # GIVEN the primary's object damaged at rest (one byte flipped, its metadata kept)
     stored = client.get_object(Bucket=primary["bucket"], Key=primary_key)
     damaged = bytearray(stored["Body"].read())
@@ -115,7 +121,7 @@ def test_a_file_missing_or_damaged_on_the_primary_comes_from_the_copy(
     assert fetched.read_bytes() == segment.read_bytes()
     assert "taken from 'offsite'" in result.stderr and "damaged" in result.stderr
     # AND with the copy's object gone too, recovery must stop (126), not end early (1); nothing is written
-    client.delete_object(Bucket=offsite["bucket"], Key=f"{offsite['prefix']}/replica/wal/{name}")
+    client.delete_object(Bucket=offsite["bucket"], Key=f"{offsite['prefix']}/replica/wal/{JOB}/{name}")
     fetched.unlink()
     result = deployment.replica("wal-fetch", "--job", JOB, name, str(fetched))
     assert result.returncode == 126, result.stderr
@@ -155,10 +161,61 @@ def test_an_unreachable_copy_fails_the_push_until_it_is_back_with_nothing_lost_o
     # THEN both hold the segment exactly once, and the copy's opens to the same bytes
     for destination in destinations:
         keys = [key for key in _objects(deployment, destination["bucket"]) if key.endswith(name)]
-        assert keys == [f"{destination['prefix']}/replica/wal/{name}"]
+        assert keys == [f"{destination['prefix']}/replica/wal/{JOB}/{name}"]
     fetched = tmp_path / "from-offsite"
     assert_ok(deployment.replica("wal-fetch", "--job", JOB, "--destination", "offsite", name, str(fetched)))
     assert fetched.read_bytes() == segment.read_bytes()
+
+
+def test_a_partial_segment_is_archived_and_a_restore_from_the_copy_alone_works_with_the_primary_down(
+    deployment: Deployment, destinations: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    name = "000000010000000000000008.partial"
+    # WHEN a promoted standby archives the last segment of its old timeline
+    # THEN it is stored (no usage error: the archiver would retry it forever while pg_wal fills up)
+    partial = _pushed(deployment, tmp_path, name, b"partial")
+    primary, offsite = destinations
+    # GIVEN then the primary's endpoint down (nothing listens on its port)
+    _job(deployment, [{**primary, "endpoint_url": f"http://127.0.0.1:{free_port()}"}, offsite])
+    try:
+        # WHEN recovery from the copy asks the copy alone for a file it has
+        fetched = tmp_path / "RECOVERYXLOG"
+        assert_ok(deployment.replica("wal-fetch", "--job", JOB, "--only", "offsite", name, str(fetched)))
+        # THEN it is written
+        assert fetched.read_bytes() == partial.read_bytes()
+        # WHEN it asks for a file the copy does not have (as recovery does first: a future timeline's history)
+        result = deployment.replica("wal-fetch", "--job", JOB, "--only", "offsite", "00000002.history", str(fetched))
+        # THEN exit 1 (recovery goes on), not 126: the copy's answer is final; the unreachable primary is not asked
+        assert (result.returncode, result.stderr) == (1, "")
+    finally:
+        _job(deployment, destinations)
+
+
+def test_two_jobs_sharing_a_repository_archive_apart_each_with_its_own_key(
+    deployment: Deployment, destinations: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    # GIVEN a second physical job on the same destinations (its own cluster: other content under the same names)
+    other = "walarchive2"
+    deployment.write_job(other, {"kind": "postgresql", "database": "test", "mode": "physical"}, destinations)
+    name = "000000010000000000000009"
+    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
+    ours.mkdir()
+    theirs.mkdir()
+    # WHEN both archive a segment of the same name
+    assert_ok(deployment.replica("wal-push", "--job", JOB, str(_segment(ours, name, b"ours"))))
+    assert_ok(deployment.replica("wal-push", "--job", other, str(_segment(theirs, name, b"theirs"))))
+    # THEN neither push was refused as a conflict, the second job's archive gives back its own file, and each
+    # archive (job and destination) has its own wrapped key
+    fetched = tmp_path / "fetched"
+    assert_ok(deployment.replica("wal-fetch", "--job", other, "--only", "offsite", name, str(fetched)))
+    assert fetched.read_bytes() == (theirs / name).read_bytes()
+    client = deployment.s3.client()
+    key_files = {
+        client.get_object(Bucket=d["bucket"], Key=f"{d['prefix']}/replica/wal/{job}/key.json")["Body"].read()
+        for d in destinations
+        for job in (JOB, other)
+    }
+    assert len(key_files) == 4
 
 
 def test_only_wal_files_of_physical_jobs_are_archived(

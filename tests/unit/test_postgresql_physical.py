@@ -16,6 +16,7 @@ from replica.stores.postgresql_physical import (
     conf_string,
     parse_backup_points,
     strip_recovery_settings,
+    wal_fetch_command,
     write_recovery_settings,
 )
 
@@ -66,3 +67,10 @@ def test_commands_run_as_another_user_only_when_root_and_different() -> None:
     assert as_user(["pg_ctl", "start"], None) == ("pg_ctl", "start")
     if os.geteuid() == 0:
         assert as_user(["pg_ctl"], "postgres") == ("runuser", "-u", "postgres", "--", "pg_ctl")
+
+
+def test_the_restore_command_asks_a_named_copy_alone_and_the_primary_first_by_default() -> None:
+    # A restore from (or verification of) a copy must work with the primary down and never borrow its WAL.
+    assert wal_fetch_command("db", "offsite", only=True).endswith("wal-fetch --job db --only offsite %f %p")
+    assert wal_fetch_command("db", "offsite").endswith("wal-fetch --job db --destination offsite %f %p")
+    assert wal_fetch_command("db", None).endswith("wal-fetch --job db %f %p")

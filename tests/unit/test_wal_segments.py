@@ -3,10 +3,15 @@ sealed file opens only under its own name and key."""
 
 from __future__ import annotations
 
+import base64
+import os
+from pathlib import Path
+
 import pytest
 from pydantic import SecretStr
 
-from replica.wal.sealing import SealBroken, content_tag, derive_key, seal, unseal
+from replica.wal import keys
+from replica.wal.sealing import KEY_BYTES, SealBroken, SealingKey, content_tag, seal, unseal
 from replica.wal.segments import (
     DEFAULT_SEGMENT_BYTES,
     Segment,
@@ -57,7 +62,10 @@ def test_archivable_names() -> None:
     assert is_archivable_name("000000010000000000000002")
     assert is_archivable_name("00000002.history")
     assert is_archivable_name("000000010000000000000002.00000028.backup")
-    assert not is_archivable_name("000000010000000000000002.partial")
+    # A promoted standby archives the last segment of its old timeline as `.partial`: refusing it would stop
+    # archiving for good (PostgreSQL retries the same file forever while pg_wal fills up).
+    assert is_archivable_name("000000010000000000000002.partial")
+    assert not is_archivable_name("00000001000000000000000.partial")
     assert not is_archivable_name("../000000010000000000000002")
 
 
@@ -70,8 +78,12 @@ def test_gaps_are_runs_of_missing_numbers_on_any_timeline_with_their_lsn_range()
     assert find_gaps(present, 2, 3, ONE_MIB) == []
 
 
+def random_key() -> SealingKey:
+    return SealingKey(os.urandom(KEY_BYTES), os.urandom(KEY_BYTES))
+
+
 def test_a_sealed_file_opens_only_with_its_key_and_its_own_name() -> None:
-    key = derive_key(SecretStr("correct horse"), "bucket/prefix")
+    key = random_key()
     content = b"wal" * 10000
     sealed = seal(key, "000000010000000000000002", content)
     assert b"walwal" not in sealed
@@ -79,14 +91,66 @@ def test_a_sealed_file_opens_only_with_its_key_and_its_own_name() -> None:
     with pytest.raises(SealBroken, match="authentication failed"):
         unseal(key, "000000010000000000000003", sealed)  # copied under another segment's name
     with pytest.raises(SealBroken, match="authentication failed"):
-        unseal(derive_key(SecretStr("wrong"), "bucket/prefix"), "000000010000000000000002", sealed)
-    with pytest.raises(SealBroken, match="authentication failed"):
-        unseal(derive_key(SecretStr("correct horse"), "other/prefix"), "000000010000000000000002", sealed)
-    assert "correct" not in repr(key)
+        unseal(random_key(), "000000010000000000000002", sealed)
+    assert key.cipher_key.hex() not in repr(key)
 
 
 def test_the_content_tag_tells_the_same_content_from_another() -> None:
-    key = derive_key(SecretStr("pw"), "b")
+    key = random_key()
     assert content_tag(key, "a", b"x") == content_tag(key, "a", b"x")
     assert content_tag(key, "a", b"x") != content_tag(key, "a", b"y")
-    assert content_tag(key, "a", b"x") != content_tag(derive_key(SecretStr("pw2"), "b"), "a", b"x")
+    assert content_tag(key, "a", b"x") != content_tag(random_key(), "a", b"x")
+
+
+@pytest.fixture
+def cheap_scrypt(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Key files at a test's cost (the real N=2^17 costs ~0.5 s a derivation); the refusal of weak ones is tested
+    on its own."""
+    monkeypatch.setattr(keys, "SCRYPT_N", 2**10)
+    monkeypatch.setattr(keys, "MINIMUM_SCRYPT_N", 2**10)
+
+
+@pytest.mark.usefixtures("cheap_scrypt")
+def test_a_key_file_opens_only_with_its_password_and_job_and_holds_no_usable_key_without_them() -> None:
+    content, key = keys.new_key_file(SecretStr("correct horse"), "billing")
+
+    assert keys.open_key_file(content, SecretStr("correct horse"), "billing") == key
+    for secret in (key.cipher_key, key.tag_key):  # the key itself is nowhere in the file, plain or base64
+        assert secret not in content and base64.b64encode(secret) not in content
+    with pytest.raises(keys.KeyFileRefused, match="does not open"):
+        keys.open_key_file(content, SecretStr("wrong"), "billing")
+    with pytest.raises(keys.KeyFileRefused, match="does not open"):
+        keys.open_key_file(content, SecretStr("correct horse"), "other-job")  # copied into another job's folder
+    with pytest.raises(keys.KeyFileRefused, match="not a WAL key file"):
+        keys.open_key_file(b"{}", SecretStr("correct horse"), "billing")
+    # Two archives never share a key, even under one password and job name.
+    assert keys.new_key_file(SecretStr("correct horse"), "billing")[1] != key
+
+
+def test_a_key_file_asking_for_a_weak_derivation_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    # restic's strength, and nothing weaker accepted: whoever can write to the bucket could otherwise plant a key
+    # file that makes the password cheap to guess.
+    assert keys.SCRYPT_N == keys.MINIMUM_SCRYPT_N >= 2**17
+    monkeypatch.setattr(keys, "SCRYPT_N", 2**10)
+    content, _ = keys.new_key_file(SecretStr("pw"), "billing")
+    with pytest.raises(keys.KeyFileRefused, match="weaker than replica's"):
+        keys.open_key_file(content, SecretStr("pw"), "billing")
+
+
+@pytest.mark.usefixtures("cheap_scrypt")
+def test_the_unwrapped_key_is_cached_0600_per_key_file_and_a_broken_cache_is_skipped(tmp_path: Path) -> None:
+    content, key = keys.new_key_file(SecretStr("pw"), "billing")
+    cache = tmp_path / "wal-keys"
+    assert keys.cached_key(cache, content) is None
+
+    keys.cache_key(cache, content, key)
+
+    assert keys.cached_key(cache, content) == key
+    (cached,) = cache.iterdir()
+    assert cached.stat().st_mode & 0o777 == 0o600 and cache.stat().st_mode & 0o777 == 0o700
+    other, _ = keys.new_key_file(SecretStr("pw"), "billing")
+    assert keys.cached_key(cache, other) is None  # a replaced key file is never answered from the cache
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    keys.cache_key(blocked / "wal-keys", content, key)  # cannot be written: skipped, no error
+    assert keys.cached_key(blocked / "wal-keys", content) is None

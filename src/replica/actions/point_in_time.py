@@ -182,7 +182,8 @@ def run_point_in_time(context: Context, plan: PointInTimePlan) -> PointInTimeOut
         run.phase("restore")
         context.progress(f"[1/3] unpacking base backup {plan.snapshot_id} from '{destination.name}' into {path}")
         store.prepare_data_dir(path)
-        store.restoring_from(destination.name)
+        # From a copy, that copy's WAL alone: it must restore with the primary down, and must not borrow from it.
+        store.restoring_from(destination.name, only=destination.name != job.destinations[0].name)
         checks: list[CheckOutcome] = []
         try:
             restored = restore_snapshot(

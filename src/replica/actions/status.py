@@ -181,6 +181,7 @@ def _wal_lag(record: LagRecord | None, now: datetime) -> dict[str, Any] | None:
     return {
         "lag_seconds": record.seconds_at(now),
         "measured_lag_seconds": record.lag_seconds,
+        "lag_is_lower_bound": record.lower_bound,
         "measured_at": record.measured_at.isoformat(),
         "newest_segment": record.newest_segment,
         "newest_stored_at": _iso(record.newest_stored_at),

@@ -252,7 +252,8 @@ def _attempt(
     context.progress(f"restoring snapshot {expected.snapshot_id} into a scratch target")
     rto_started = time.monotonic()
     label = f"{job.name}-{run.run_id}"
-    store.restoring_from(destination.name)
+    # Verifying a copy proves that copy: its WAL alone, never the primary's as a silent fallback.
+    store.restoring_from(destination.name, only=destination.name != job.destinations[0].name)
     with store.scratch_target(context.settings.scratch_path, label) as target:
         # The job's lock keeps its prune out: no restic lock needed.
         proven = restore_and_prove(

@@ -19,7 +19,7 @@ from replica.actions.context import Context
 from replica.config.models import DestinationConfig, JobConfig, PostgresqlStoreConfig
 from replica.errors import ReplicaError, StorageError, UsageError
 from replica.wal.archive import WalArchive
-from replica.wal.sealing import derive_key
+from replica.wal.keys import CACHE_FOLDER
 from replica.wal.segments import is_archivable_name
 
 
@@ -47,8 +47,8 @@ def physical_job(context: Context, job_name: str) -> JobConfig:
 def wal_archive(context: Context, job: JobConfig, destination: DestinationConfig) -> WalArchive:
     """Return the WAL archive of a job at one destination. Raises ConfigError when it has no password."""
     password = context.repository(job, destination).password
-    location = "/".join(part for part in (destination.bucket, destination.prefix) if part)
-    return WalArchive(context.storage(destination), destination, derive_key(password, location))
+    key_cache = context.settings.state_dir / CACHE_FOLDER
+    return WalArchive(context.storage(destination), destination, job.name, password, key_cache)
 
 
 def wal_archives(context: Context, job: JobConfig) -> list[WalArchive]:
@@ -89,21 +89,27 @@ def push_wal_file(context: Context, job_name: str, path: Path) -> list[PushOutco
     return outcomes
 
 
-def fetch_wal_file(context: Context, job_name: str, name: str, path: Path, destination_name: str | None) -> str:
+def fetch_wal_file(
+    context: Context, job_name: str, name: str, path: Path, destination_name: str | None, *, only: bool = False
+) -> str:
     """Write an archived WAL file to `path`; return the name of the destination it came from.
 
-    The named destination (default the primary) is asked first, then the others in the job's order: a file missing
-    or damaged on one is taken from another. Raises WalNotArchived when every destination answered that it has no
-    such file, and the first StorageError (WalDamaged, StorageUnreachable...) when none could deliver it and at least
-    one failed: recovery must then stop rather than end early at a point the archive does go past.
+    By default the named destination (default the primary) is asked first, then the others in the job's order: a
+    file missing or damaged on one is taken from another. Raises WalNotArchived when every destination answered that
+    it has no such file, and the first StorageError (WalDamaged, StorageUnreachable...) when none could deliver it
+    and at least one failed: recovery must then stop rather than end early at a point the archive does go past.
+
+    With `only`, the named destination alone is asked and its answer is final (a restore from, or a verification
+    of, that copy: it must not need, nor silently use, another destination): WalNotArchived when it has no such
+    file, its StorageError when it cannot deliver it.
     """
     job = physical_job(context, job_name)
     if not is_archivable_name(name):
         raise UsageError(f"'{name}' is not a WAL segment, timeline history or backup history file name")
     first = context.destination(job, destination_name)
-    order = [first, *(destination for destination in job.destinations if destination.name != first.name)]
+    others = [] if only else [destination for destination in job.destinations if destination.name != first.name]
     failures: list[StorageError] = []
-    for destination in order:
+    for destination in [first, *others]:
         try:
             content = wal_archive(context, job, destination).fetch(name)
         except StorageError as error:
@@ -116,7 +122,8 @@ def fetch_wal_file(context: Context, job_name: str, name: str, path: Path, desti
             return destination.name
     if failures:
         raise failures[0]
-    raise WalNotArchived(f"{name} is not archived on any destination of job '{job.name}'")
+    where = f"destination '{first.name}'" if only else "any destination"
+    raise WalNotArchived(f"{name} is not archived on {where} of job '{job.name}'")
 
 
 def _write_atomically(path: Path, content: bytes) -> None:

@@ -21,17 +21,20 @@ from replica.actions.wal import physical_job, wal_archives
 from replica.catalog.latest import WAL_VERIFY_KIND
 from replica.catalog.records import CheckOutcome
 from replica.config.models import JobConfig, PostgresqlStoreConfig
-from replica.errors import CatalogError, RepositoryCorrupt
-from replica.wal.archive import StoredWal
+from replica.errors import CatalogError, RepositoryCorrupt, WalDamaged
+from replica.wal.archive import WalArchive
 from replica.wal.chain import (
     GAPS,
     BaseBackupStart,
     ChainGap,
     ChainVerdict,
+    TimelineHistory,
     base_backup_start,
     judge_chain,
     last_needed_segment,
+    newest_history_name,
     oldest_start,
+    parse_timeline_history,
 )
 from replica.wal.segments import format_lsn
 
@@ -81,12 +84,18 @@ def retained_base_backups(context: Context, job: JobConfig, destination: str) ->
     return starts
 
 
-def archived_files(context: Context, job: JobConfig) -> dict[str, list[StoredWal]]:
-    """Return the files archived in every destination's WAL archive, in name order. Raises StorageError."""
-    return {
-        destination.name: list(archive.stored())
-        for destination, archive in zip(job.destinations, wal_archives(context, job), strict=True)
-    }
+def timeline_history(archive: WalArchive, names: list[str]) -> TimelineHistory:
+    """Return the newest timeline history archived among `names` (fetched and opened: a few bytes), or timeline 1
+    with no switch when none is archived (a cluster never promoted). Raises WalDamaged when it does not open or
+    read, StorageError when it cannot be fetched."""
+    name = newest_history_name(names)
+    content = archive.fetch(name) if name is not None else None
+    if name is None or content is None:
+        return TimelineHistory(1)
+    try:
+        return parse_timeline_history(name, content.decode())
+    except (UnicodeDecodeError, ValueError) as error:
+        raise WalDamaged(f"{archive.describe()}: {name} cannot be read: {error}") from None
 
 
 def check_wal_chain(context: Context, job: JobConfig) -> WalChainCheck:
@@ -98,13 +107,15 @@ def check_wal_chain(context: Context, job: JobConfig) -> WalChainCheck:
     physical_job(context, job.name)
     started = time.monotonic()
     retained = {d.name: retained_base_backups(context, job, d.name) for d in job.destinations}
-    files = archived_files(context, job)
-    names = {destination: [stored.name for stored in listed] for destination, listed in files.items()}
+    pairs = list(zip(job.destinations, wal_archives(context, job), strict=True))
+    names = {destination.name: [stored.name for stored in archive.stored()] for destination, archive in pairs}
     check = WalChainCheck(job.name)
-    check.verdicts = [
-        judge_chain(d.name, oldest_start(retained[d.name]), names, last_needed_segment(retained[d.name]))
-        for d in job.destinations
-    ]
+    for destination, archive in pairs:
+        here = retained[destination.name]
+        history = timeline_history(archive, names[destination.name])
+        check.verdicts.append(
+            judge_chain(destination.name, oldest_start(here), names, last_needed_segment(here), history)
+        )
     check.seconds = time.monotonic() - started
     return check
 

@@ -11,28 +11,59 @@ from typing import Any
 
 from replica.actions.context import Context
 from replica.actions.wal import physical_job, wal_archives
-from replica.actions.wal_chain import chain_documents, check_wal_chain, is_physical
+from replica.actions.wal_chain import chain_documents, check_wal_chain, is_physical, retained_base_backups
 from replica.catalog.records import utc_now
 from replica.catalog.wal_lags import LagRecord
 from replica.config.models import JobConfig, PostgresqlStoreConfig
 from replica.errors import ReplicaError
 from replica.wal.archive import WalArchive
-from replica.wal.lag import Lag, NewestSegment, WalPosition, listing_start, measure_lag, newest_segment
-from replica.wal.segments import format_lsn
+from replica.wal.lag import (
+    Lag,
+    NewestSegment,
+    PositionSample,
+    WalPosition,
+    listing_start,
+    measure_lag,
+    newest_segment,
+)
+from replica.wal.segments import format_lsn, parse_lsn, parse_segment_name
 
 logger = logging.getLogger(__name__)
 
 
-def newest_archived(archive: WalArchive, position: WalPosition) -> NewestSegment | None:
+def newest_archived(
+    archive: WalArchive, position: WalPosition, previous: LagRecord | None = None
+) -> NewestSegment | None:
     """Return the newest segment in an archive, listing only the names after a segment shortly before the current
-    one; when none is there (an archive far behind, or one on an older timeline), the whole archive. Raises
-    StorageError."""
+    one; when none is there (an archive far behind, or one on an older timeline), only the names after the newest
+    segment the previous measurement found (`previous`, that segment kept when nothing is newer): a tick must not
+    list a whole archive every minute. Only with no previous finding, the whole archive. Raises StorageError."""
+    size = position.segment_bytes
     start = listing_start(position)
     if start is not None:
-        recent = newest_segment(((s.name, s.stored_at) for s in archive.stored(start)), position.segment_bytes)
+        recent = newest_segment(((s.name, s.stored_at) for s in archive.stored(start)), size)
         if recent is not None:
             return recent
-    return newest_segment(((s.name, s.stored_at) for s in archive.stored()), position.segment_bytes)
+    known = _previously_found(previous, size)
+    if known is not None:
+        later = newest_segment(((s.name, s.stored_at) for s in archive.stored(known.name)), size)
+        newer = later is not None and (later.segment.number, later.segment.timeline) > (
+            known.segment.number,
+            known.segment.timeline,
+        )
+        return later if later is not None and newer else known
+    return newest_segment(((s.name, s.stored_at) for s in archive.stored()), size)
+
+
+def _previously_found(previous: LagRecord | None, segment_bytes: int) -> NewestSegment | None:
+    """Return the newest segment a previous measurement recorded (None: none, or not a segment of this size)."""
+    if previous is None or previous.newest_segment is None or previous.newest_stored_at is None:
+        return None
+    try:
+        segment = parse_segment_name(previous.newest_segment, segment_bytes)
+    except ValueError:  # the cluster's segment size changed: list everything once
+        return None
+    return NewestSegment(previous.newest_segment, segment, previous.newest_stored_at)
 
 
 def measure_wal_lag(context: Context, job: JobConfig, now: datetime | None = None) -> list[Lag]:
@@ -46,12 +77,19 @@ def measure_wal_lag(context: Context, job: JobConfig, now: datetime | None = Non
     store = physical_job(context, job.name).store
     assert isinstance(store, PostgresqlStoreConfig)  # physical_job made sure
     # The position first: a segment archived after it was read can only make the lag look larger, never smaller.
+    measured_at = now or utc_now()
     position = read_wal_position(store)
+    catalog = context.catalog.wal_lags
+    previous = catalog.latest([job.name]).get(job.name, {})
+    catalog.add_position(job.name, measured_at, format_lsn(position.insert_lsn))
+    samples = [PositionSample(at, parse_lsn(lsn)) for at, lsn in catalog.positions(job.name)]
     lags = []
     for destination, archive in zip(job.destinations, wal_archives(context, job), strict=True):
-        newest = newest_archived(archive, position)
-        lags.append(measure_lag(destination.name, position, newest, now or utc_now()))
-    context.catalog.wal_lags.record([lag_record(job.name, lag) for lag in lags])
+        newest = newest_archived(archive, position, previous.get(destination.name))
+        # With nothing archived, the lag counts only once a base backup exists: before, nothing needs the log.
+        needed = newest is not None or bool(retained_base_backups(context, job, destination.name))
+        lags.append(measure_lag(destination.name, position, newest, samples, measured_at, needed=needed))
+    catalog.record([lag_record(job.name, lag) for lag in lags])
     return lags
 
 
@@ -66,6 +104,7 @@ def lag_record(job: str, lag: Lag) -> LagRecord:
         newest.name if newest else None,
         newest.stored_at if newest else None,
         format_lsn(lag.insert_lsn),
+        lag.lower_bound,
     )
 
 
@@ -104,6 +143,7 @@ def wal_status(context: Context, job_name: str) -> dict[str, Any]:
             {
                 "destination": lag.destination,
                 "lag_seconds": lag.seconds,
+                "lag_is_lower_bound": lag.lower_bound,
                 "behind_bytes": lag.behind_bytes,
                 "newest_segment": lag.newest.name if lag.newest else None,
                 "newest_stored_at": lag.newest.stored_at.isoformat() if lag.newest else None,

@@ -151,6 +151,9 @@ def _watch_facts(
         open_objectives=frozenset(open_breaches),
         # Recorded by each measurement (the daemon's tick, `wal-status`) and aged by status to `now`.
         wal_lags={d["name"]: d["wal_lag"]["lag_seconds"] for d in status["destinations"] if d.get("wal_lag")},
+        wal_lag_lower_bounds=frozenset(
+            d["name"] for d in status["destinations"] if d.get("wal_lag") and d["wal_lag"].get("lag_is_lower_bound")
+        ),
     )
 
 

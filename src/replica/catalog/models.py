@@ -274,7 +274,22 @@ class WalLag(Base):
     job: Mapped[str] = mapped_column(String(64), primary_key=True)
     destination: Mapped[str] = mapped_column(String(64), primary_key=True)
     measured_at: Mapped[datetime]
-    lag_seconds: Mapped[float | None] = mapped_column(Float, default=None)  # None: nothing archived there
+    lag_seconds: Mapped[float | None] = mapped_column(Float, default=None)  # None: nothing archived, no base backup
+    # True: no recorded source position is old enough to bound the lag; it is at least lag_seconds.
+    lag_is_lower_bound: Mapped[bool] = mapped_column(Boolean, default=False)
     newest_segment: Mapped[str | None] = mapped_column(String(64), default=None)
     newest_stored_at: Mapped[datetime | None] = mapped_column(default=None)
     insert_lsn: Mapped[str] = mapped_column(String(32))  # the source's position the lag was measured against
+
+
+class WalPositionSample(Base):
+    """The source's insert LSN of a physical job as read at `measured_at` (the newest ~1,000 per job are kept): the
+    lag of a destination is the time since the source had written no more than that destination holds."""
+
+    __tablename__ = "wal_positions"
+    __table_args__ = (Index("ix_wal_positions_job_measured_at", "job", "measured_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job: Mapped[str] = mapped_column(String(64))
+    measured_at: Mapped[datetime]
+    insert_lsn: Mapped[str] = mapped_column(String(32))

@@ -1,5 +1,6 @@
 """The last measured replication lag of each physical job's WAL archive, per destination: written by each
-measurement (`replica wal-status`, the daemon's tick), read by `status`, the metrics and the watchdog.
+measurement (`replica wal-status`, the daemon's tick), read by `status`, the metrics and the watchdog; and the
+source positions of the recent measurements, from which the lag is computed (see `replica.wal.lag`).
 
 Not a run: measured every minute, it would bury the run history and bump the job's status revision each time.
 """
@@ -13,12 +14,17 @@ from datetime import datetime
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from replica.catalog.models import WalLag
+from replica.catalog.models import WalLag, WalPositionSample
+
+# How many source positions are kept per job: at one measurement a minute, the last ~16 hours. A lag older than
+# the oldest is reported as at least that old.
+POSITIONS_KEPT = 1000
 
 
 @dataclass(frozen=True)
 class LagRecord:
-    """One destination's lag as measured at `measured_at` (seconds None: nothing archived there)."""
+    """One destination's lag as measured at `measured_at` (seconds None: nothing archived there and no base backup
+    to need it; `lower_bound`: the lag is at least that, no recorded position being old enough to bound it)."""
 
     job: str
     destination: str
@@ -27,6 +33,7 @@ class LagRecord:
     newest_segment: str | None
     newest_stored_at: datetime | None
     insert_lsn: str
+    lower_bound: bool = False
 
     def seconds_at(self, now: datetime) -> float | None:
         """Return the lag as an upper bound at `now`: the measured lag plus the time since it was measured (data
@@ -58,8 +65,36 @@ class WalLags:
                         newest_segment=record.newest_segment,
                         newest_stored_at=record.newest_stored_at,
                         insert_lsn=record.insert_lsn,
+                        lag_is_lower_bound=record.lower_bound,
                     )
                 )
+
+    def add_position(self, job: str, measured_at: datetime, insert_lsn: str, kept: int = POSITIONS_KEPT) -> None:
+        """Record the source's insert LSN (`X/Y`) as read at `measured_at`, keeping the newest `kept` of the job."""
+        with self._sessions.begin() as session:
+            session.add(WalPositionSample(job=job, measured_at=measured_at, insert_lsn=insert_lsn))
+            session.flush()
+            oldest_kept = session.scalar(
+                select(WalPositionSample.id)
+                .where(WalPositionSample.job == job)
+                .order_by(WalPositionSample.measured_at.desc(), WalPositionSample.id.desc())
+                .offset(kept - 1)
+                .limit(1)
+            )
+            if oldest_kept is not None:
+                session.execute(
+                    delete(WalPositionSample).where(WalPositionSample.job == job, WalPositionSample.id < oldest_kept)
+                )
+
+    def positions(self, job: str) -> list[tuple[datetime, str]]:
+        """Return the recorded (measured at, insert LSN `X/Y`) of a job, oldest first."""
+        query = (
+            select(WalPositionSample.measured_at, WalPositionSample.insert_lsn)
+            .where(WalPositionSample.job == job)
+            .order_by(WalPositionSample.measured_at, WalPositionSample.id)
+        )
+        with self._sessions() as session:
+            return [(row.measured_at, row.insert_lsn) for row in session.execute(query)]
 
     def latest(self, jobs: Sequence[str] | None = None) -> dict[str, dict[str, LagRecord]]:
         """Return the recorded lags by job and destination (of every job when `jobs` is None)."""
@@ -77,5 +112,6 @@ class WalLags:
                     row.newest_segment,
                     row.newest_stored_at,
                     row.insert_lsn,
+                    row.lag_is_lower_bound,
                 )
         return result

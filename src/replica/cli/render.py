@@ -37,6 +37,13 @@ def object_lock(state: dict[str, Any]) -> str:
     return f"locked {state['mode']} {retention}"
 
 
+def wal_lag(lag: dict[str, Any]) -> str:
+    """Return a destination's recorded WAL lag: `12s`, `at least 3h0m` (a lower bound), `-` (nothing to judge)."""
+    if lag["lag_seconds"] is None:
+        return "-"
+    return ("at least " if lag.get("lag_is_lower_bound") else "") + format_duration(lag["lag_seconds"])
+
+
 def forecast_note(job: dict[str, Any]) -> str:
     """Return the earliest RTO forecast breach of a job's destinations as ` (over ~2027-01-03)`, `?` after a
     low-confidence date, ` (over now)` when the fit says it already is; "" when none is forecast."""
@@ -64,7 +71,7 @@ def status_table(document: dict[str, Any]) -> str:
                 f"{d['name']}: {d['newest_verified_snapshot'] or 'none'}"
                 + (f" ({age(d['newest_verified_at'], now)})" if d["newest_verified_at"] else "")
                 + (f" [{object_lock(d['object_lock'])}]" if d.get("object_lock") else "")
-                + (f" WAL lag {format_duration(d['wal_lag']['lag_seconds'])}" if d.get("wal_lag") else "")
+                + (f" WAL lag {wal_lag(d['wal_lag'])}" if d.get("wal_lag") else "")
                 for d in job["destinations"]
             ]
         )

@@ -39,7 +39,13 @@ def add_wal_parsers(sub: Any) -> None:
     )
     fetch.set_defaults(handler=wal_fetch)
     fetch.add_argument("--job", required=True, help="the physical PostgreSQL job")
-    fetch.add_argument("--destination", help="destination asked first (default: the primary); the others follow")
+    ask = fetch.add_mutually_exclusive_group()
+    ask.add_argument("--destination", help="destination asked first (default: the primary); the others follow")
+    ask.add_argument(
+        "--only",
+        metavar="DESTINATION",
+        help="ask this destination alone, its answer final (a restore from it or a verification of it)",
+    )
     fetch.add_argument("name", help="the WAL file's name (%%f)")
     fetch.add_argument("path", type=Path, help="where to write it (%%p)")
 
@@ -57,7 +63,9 @@ def wal_fetch(context: Context, arguments: argparse.Namespace) -> int:
     from replica.actions.wal import WalNotArchived, fetch_wal_file
 
     try:
-        fetch_wal_file(context, arguments.job, arguments.name, arguments.path, arguments.destination)
+        only = arguments.only is not None
+        destination = arguments.only if only else arguments.destination
+        fetch_wal_file(context, arguments.job, arguments.name, arguments.path, destination, only=only)
     except WalNotArchived:
         # Asked for routinely (the next segment past the end, a future timeline's history): no message.
         return FAILED

@@ -71,7 +71,9 @@ def wal_status(context: Context, arguments: argparse.Namespace) -> int:
         rows = [
             [
                 d["destination"],
-                "-" if d["lag_seconds"] is None else f"{d['lag_seconds']:.0f} s",
+                "-"
+                if d["lag_seconds"] is None
+                else ("at least " if d["lag_is_lower_bound"] else "") + f"{d['lag_seconds']:.0f} s",
                 d["newest_segment"] or "-",
                 d["chain"]["state"],
             ]

@@ -30,8 +30,10 @@ class WatchFacts:
     first_run_at: datetime | None  # when the job's first recorded run started: None means never attempted
     last_rto_seconds: float | None  # the RTO measured by the newest verification that measured one
     open_objectives: Collection[str] = ()  # objectives ('rpo', 'rto', 'wal_lag') with a breach open now
-    # A physical job's WAL lag of each destination as an upper bound at the time judged (None: nothing archived).
+    # A physical job's WAL lag of each destination as an upper bound at the time judged (None: nothing archived,
+    # no base backup yet), or as a lower bound for the destinations in `wal_lag_lower_bounds` ("at least").
     wal_lags: Mapping[str, float | None] = field(default_factory=dict)
+    wal_lag_lower_bounds: Collection[str] = ()
 
 
 @dataclass(frozen=True)
@@ -119,8 +121,9 @@ def _judge_rpo(facts: WatchFacts, objectives: Objectives, now: datetime) -> _Jud
 
 def _judge_wal_lag(facts: WatchFacts, objectives: Objectives) -> _Judgement | None:
     """Judge the worst destination's WAL lag against the RPO: every destination is meant to hold the log, and one
-    falling behind is a copy that would lose data. A destination with nothing archived has no lag to judge (its
-    missing chain is `wal-verify`'s finding); no recorded lag at all: nothing to judge."""
+    falling behind is a copy that would lose data. A destination with nothing archived has a lag too once a base
+    backup needs its log (at least the age of the oldest recorded source position); None (nothing archived, no
+    base backup) or no recorded lag at all: nothing to judge."""
     measured = [(name, lag) for name, lag in facts.wal_lags.items() if lag is not None]
     if not measured:
         return None
@@ -128,7 +131,8 @@ def _judge_wal_lag(facts: WatchFacts, objectives: Objectives) -> _Judgement | No
     prefix = f"job '{facts.job}': WAL lag"
     destination, worst = max(measured, key=lambda item: item[1])
     verb = "exceeds" if worst > limit else "within"
-    detail = f"{prefix} {format_duration(worst)} {verb} RPO {format_duration(limit)}: worst destination '{destination}'"
+    amount = ("at least " if destination in facts.wal_lag_lower_bounds else "") + format_duration(worst)
+    detail = f"{prefix} {amount} {verb} RPO {format_duration(limit)}: worst destination '{destination}'"
     return WAL_LAG, worst > limit, worst, detail
 
 

@@ -212,10 +212,10 @@ class Store(ABC):
         """Move verified data from `staged` to `final`; an existing final is renamed with the suffix, never
         deleted. Returns a description of where the replaced data went, or None."""
 
-    def restoring_from(self, destination: str) -> None:
+    def restoring_from(self, destination: str, *, only: bool = False) -> None:
         """Be told which destination the next restore reads (before `scratch_target`): a store whose restore reads
-        more than the snapshot (the WAL of a physical PostgreSQL backup) reads that destination's copy too. The
-        default ignores it."""
+        more than the snapshot (the WAL of a physical PostgreSQL backup) reads that destination's copy too, and with
+        `only` that copy alone (no fallback on the others). The default ignores it."""
         return None
 
     def restored_values(self, location: Target, kind: str, query: str) -> set[str]:

@@ -67,11 +67,12 @@ def conf_string(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
-def wal_fetch_command(job: str, destination: str | None) -> str:
-    """Return the `restore_command` that fetches WAL of `job` from `destination` first (None: the primary first)
-    with this very replica."""
+def wal_fetch_command(job: str, destination: str | None, *, only: bool = False) -> str:
+    """Return the `restore_command` that fetches WAL of `job` with this very replica: from `destination` first
+    (None: the primary first), the others as fallback; with `only`, from `destination` alone, its answer final."""
     argv = [sys.executable, "-m", "replica", "wal-fetch", "--job", job]
-    argv += ["--destination", destination] if destination is not None else []
+    if destination is not None:
+        argv += ["--only" if only else "--destination", destination]
     return f"{shlex.join(argv)} %f %p"
 
 
@@ -157,6 +158,7 @@ class PhysicalPostgresqlStore(PostgresqlStore):
         super().__init__(config)
         self.job_name = job_name
         self.destination: str | None = None
+        self.destination_only = False
         # Where a verification's recovery stops (None: the end of the archive); set by `aim_recovery`.
         self.target_time: datetime | None = None
         self._servers: dict[Path, ScratchServer] = {}
@@ -164,8 +166,9 @@ class PhysicalPostgresqlStore(PostgresqlStore):
     def describe(self) -> str:
         return f"postgresql cluster on {self.config.host}:{self.config.port} (physical)"
 
-    def restoring_from(self, destination: str) -> None:
+    def restoring_from(self, destination: str, *, only: bool = False) -> None:
         self.destination = destination
+        self.destination_only = only
 
     def aim_recovery(self, target_time: datetime | None) -> None:
         """Make the next verification recover to `target_time` (recovery stops before the first transaction
@@ -336,7 +339,7 @@ class PhysicalPostgresqlStore(PostgresqlStore):
         write_recovery_settings(
             data_dir,
             self.config.server_user,
-            wal_fetch_command(self.job_name, self.destination),
+            wal_fetch_command(self.job_name, self.destination, only=self.destination_only),
             target_time,
         )
         bin_dir = server_bin_dir(self.config.bin_dir, fingerprint.get("server_version_num"))

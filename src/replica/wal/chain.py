@@ -2,8 +2,10 @@
 destination holds what it lacks, and which archived files retention may delete. Pure: names in, verdicts out.
 
 A chain starts at the segment holding the start LSN of the oldest retained base backup (restoring that backup
-replays the log from there) and ends at the newest segment archived in that destination. Segments are judged by
-number alone (see `segments.find_gaps`); timeline history files and backup history files are never part of it.
+replays the log from there) and ends at the newest segment archived in that destination. Each segment number must
+be there on the timeline a restore follows at that LSN: the newest timeline history file of the archive
+(`TimelineHistory`) says which (a segment of an old primary still archiving on timeline 1 after the switch to
+timeline 2 fills no hole). Timeline history files, backup history files and partial segments are never part of it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from dataclasses import dataclass, field
 
 from replica.wal.segments import (
     BACKUP_HISTORY_NAME,
+    HISTORY_NAME,
+    PARTIAL_NAME,
     SEGMENT_NAME,
     Gap,
     Segment,
@@ -73,15 +77,58 @@ def oldest_start(starts: Iterable[BaseBackupStart]) -> BaseBackupStart | None:
     return min(starts, key=lambda start: start.start_lsn, default=None)
 
 
-def segment_numbers(names: Iterable[str], segment_bytes: int) -> set[int]:
-    """Return the numbers of the segments among archived file names (history files and other names skipped)."""
+@dataclass(frozen=True)
+class TimelineHistory:
+    """The timelines a restore follows to `timeline`: each earlier one with the LSN where it was switched from
+    (PostgreSQL's `TLI.history`: one line `parentTLI switchpoint reason` per ancestor, oldest first)."""
+
+    timeline: int
+    switches: tuple[tuple[int, int], ...] = ()  # (parent timeline, switch point LSN), oldest first
+
+    def timeline_of(self, number: int, segment_bytes: int) -> int:
+        """Return the timeline whose copy of segment `number` a restore reads: the one current at the segment's
+        last byte (the segment holding a switch point exists on both; the new timeline's copy carries on)."""
+        last_byte = (number + 1) * segment_bytes - 1
+        for parent, switch_lsn in self.switches:
+            if last_byte < switch_lsn:
+                return parent
+        return self.timeline
+
+
+def parse_timeline_history(name: str, text: str) -> TimelineHistory:
+    """Return the history in a timeline history file `NNNNNNNN.history`. Raises ValueError naming the file when a
+    line is not `parentTLI switchpoint reason`."""
+    if not HISTORY_NAME.fullmatch(name):
+        raise ValueError(f"'{name}' is not a timeline history file name")
+    switches = []
+    for number, line in enumerate(text.splitlines(), 1):
+        fields = line.split(None, 2)
+        if not fields or fields[0].startswith("#"):
+            continue
+        try:
+            switches.append((int(fields[0]), parse_lsn(fields[1])))
+        except (ValueError, IndexError):
+            raise ValueError(f"{name}, line {number}: not 'parentTLI switchpoint reason': {line.strip()!r}") from None
+    return TimelineHistory(int(name[:8], 16), tuple(switches))
+
+
+def newest_history_name(names: Iterable[str]) -> str | None:
+    """Return the timeline history file of the highest timeline among archived names (None: none archived)."""
+    return max((name for name in names if HISTORY_NAME.fullmatch(name)), default=None)
+
+
+def segment_numbers(names: Iterable[str], segment_bytes: int, history: TimelineHistory | None = None) -> set[int]:
+    """Return the numbers of the segments among archived file names (history files and other names skipped), of
+    only those on the timeline `history` says a restore reads them from (any timeline when None)."""
     numbers = set()
     for name in names:
         if SEGMENT_NAME.fullmatch(name):
             try:
-                numbers.add(parse_segment_name(name, segment_bytes).number)
+                segment = parse_segment_name(name, segment_bytes)
             except ValueError:  # a name that cannot be a segment of this size is no part of the chain
                 continue
+            if history is None or segment.timeline == history.timeline_of(segment.number, segment_bytes):
+                numbers.add(segment.number)
     return numbers
 
 
@@ -153,17 +200,19 @@ def judge_chain(
     start: BaseBackupStart | None,
     archived: Mapping[str, Iterable[str]],
     needed_until: int | None = None,
+    history: TimelineHistory | None = None,
 ) -> ChainVerdict:
     """Return the chain of `destination` from the base backup `start` to its newest archived segment, or to segment
     `needed_until` (where the newest base backup ends, see last_needed_segment) when that is later.
 
     `archived` holds the archived file names of every destination of the job (this one included): each gap names
-    the other destinations that still hold its segments, whole or in part.
+    the other destinations that still hold its segments, whole or in part. `history` is the destination's newest
+    timeline history: only a segment on the timeline it says counts (None: any timeline's copy of a number).
     """
     if start is None:
         return ChainVerdict(destination, NO_BASE_BACKUP, None, None, None, 0)
     size = start.segment_bytes
-    numbers = {name: segment_numbers(names, size) for name, names in archived.items()}
+    numbers = {name: segment_numbers(names, size, history) for name, names in archived.items()}
     own = numbers.get(destination, set())
     first = start.segment.number
     last = max([number for number in (max(own, default=None), needed_until) if number is not None], default=None)
@@ -196,16 +245,16 @@ def held_runs(held: set[int], first: int, last: int, segment_bytes: int) -> list
 
 
 def expired_names(names: Iterable[str], keep_from: Segment, segment_bytes: int) -> list[str]:
-    """Return the archived segments and backup history files older than `keep_from` (the start segment of the
-    oldest retained base backup), in name order: what retention may delete.
+    """Return the archived segments, partial segments and backup history files older than `keep_from` (the start
+    segment of the oldest retained base backup), in name order: what retention may delete.
 
     Timeline history files are always kept (a restore reads them to follow a timeline switch, and they are tiny);
     so is any name replica cannot place, and everything from `keep_from` on.
     """
     expired = []
     for name in names:
-        if SEGMENT_NAME.fullmatch(name) or BACKUP_HISTORY_NAME.fullmatch(name):
-            segment_name = name[:24]  # a backup history file is named after the segment its backup started in
+        if any(pattern.fullmatch(name) for pattern in (SEGMENT_NAME, PARTIAL_NAME, BACKUP_HISTORY_NAME)):
+            segment_name = name[:24]  # backup history and partial files are named after their segment
         else:
             continue
         try:

@@ -1,17 +1,22 @@
 """Replication lag of a WAL archive ("RPO in seconds"). Pure.
 
 Definition: a destination's lag is an upper bound, in seconds, on how much committed data a restore from that
-destination would lose if the source were lost now. The source has written the log up to its insert LSN; the
-destination durably holds every segment up to its newest archived one. When the source has written nothing past
-the end of that segment, nothing is missing and the lag is 0. Otherwise the log past it was written after that
-segment was stored (a segment is archived only once it is complete), so the data only the source has is at most
-`now - stored time of the newest segment` old: that is the lag. A destination with no segment has no lag to
-measure (None): everything written since the base backup is at risk, which the chain check reports.
+destination would lose if the source were lost now. The destination durably holds the log up to the end of its
+newest archived segment (its "durable end"). When the source's insert LSN is within that (the next segment's page
+header aside), nothing is missing and the lag is 0. Otherwise the data at risk is the log past the durable end, and
+it was written after the last moment the source's insert LSN was still at or before the durable end: the lag is
+the time since the newest recorded source position (`PositionSample`, one per measurement) that was. The stored
+time of the newest segment says nothing here: an archiver 200 segments behind stores segment N now, while N+1..N+200
+were written long before.
+
+When no recorded position is that old (the positions kept do not reach back far enough, or the destination holds
+nothing at all), the lag is at least the age of the oldest recorded position: reported so, and marked as a lower
+bound (`Lag.lower_bound`). With nothing archived and no base backup to need it, there is no lag (None).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -49,8 +54,17 @@ class NewestSegment:
 
 
 @dataclass(frozen=True)
+class PositionSample:
+    """The source's insert LSN as read at `measured_at` (one per measurement, the recent ones kept)."""
+
+    measured_at: datetime
+    insert_lsn: int
+
+
+@dataclass(frozen=True)
 class Lag:
-    """A destination's lag at `measured_at`: seconds (None: nothing archived) and the bytes written past it."""
+    """A destination's lag at `measured_at`: seconds (None: nothing archived, nothing needed), whether it is only a
+    lower bound, and the bytes written past what the destination holds (None: nothing archived)."""
 
     destination: str
     measured_at: datetime
@@ -58,14 +72,18 @@ class Lag:
     behind_bytes: int | None
     insert_lsn: int
     newest: NewestSegment | None
+    lower_bound: bool = False
 
     def describe(self) -> str:
         """Return one line: `'primary': lag 0 s (newest segment ..., source at 0/3000028)`."""
         where = f"source at {format_lsn(self.insert_lsn)}"
-        if self.newest is None or self.seconds is None:
-            return f"'{self.destination}': no WAL segment archived ({where})"
+        amount = f"at least {self.seconds:.0f} s" if self.lower_bound else f"{self.seconds:.0f} s"
+        if self.newest is None:
+            if self.seconds is None:
+                return f"'{self.destination}': no WAL segment archived ({where})"
+            return f"'{self.destination}': lag {amount}: no WAL segment archived ({where})"
         return (
-            f"'{self.destination}': lag {self.seconds:.0f} s (newest segment {self.newest.name} stored "
+            f"'{self.destination}': lag {amount} (newest segment {self.newest.name} stored "
             f"{self.newest.stored_at.isoformat(timespec='seconds')}, {self.behind_bytes} bytes behind, {where})"
         )
 
@@ -95,13 +113,38 @@ def newest_segment(stored: Iterable[tuple[str, datetime]], segment_bytes: int) -
     return newest
 
 
-def measure_lag(destination: str, position: WalPosition, newest: NewestSegment | None, now: datetime) -> Lag:
-    """Return the lag of a destination whose newest archived segment is `newest` (see the module's definition)."""
+def measure_lag(
+    destination: str,
+    position: WalPosition,
+    newest: NewestSegment | None,
+    samples: Sequence[PositionSample],
+    now: datetime,
+    *,
+    needed: bool = True,
+) -> Lag:
+    """Return the lag of a destination whose newest archived segment is `newest`, from the recorded source
+    positions `samples` (this measurement's among them; see the module's definition). `needed`: whether anything
+    needs the log yet (a base backup exists); a destination with nothing archived and nothing needed has no lag."""
     if newest is None:
-        return Lag(destination, now, None, None, position.insert_lsn, None)
-    durable_end = newest.segment.end_lsn(position.segment_bytes)
-    behind = max(position.insert_lsn - durable_end, 0)
-    if behind <= LONG_PAGE_HEADER_BYTES:
-        return Lag(destination, now, 0.0, behind, position.insert_lsn, newest)
-    seconds = max((now - newest.stored_at).total_seconds(), 0.0)
-    return Lag(destination, now, seconds, behind, position.insert_lsn, newest)
+        if not needed:
+            return Lag(destination, now, None, None, position.insert_lsn, None)
+        durable_end = None
+        behind = None
+    else:
+        durable_end = newest.segment.end_lsn(position.segment_bytes)
+        behind = max(position.insert_lsn - durable_end, 0)
+        if behind <= LONG_PAGE_HEADER_BYTES:
+            return Lag(destination, now, 0.0, behind, position.insert_lsn, newest)
+    held = [
+        s.measured_at
+        for s in samples
+        if durable_end is not None and s.insert_lsn <= durable_end + LONG_PAGE_HEADER_BYTES
+    ]
+    if held:
+        return Lag(destination, now, _age(max(held), now), behind, position.insert_lsn, newest)
+    oldest = min((s.measured_at for s in samples), default=now)
+    return Lag(destination, now, _age(oldest, now), behind, position.insert_lsn, newest, lower_bound=True)
+
+
+def _age(moment: datetime, now: datetime) -> float:
+    return max((now - moment).total_seconds(), 0.0)

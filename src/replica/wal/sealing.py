@@ -1,4 +1,4 @@
-"""Sealing WAL files for object storage: zstd, then AES-256-GCM with a key derived from the repository password.
+"""Sealing WAL files for object storage: zstd, then AES-256-GCM with the archive's random key.
 
 A sealed object is `MAGIC | nonce (12 bytes) | AES-GCM(zstd(content))`, the WAL file's name bound in as associated
 data (an object copied under another segment's name does not open). Beside it, as object metadata that needs no
@@ -6,9 +6,9 @@ key to check: the SHA-256 of the sealed bytes (damage at rest shows without the 
 content (HMAC-SHA256), which tells a repeated push of the same file from a different file under the same name
 without decrypting anything, and without exposing a plain digest of the log.
 
-The key comes from the destination's restic password through scrypt, salted with the destination's bucket and
-prefix: every destination (and every job sharing a password) gets its own key, and a stolen bucket's objects are as
-hard to open as its restic repository.
+The key is random, one per archive (see `keys`: wrapped under the destination's restic password in the archive's
+`key.json`, at restic's own key-derivation cost): a stolen bucket's objects are as hard to open as its restic
+repository, and every destination and job has its own key.
 """
 
 from __future__ import annotations
@@ -21,19 +21,13 @@ from dataclasses import dataclass
 import zstandard
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from pydantic import SecretStr
 
 MAGIC = b"replica-wal\x01"
 NONCE_BYTES = 12
 KEY_BYTES = 32
-# scrypt's cost: ~40 ms and 16 MiB once per `wal-push` process, against which every guess at the password pays alike.
-SCRYPT_N = 2**14
-SCRYPT_R = 8
-SCRYPT_P = 1
 # Level 1: a 16 MiB segment compresses in ~30 ms; higher levels cost the archiver time for little (WAL is mostly
 # full-page images and zero padding).
 ZSTD_LEVEL = 1
-SALT_LABEL = b"replica wal v1\x00"
 
 
 class SealBroken(Exception):
@@ -49,19 +43,6 @@ class SealingKey:
 
     def __repr__(self) -> str:
         return "SealingKey(***)"
-
-
-def derive_key(password: SecretStr, location: str) -> SealingKey:
-    """Return the sealing key of the archive at `location` (bucket and prefix) for a repository password."""
-    material = hashlib.scrypt(
-        password.get_secret_value().encode(),
-        salt=SALT_LABEL + location.encode(),
-        n=SCRYPT_N,
-        r=SCRYPT_R,
-        p=SCRYPT_P,
-        dklen=2 * KEY_BYTES,
-    )
-    return SealingKey(material[:KEY_BYTES], material[KEY_BYTES:])
 
 
 def content_tag(key: SealingKey, name: str, content: bytes) -> str:

@@ -3,7 +3,9 @@
 A segment file is named `TTTTTTTTXXXXXXXXYYYYYYYY`: timeline, then the segment number split into a "log" part and a
 "segment" part, both in hex. How many segments make one log depends on the cluster's segment size (16 MiB unless
 `initdb --wal-segsize` chose another), so every conversion takes it. Beside segments the archive holds timeline
-history files (`00000002.history`), backup history files (`...000028.backup`) and, never here, `.partial` files.
+history files (`00000002.history`), backup history files (`...000028.backup`) and partial segments
+(`...0005.partial`): a promoted standby archives the last, incomplete segment of its old timeline under that name
+(the new timeline's copy of that segment number is the one recovery follows; the partial one only helps by hand).
 """
 
 from __future__ import annotations
@@ -16,13 +18,16 @@ DEFAULT_SEGMENT_BYTES = 16 * 1024 * 1024
 SEGMENT_NAME = re.compile(r"[0-9A-F]{24}")
 HISTORY_NAME = re.compile(r"[0-9A-F]{8}\.history")
 BACKUP_HISTORY_NAME = re.compile(r"[0-9A-F]{24}\.[0-9A-F]{8}\.backup")
+PARTIAL_NAME = re.compile(r"[0-9A-F]{24}\.partial")
 LSN_TEXT = re.compile(r"([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})")
 LOG_ID_BYTES = 0x1_0000_0000
 
 
 def is_archivable_name(name: str) -> bool:
-    """Return True for the file names PostgreSQL archives: segments, timeline and backup history files."""
-    return bool(SEGMENT_NAME.fullmatch(name) or HISTORY_NAME.fullmatch(name) or BACKUP_HISTORY_NAME.fullmatch(name))
+    """Return True for the file names PostgreSQL archives: segments, partial segments, timeline and backup history
+    files."""
+    patterns = (SEGMENT_NAME, PARTIAL_NAME, HISTORY_NAME, BACKUP_HISTORY_NAME)
+    return any(pattern.fullmatch(name) for pattern in patterns)
 
 
 def parse_lsn(text: str) -> int:
@@ -99,11 +104,8 @@ class Gap:
 
 
 def find_gaps(present: Iterable[Segment], first: int, last: int, segment_bytes: int) -> list[Gap]:
-    """Return the runs of segment numbers in `first`..`last` that no present segment has, on any timeline.
-
-    The chain is judged by segment number alone: after a promotion the new timeline starts with the segment the
-    old one was switched in, so either timeline's copy of a number carries the log across.
-    """
+    """Return the runs of segment numbers in `first`..`last` that no present segment has, whatever its timeline:
+    the caller passes only the segments on the timeline a restore reads (see `chain.TimelineHistory`)."""
     numbers = {segment.number for segment in present}
     gaps: list[Gap] = []
     number = first
