@@ -25,6 +25,7 @@ SCENARIOS = {
     "catalog_scale": "status and runs --json with 10,000 jobs and 1,000,000 runs, SQLite and PostgreSQL catalogs",
     "daemon_scheduling": "the daemon's scheduling lag and memory with many no-op jobs",
     "audit_log": "appending to and checking a verification log of 1,000,000 events",
+    "wal_shipping": "WAL archiving under pgbench load: segments pushed per second, lag, per-push cost vs boto3 and cp",
 }
 
 
