@@ -17,15 +17,22 @@ import redis
 SYNC_DELAY = "repl-diskless-sync-delay"
 
 
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Put back the folder modes opened for postgres when no live pytest process holds them any more: a worker that
+    was killed never put them back itself."""
+    from tests.support.pg_cluster import restore_folder_modes
+
+    restore_folder_modes()
+
+
 @contextlib.contextmanager
-def _workers_state(name: str, *, every_run: bool = False) -> Iterator[dict[str, Any]]:
+def _workers_state(name: str) -> Iterator[dict[str, Any]]:
     """Yield the state the pytest workers of this run share under `name` (one process at a time), then store it.
 
     pytest-xdist runs a session fixture once per worker: what the first worker changes on a shared server, the last
-    one to finish must put back. With `every_run`, every pytest run on the machine shares it: a change to the
-    machine itself (folder modes) must outlive any one run, or a run that ends puts back what another still needs.
+    one to finish must put back.
     """
-    run = "machine" if every_run else os.environ.get("PYTEST_XDIST_TESTRUNUID", str(os.getpid()))
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID", str(os.getpid()))
     path = Path(tempfile.gettempdir()) / f"replica-tests-{name}-{run}.json"
     with path.open("a+") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)

@@ -159,12 +159,17 @@ def archived(deployment: Deployment) -> Iterator[ArchivedUnderLoad]:
     load (a marker row per second and a light pgbench), with one base backup taken under that load."""
     environment = deployment.environment()
     destinations = deployment.two_destinations("pitr")
-    with pg_cluster(replica_command("wal-push", "--job", JOB, "%p"), environment) as cluster:
+    archiving = replica_command("wal-push", "--job", JOB, "%p")
+    with pg_cluster(archiving, environment, {"max_connections": "150"}) as cluster:
         cluster.query(f"CREATE DATABASE {DATABASE}")
         cluster.query(
             "CREATE TABLE markers (id serial PRIMARY KEY, written_at timestamptz NOT NULL DEFAULT clock_timestamp())",
             DATABASE,
         )
+        # AND archiving also set by ALTER SYSTEM (so in postgresql.auto.conf, which the base backup holds)
+        cluster.query("ALTER SYSTEM SET archive_mode = 'on'")
+        cluster.query("ALTER SYSTEM SET archive_command = '" + archiving.replace("'", "''") + "'")
+        cluster.query("SELECT pg_reload_conf()")
         pgbench = str(cluster.bin_dir / "pgbench")
         init = ["-h", "127.0.0.1", "-p", str(cluster.port), "-U", SERVER_USER]
         subprocess.run(as_postgres(pgbench, "-i", "-s", "1", "-q", *init, DATABASE), check=True, capture_output=True)
@@ -226,6 +231,9 @@ def test_point_in_time_restore_brings_back_exactly_the_rows_committed_before_t(
         with started_restore(data_dir, deployment.environment()) as restored:
             assert _markers(restored) == list(range(1, archived.before.id + 1))
             assert restored.query("SELECT count(*) FROM pgbench_accounts", DATABASE) == [(100000,)]
+            # AND the handed-over cluster does not archive into the source's archive (set there by ALTER SYSTEM)
+            archiving_now = "SELECT current_setting('archive_mode'), current_setting('archive_command')"
+            assert restored.query(archiving_now) == [("off", "(disabled)")]
         # AND the base backup's WAL range and cluster identity were recorded with the snapshot
         rows = catalog_rows(deployment, f"SELECT destination, fingerprint FROM snapshots WHERE job = '{JOB}'")
         assert sorted(row[0] for row in rows) == ["offsite", "primary"]
@@ -277,7 +285,7 @@ def test_a_segment_t_needs_deleted_from_the_primary_is_a_named_gap_and_the_copy_
     assert needed >= segment_of_lsn(parse_lsn(recorded["end_lsn"]), timeline, SEGMENT_BYTES)
     name = needed.name(SEGMENT_BYTES)
     client = deployment.s3.client()
-    key = f"{primary['prefix']}/{WAL_FOLDER}{name}"
+    key = f"{primary['prefix']}/{WAL_FOLDER}{JOB}/{name}"
     client.head_object(Bucket=primary["bucket"], Key=key)
     # WHEN it is deleted from the primary destination
     client.delete_object(Bucket=primary["bucket"], Key=key)
@@ -324,11 +332,12 @@ def _wait_until(condition: Callable[[], bool], what: str, cluster: PgCluster) ->
         time.sleep(0.2)
 
 
-def _archived_names(deployment: Deployment, destination: dict[str, Any]) -> list[str]:
-    """Return every WAL file name listed under a destination's WAL archive."""
-    prefix = f"{destination['prefix']}/{WAL_FOLDER}"
+def _archived_names(deployment: Deployment, destination: dict[str, Any], job: str) -> list[str]:
+    """Return every WAL file name listed under a job's WAL archive at a destination (its key file left out)."""
+    prefix = f"{destination['prefix']}/{WAL_FOLDER}{job}/"
     listed = deployment.s3.client().list_objects_v2(Bucket=destination["bucket"], Prefix=prefix)
-    return [item["Key"][len(prefix) :] for item in listed.get("Contents", [])]
+    names = [item["Key"][len(prefix) :] for item in listed.get("Contents", [])]
+    return [name for name in names if name != "key.json"]
 
 
 def test_the_archiver_retries_through_an_outage_of_the_copy_and_loses_or_doubles_nothing(
@@ -362,7 +371,7 @@ def test_the_archiver_retries_through_an_outage_of_the_copy_and_loses_or_doubles
     # AND both destinations hold every segment from the first to the last exactly once
     first, last = (parse_segment_name(name, SEGMENT_BYTES).number for name in (switched[0], switched[-1]))
     for destination in destinations:
-        names = _archived_names(deployment, destination)
+        names = _archived_names(deployment, destination, OUTAGE_JOB)
         assert len(names) == len(set(names)), names
         segments = [parse_segment_name(name, SEGMENT_BYTES) for name in names if SEGMENT_NAME.fullmatch(name)]
         assert find_gaps(segments, first, last, SEGMENT_BYTES) == [], (destination["name"], names)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from datetime import timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import update
@@ -220,3 +221,32 @@ def test_a_running_row_naming_our_pid_but_not_started_by_us_is_abandoned(catalog
 
     assert [run.id for run in swept] == [left_id]
     assert catalog.run(ours).status == RUNNING  # type: ignore[union-attr]
+
+
+def test_a_point_in_time_restore_holds_the_jobs_lock_throughout(
+    catalog: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from replica.actions import point_in_time
+    from replica.stores.base import Target
+
+    context = SimpleNamespace(catalog=catalog)
+    plan = point_in_time.PointInTimePlan(
+        "billing", "primary", "snap", "/billing.base.tar", {}, Target("data directory /x"), None, False, False, "pg"
+    )
+    locks = JobLocks(catalog.sessions)
+    held_during: list[str | None] = []
+
+    def restore(context: object, plan: object) -> str:
+        holder = locks.holder("billing")
+        held_during.append(holder.kind if holder else None)
+        return "restored"
+
+    monkeypatch.setattr(point_in_time, "_run_point_in_time", restore)
+    assert point_in_time.run_point_in_time(context, plan) == "restored"  # type: ignore[arg-type]
+    assert held_during == ["restore"] and locks.holder("billing") is None
+    # A prune (or any run) holding the job keeps the restore out.
+    token = locks.acquire("billing", "prune", host="other-host", pid=1, is_alive=_alive)
+    with pytest.raises(JobBusy, match="job 'billing' is busy: prune"):
+        point_in_time.run_point_in_time(context, plan)  # type: ignore[arg-type]
+    assert held_during == ["restore"]
+    locks.release("billing", token)

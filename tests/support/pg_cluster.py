@@ -4,13 +4,15 @@ a fresh folder under /tmp, on a free loopback port, with WAL archiving through a
 A PostgreSQL server refuses to run as root, and its archiver runs `replica wal-push` as `postgres`: that user must
 reach the interpreter, the virtualenv, the checkout's sources and the deployment's files. `reachable_by_postgres`
 adds o+x (traverse only, never read or list) to every folder above them that `postgres` cannot traverse, shared by
-the pytest workers of every run on the machine (two checkouts tested at once share /root), and puts every mode back
-when the last worker of the last run finishes.
+every pytest process of the host, and puts every mode back once no live one holds them (and at the end of every
+pytest run, should the last holder have been killed).
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import json
 import os
 import pwd
 import shlex
@@ -27,11 +29,14 @@ from typing import Any
 import psycopg
 
 import replica
+from replica.actions.locking import process_alive
 from replica.stores.postgresql_server import server_bin_dir
-from tests.conftest import _workers_state
 from tests.support.s3server import free_port
 
 SERVER_USER = "postgres"
+# The folders opened to postgres and who holds them open, shared by every pytest process of the host: two runs (two
+# checkouts) open the same parents, and the first to finish must not close them under the other.
+TRAVERSE_STATE_PATH = Path(tempfile.gettempdir()) / "replica-tests-postgres-traverse.json"
 START_TIMEOUT_SECONDS = 60
 
 
@@ -54,27 +59,65 @@ def replica_paths() -> list[Path]:
 
 
 @contextlib.contextmanager
+def _traverse_state() -> Iterator[dict[str, Any]]:
+    """Yield the state every pytest process of this host shares (one at a time): the pids holding folders open and
+    the modes to put back. Holders that died are dropped: no count to keep exact."""
+    with TRAVERSE_STATE_PATH.open("a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        handle.seek(0)
+        text = handle.read()
+        state: dict[str, Any] = json.loads(text) if text else {}
+        state["holders"] = [pid for pid in state.get("holders", []) if process_alive(pid)]
+        state.setdefault("changed", {})
+        yield state
+        handle.seek(0)
+        handle.truncate()
+        handle.write(json.dumps(state))
+
+
+@contextlib.contextmanager
 def reachable_by_postgres(paths: Iterable[Path]) -> Iterator[None]:
     """Give o+x to every folder of `paths` and their parents that postgres cannot traverse; put the modes back when
-    the last pytest worker using this leaves."""
+    no live pytest process of this host (of any run, any checkout) holds them open any more."""
     paths = list(paths)
-    with _workers_state("postgres-traverse", every_run=True) as state:
-        changed: dict[str, int] = state.setdefault("changed", {})
-        for path in paths:
-            for folder in [*reversed(path.parents), path]:
-                if folder.is_dir() and not postgres_can_traverse(folder):
-                    changed.setdefault(str(folder), folder.stat().st_mode & 0o7777)
-                    folder.chmod(folder.stat().st_mode | 0o001)
-        state["workers"] += 1
+    failure: BaseException | None = None
+    with _traverse_state() as state:
+        # Held first and each mode recorded before its chmod: whatever happens below, the state is stored and the
+        # finally puts back what was changed.
+        state["holders"].append(os.getpid())
+        changed: dict[str, int] = state["changed"]
+        try:
+            for path in paths:
+                for folder in [*reversed(path.parents), path]:
+                    if folder.is_dir() and not postgres_can_traverse(folder):
+                        changed.setdefault(str(folder), folder.stat().st_mode & 0o7777)
+                        folder.chmod(folder.stat().st_mode | 0o001)
+        except BaseException as error:  # stored with the state, raised once it is written
+            failure = error
     try:
+        if failure is not None:
+            raise failure
         yield
     finally:
-        with _workers_state("postgres-traverse", every_run=True) as state:
-            state["workers"] -= 1
-            if state["workers"] == 0:
-                for folder, mode in state.get("changed", {}).items():
-                    with contextlib.suppress(OSError):
-                        Path(folder).chmod(mode)
+        with _traverse_state() as state:
+            with contextlib.suppress(ValueError):
+                state["holders"].remove(os.getpid())
+            restore_folder_modes(state)
+
+
+def restore_folder_modes(state: dict[str, Any] | None = None) -> None:
+    """Put back the modes `reachable_by_postgres` changed once no live process holds them open (a killed pytest
+    worker counts as gone); `state` when the caller holds it already."""
+    if state is None:
+        with _traverse_state() as held:
+            restore_folder_modes(held)
+        return
+    if state["holders"]:
+        return
+    for folder, mode in state["changed"].items():
+        with contextlib.suppress(OSError):
+            Path(folder).chmod(mode)
+    state["changed"] = {}
 
 
 def postgres_folder(prefix: str, mode: int = 0o700) -> Path:
@@ -93,6 +136,9 @@ class PgCluster:
     root: Path
     port: int = field(default_factory=free_port)
     bin_dir: Path = field(default_factory=lambda: server_bin_dir(None, None))
+    # Settings given on the server's command line: like Debian's /etc/postgresql, they are not in the data directory
+    # (nor in a base backup of it).
+    command_line: Mapping[str, str] = field(default_factory=dict)
     data_dir: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -158,12 +204,15 @@ class PgCluster:
 
     def start(self, environment: Mapping[str, str]) -> None:
         """Start the server with `environment` (its archiver inherits it) and wait until it accepts connections."""
+        settings = shlex.join(f"-c{name}={value}" for name, value in self.command_line.items())
+        options = ["-o", settings] if settings else []
         self._run(
             str(self.bin_dir / "pg_ctl"),
             "-D",
             str(self.data_dir),
             "-l",
             str(self.log_path),
+            *options,
             "-w",
             "-t",
             str(START_TIMEOUT_SECONDS),
@@ -213,9 +262,12 @@ class PgCluster:
 
 
 @contextlib.contextmanager
-def pg_cluster(archive_command: str, environment: Mapping[str, str]) -> Iterator[PgCluster]:
-    """Yield a started cluster archiving with `archive_command`; stopped and removed at the end."""
-    cluster = PgCluster(postgres_folder("replica-pg-"))
+def pg_cluster(
+    archive_command: str, environment: Mapping[str, str], command_line: Mapping[str, str] | None = None
+) -> Iterator[PgCluster]:
+    """Yield a started cluster archiving with `archive_command` (and `command_line` settings given to the server
+    outside its data directory); stopped and removed at the end."""
+    cluster = PgCluster(postgres_folder("replica-pg-"), command_line=dict(command_line or {}))
     try:
         cluster.initdb(archive_command)
         cluster.start(environment)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
 from replica import errors
+from replica.actions.point_in_time import describe_utc
 from replica.cli.exit_codes import exit_code_for
 from replica.cli.main import build_parser
 
@@ -61,12 +62,38 @@ def test_restore_snapshot_and_at_are_mutually_exclusive(capsys: pytest.CaptureFi
     assert "not allowed with argument" in capsys.readouterr().err
 
 
-def test_restore_at_without_zone_is_read_as_utc() -> None:
-    arguments = build_parser().parse_args(["restore", "billing", "--to", "restored", "--at", "2026-11-26T14:00:00"])
+def test_restore_at_keeps_the_zone_it_names() -> None:
+    arguments = build_parser().parse_args(
+        ["restore", "billing", "--to", "restored", "--at", "2026-11-26T16:00:00+02:00"]
+    )
 
     assert arguments.at == datetime(2026, 11, 26, 14, 0, tzinfo=UTC)
     assert arguments.snapshot is None
     assert (arguments.job, arguments.to, arguments.force, arguments.dry_run) == ("billing", "restored", False, False)
+    zulu = build_parser().parse_args(["restore", "billing", "--to", "restored", "--at", "2026-11-26T14:00:00Z"])
+    assert zulu.at == datetime(2026, 11, 26, 14, 0, tzinfo=UTC)
+
+
+def test_restore_at_without_zone_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    # A DBA's local time read as UTC would restore to the wrong moment: the zone must be named.
+    with pytest.raises(SystemExit) as raised:
+        build_parser().parse_args(["restore", "billing", "--to", "restored", "--at", "2026-11-26T14:00:00"])
+
+    assert raised.value.code == 2
+    assert "names no time zone: add Z (UTC) or the offset" in capsys.readouterr().err
+
+
+def test_other_commands_still_read_a_time_without_zone_as_utc() -> None:
+    arguments = build_parser().parse_args(["audit", "log", "--since", "2026-11-26T14:00:00"])
+
+    assert arguments.since == datetime(2026, 11, 26, 14, 0, tzinfo=UTC)
+
+
+def test_a_restore_plan_shows_its_point_in_time_in_utc() -> None:
+    assert describe_utc(datetime(2026, 11, 26, 16, 0, tzinfo=timezone(timedelta(hours=2)))) == (
+        "2026-11-26T14:00:00Z (given as 2026-11-26T16:00:00+02:00)"
+    )
+    assert describe_utc(datetime(2026, 11, 26, 14, 0, tzinfo=UTC)) == "2026-11-26T14:00:00Z"
 
 
 def test_restore_at_rejects_a_time_that_is_not_iso_8601(capsys: pytest.CaptureFixture[str]) -> None:

@@ -6,9 +6,12 @@ to stop before the first transaction committed at or after TIME (`recovery_targe
 transaction committed before TIME is there, none committed at or after it), then to promote (`recovery_target_action
 = promote`, a new timeline: the restored cluster can never be confused with the source's history, and its WAL would
 not overwrite the source's segments in an archive). A scratch server runs the recovery, is stopped cleanly once
-promoted, and the data directory is handed over with `archive_mode = off` and the command that starts it.
+promoted, and the data directory is handed over with archiving off (`archive_mode = 'off'` and `archive_command = ''`
+last in postgresql.auto.conf, over any archiving the source set with ALTER SYSTEM) and the command that starts it.
 
-Without --at every archived WAL file is replayed (the newest state the archive holds). Recorded as a `restore` run
+Without --at every archived WAL file is replayed (the newest state the archive holds), and the restore fails when the
+replay ended before the newest segment archived on its destination when recovery began (a gap PostgreSQL promoted
+at). The job's lock is held throughout (a prune cannot remove the WAL being replayed). Recorded as a `restore` run
 with the measured RTO (download, unpack, recovery).
 """
 
@@ -19,18 +22,22 @@ import shlex
 import shutil
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from replica.actions.context import Context
+from replica.actions.locking import hold_job
 from replica.actions.restore import outcome_line
 from replica.actions.restoring import SnapshotRef, restore_snapshot
 from replica.actions.runs import recorded_run
+from replica.actions.wal import wal_archive
 from replica.catalog.records import CheckOutcome, utc_now
 from replica.config.models import PostgresqlStoreConfig
 from replica.errors import NotFound, StoreError, TargetNotEmpty
 from replica.stores.base import Target
+from replica.wal.lag import NewestSegment, newest_segment
+from replica.wal.segments import Segment, format_lsn, parse_lsn
 
 RECOVERY_STOP = re.compile(r"recovery stopping [^|]*|last completed transaction was at log time [^|]*")
 
@@ -64,7 +71,7 @@ class PointInTimePlan:
     def describe(self) -> list[str]:
         """Return the plan as lines for people."""
         point = (
-            f"every transaction committed before {self.target_time.isoformat()}"
+            f"every transaction committed before {describe_utc(self.target_time)}"
             if self.target_time is not None
             else "every archived WAL file (the newest state the archive holds)"
         )
@@ -92,6 +99,14 @@ class PointInTimeOutcome:
     recovery: str
     start_command: str
     checks: list[CheckOutcome] = field(default_factory=list)
+
+
+def describe_utc(moment: datetime) -> str:
+    """Return `moment` in UTC, with the time as given beside it when that was in another zone (what a DBA typed
+    is checked against what the restore will use)."""
+    utc = moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    given = moment.isoformat()
+    return utc if moment.utcoffset() == timedelta(0) else f"{utc} (given as {given})"
 
 
 def _ended_before(fingerprint: dict[str, Any], at: datetime | None) -> bool:
@@ -140,15 +155,25 @@ def plan_point_in_time(
 
 
 def run_point_in_time(context: Context, plan: PointInTimePlan) -> PointInTimeOutcome:
-    """Carry out a plan: unpack the base backup, recover to the target time, stop the server, hand over.
+    """Carry out a plan holding the job's lock: unpack the base backup, recover to the target time, stop the server,
+    hand over.
 
-    Raises TargetNotEmpty when the plan is refused, StoreError when the base backup cannot be unpacked or recovery
-    fails (the new data directory is then removed; data moved aside by --force stays where it was moved).
+    Raises TargetNotEmpty when the plan is refused, JobBusy when another run holds the job, StoreError when the base
+    backup cannot be unpacked or recovery fails or (without a target time) ends before the newest WAL file archived
+    on the destination (the new data directory is then removed; data moved aside by --force stays where it was
+    moved), StorageError when that destination's archive cannot be listed.
     """
-    from replica.stores.postgresql_physical import PhysicalPostgresqlStore, strip_recovery_settings
-
     if plan.refused:
         raise TargetNotEmpty(f"{plan.target.description} already holds data; refusing to overwrite it without --force")
+    # Under the job's lock for the whole restore: a prune of the job (its WAL retention) waits until the replay
+    # no longer needs the base backup's WAL.
+    with hold_job(context, plan.job, "restore"):
+        return _run_point_in_time(context, plan)
+
+
+def _run_point_in_time(context: Context, plan: PointInTimePlan) -> PointInTimeOutcome:
+    from replica.stores.postgresql_physical import PhysicalPostgresqlStore, strip_recovery_settings
+
     job, policy = context.job(plan.job)
     destination = context.destination(job, plan.destination)
     store = context.store(job, policy)
@@ -198,12 +223,20 @@ def run_point_in_time(context: Context, plan: PointInTimePlan) -> PointInTimeOut
             if not restored.passed:
                 raise StoreError(restored.detail)
             run.phase("recover")
-            when = plan.target_time.isoformat() if plan.target_time else "the end of the WAL archive"
+            when = describe_utc(plan.target_time) if plan.target_time else "the end of the WAL archive"
             context.progress(f"[2/3] recovering with WAL from '{destination.name}' to {when}")
             recovery_started = time.monotonic()
+            # Listed before the recovery starts: what a live source archives during it need not be replayed.
+            newest = _newest_archived(context, plan) if plan.target_time is None else None
             server = store.recover(path, plan.fingerprint, plan.target_time)
             said = RECOVERY_STOP.findall(server.log_tail(200))
             recovery = said[-1].strip() if said else "every archived WAL file replayed"
+            if plan.target_time is None:
+                replayed = store.replayed_lsn(path)
+                shortfall = replay_shortfall(replayed, newest, _segment_bytes(plan), plan.destination)
+                if shortfall is not None:
+                    raise StoreError(shortfall)
+                recovery = f"every archived WAL file replayed (to {format_lsn(replayed)})"
             # A data directory handed over must have been shut down cleanly: a failed stop fails the restore.
             store.stop_server(path, strict=True)
             checks.append(CheckOutcome("recovery", True, True, recovery, round(time.monotonic() - recovery_started, 3)))
@@ -230,9 +263,39 @@ def run_point_in_time(context: Context, plan: PointInTimePlan) -> PointInTimeOut
     return PointInTimeOutcome(plan, run.run_id, duration, replaced, recovery, start, checks)
 
 
+def _segment_bytes(plan: PointInTimePlan) -> int:
+    return int(plan.fingerprint["wal_segment_size"])
+
+
+def _newest_archived(context: Context, plan: PointInTimePlan) -> NewestSegment | None:
+    """Return the newest WAL segment archived on the plan's destination from its base backup on. Raises
+    StorageError when that archive cannot be listed."""
+    job, _ = context.job(plan.job)
+    archive = wal_archive(context, job, context.destination(job, plan.destination))
+    segment_bytes = _segment_bytes(plan)
+    start = parse_lsn(str(plan.fingerprint["start_lsn"]))
+    # Names sort by timeline first: listing after the backup's first segment still lists every later timeline.
+    first = Segment(int(plan.fingerprint["timeline"]), max(start // segment_bytes - 1, 0)).name(segment_bytes)
+    return newest_segment(((stored.name, stored.stored_at) for stored in archive.stored(first)), segment_bytes)
+
+
+def replay_shortfall(replayed: int, newest: NewestSegment | None, segment_bytes: int, destination: str) -> str | None:
+    """Return why a recovery without a target time that replayed WAL up to LSN `replayed` stopped short of `newest`,
+    the newest segment archived on `destination` when it began (a file in between could not be fetched from any
+    destination, and PostgreSQL promoted at the gap); None when it replayed into that segment or past it."""
+    if newest is None or (replayed - 1) // segment_bytes >= newest.segment.number:
+        return None
+    return (
+        f"recovery ended at {format_lsn(replayed)}, before {newest.name}, the newest WAL file archived on "
+        f"'{destination}': a WAL file in between could not be fetched from any destination; nothing was handed over "
+        "(`replica wal-verify JOB` lists the gaps)"
+    )
+
+
 def describe_start(path: Path) -> str:
     """Return the hand-over note printed after a restore."""
     return (
-        f"{path} is a promoted cluster on a new timeline with archive_mode = off; review postgresql.conf, pg_hba.conf "
+        f"{path} is a promoted cluster on a new timeline with archiving off (archive_mode = 'off', archive_command = "
+        "'' last in postgresql.auto.conf); review postgresql.conf, pg_hba.conf "
         "and the port before starting it, and enable archiving (to another job) when it becomes a primary"
     )

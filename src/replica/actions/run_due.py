@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import socket
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from replica.actions.context import Context
 from replica.actions.due import ScheduledWork, scheduled_work, work_for
@@ -16,6 +17,7 @@ from replica.actions.wal_lag import record_wal_lags
 from replica.actions.watchdog import WatchEvent, watch_objectives
 from replica.catalog.models import Run
 from replica.catalog.records import utc_now
+from replica.stores.scratch_servers import stop_abandoned_servers
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +37,9 @@ class RunDueReport:
 def sweep(context: Context) -> tuple[list[Run], list[Reconciled]]:
     """Mark the `running` runs of this host whose process died as `abandoned`, then reconcile the destinations
     they touched (snapshots the crash left unrecorded; see replica.actions.reconcile); return both. Never raises
-    for a destination that cannot be reconciled (that is a `failed` reconcile event)."""
+    for a destination that cannot be reconciled (that is a `failed` reconcile event). Scratch PostgreSQL servers
+    left running by a dead replica process are stopped first and their data directories removed."""
+    stop_abandoned_scratch_servers()
     abandoned = context.catalog.mark_abandoned(host=socket.gethostname(), is_alive=process_alive)
     if not abandoned:
         return abandoned, []
@@ -44,6 +48,16 @@ def sweep(context: Context) -> tuple[list[Run], list[Reconciled]]:
     except Exception:  # a bug in this housekeeping must never stop the backups due after it: logged, not raised
         logger.exception("reconciling after the abandoned runs %s failed", [run.id for run in abandoned])
         return abandoned, []
+
+
+def stop_abandoned_scratch_servers() -> list[Path]:
+    """Stop the scratch PostgreSQL servers whose replica process died; return their removed data directories.
+    Never raises."""
+    try:
+        return stop_abandoned_servers(process_alive)
+    except Exception:  # housekeeping must never stop the backups due after it: logged, not raised
+        logger.exception("stopping abandoned scratch PostgreSQL servers failed")
+        return []
 
 
 def sweep_abandoned(context: Context) -> list[Run]:

@@ -71,8 +71,10 @@ def aim_physical_verification(
     run.phase("wait-archived")
     archive = wal_archive(context, job, destination)
     if not _wait_archived(archive, needed, position.segment_bytes):
+        # Recovery then replays whatever is archived: no canary is known to be there, so none is compared (the
+        # failed check says why); the backup's canary would pass or fail by chance.
         return PhysicalAim(
-            expected,
+            without_canary(expected),
             [
                 CheckOutcome(
                     "point-in-time",
@@ -89,16 +91,37 @@ def aim_physical_verification(
     since = Canary.from_document(backup_canary).written_at if backup_canary else backup_end
     canaries = store.canaries_since(since)
     chosen = choose_recovery_target(backup_end, written.written_at, canaries, random.Random())
-    if chosen is None:
-        # The backup ended moments ago: the whole archive is the window.
-        return PhysicalAim(expected)
-    target, before = chosen
+    target, aimed = aim_at(expected, written, chosen)
     store.aim_recovery(target)
-    run.details.update(recovery_target=target.isoformat())
-    context.progress(f"recovering to {target.isoformat()} (random between the backup's end and now)")
-    if before is None:
-        return PhysicalAim(expected)
-    return PhysicalAim(replace(expected, fingerprint={**expected.fingerprint, "canary": before.as_document()}))
+    if target is not None:
+        run.details.update(recovery_target=target.isoformat())
+        context.progress(f"recovering to {target.isoformat()} (random between the backup's end and now)")
+    return PhysicalAim(aimed)
+
+
+def aim_at(
+    expected: ExpectedData, written: Canary, chosen: tuple[datetime, Canary | None] | None
+) -> tuple[datetime | None, ExpectedData]:
+    """Return the recovery target (None: the end of the archive) and the expected data for a `chosen` target
+    (`choose_recovery_target`'s answer), `written` being the canary this verification wrote and saw archived.
+
+    No target (the backup ended moments ago): recovery replays the whole archive, which holds `written`, so that
+    canary must come back, not the backup's older one. A target: the newest canary before it (unchanged when none
+    was written before it)."""
+    if chosen is None:
+        return None, _expecting(expected, written)
+    target, before = chosen
+    return target, expected if before is None else _expecting(expected, before)
+
+
+def without_canary(expected: ExpectedData) -> ExpectedData:
+    """Return `expected` with no canary to compare."""
+    fingerprint = {name: value for name, value in expected.fingerprint.items() if name != "canary"}
+    return replace(expected, fingerprint=fingerprint)
+
+
+def _expecting(expected: ExpectedData, canary: Canary) -> ExpectedData:
+    return replace(expected, fingerprint={**expected.fingerprint, "canary": canary.as_document()})
 
 
 def _wait_archived(archive: WalArchive, needed: Segment, segment_bytes: int) -> bool:

@@ -31,6 +31,17 @@ def _timestamp(text: str) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+def _zoned_timestamp(text: str) -> datetime:
+    """Return an ISO 8601 time that names its offset from UTC. Raises ArgumentTypeError for one without: a restore's
+    `--at` typed in local time and read as UTC would bring back the wrong moment (hours of transactions)."""
+    value = _timestamp(text)
+    if datetime.fromisoformat(text).tzinfo is None:
+        raise argparse.ArgumentTypeError(
+            f"'{text}' names no time zone: add Z (UTC) or the offset, such as {text}Z or {text}+02:00"
+        )
+    return value
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -76,7 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--to", required=True, help="directory, SQLite file or database name to restore into")
     point = restore.add_mutually_exclusive_group()
     point.add_argument("--snapshot", help="snapshot id (default: the newest recorded)")
-    point.add_argument("--at", type=_timestamp, help="newest snapshot taken at or before this ISO 8601 time")
+    point.add_argument(
+        "--at",
+        type=_zoned_timestamp,
+        help="newest snapshot taken at or before this ISO 8601 time with its zone (Z or +HH:MM); a physical "
+        "PostgreSQL job: every transaction committed before it",
+    )
     restore.add_argument("--destination", help="destination to restore from (default: the primary)")
     restore.add_argument("--dry-run", action="store_true", help="show what would happen and change nothing")
     restore.add_argument(
@@ -194,7 +210,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     with collector_paused():
         # Imported here, not at the top: the modules of the catalog and the configuration are most of start-up
         # (~0.4 s), loaded with the collector paused and then frozen out of its passes (see replica.cli.collector).
-        from replica.actions.configuration import record_configuration_changes
         from replica.actions.context import Context
         from replica.settings import load_settings
 
@@ -202,6 +217,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         context = Context(load_settings(), progress=lambda message: print(message, file=sys.stderr, flush=True))
         if arguments.command in COMMANDS_THAT_WORK and not getattr(arguments, "dry_run", False):
+            # Imported only here: it loads the catalog (SQLAlchemy, ~0.3 s), which `wal-push` runs once per segment
+            # without ever needing.
+            from replica.actions.configuration import record_configuration_changes
+
             record_configuration_changes(context)
         code: int = arguments.handler(context, arguments)
         return code

@@ -77,14 +77,18 @@ def run_due_command(context: Context, arguments: argparse.Namespace) -> int:
 
 
 def reconcile(context: Context, arguments: argparse.Namespace) -> int:
-    """Sweep dead runs, then compare every destination of the job (or of every valid job) with the catalog and
-    reconcile what a crash left behind; exit 1 when a destination could not be reconciled."""
+    """Stop the scratch servers of dead processes, sweep dead runs, then compare every destination of the job (or
+    of every valid job) with the catalog and reconcile what a crash left behind; exit 1 when a destination could
+    not be reconciled."""
     import socket
 
     from replica.actions.locking import process_alive
     from replica.actions.reconcile import FAILED, reconcile_job
+    from replica.actions.run_due import stop_abandoned_scratch_servers
 
     _log_to_stderr()
+    for data_dir in stop_abandoned_scratch_servers():
+        print(f"a scratch PostgreSQL server left by a dead process was stopped and {data_dir} removed")
     for run in context.catalog.mark_abandoned(host=socket.gethostname(), is_alive=process_alive):
         print(f"run {run.id} ({run.kind} of '{run.job}') was left running by a dead process: marked abandoned")
     names = [arguments.job] if arguments.job else sorted(context.configuration.jobs)

@@ -40,7 +40,7 @@ def _postgresql(job: JobConfig, policy: PolicyConfig) -> Store:
     if job.store.mode == "physical":
         from replica.stores.postgresql_physical import PhysicalPostgresqlStore
 
-        return PhysicalPostgresqlStore(job.store, job.name)
+        return PhysicalPostgresqlStore(job.store, job.name, job.destinations)
     from replica.stores.postgresql import PostgresqlStore
 
     return PostgresqlStore(job.store)

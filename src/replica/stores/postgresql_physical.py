@@ -25,7 +25,7 @@ import shlex
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ import psycopg
 from psycopg import sql
 
 from replica.catalog.records import CheckOutcome, utc_now
-from replica.config.models import PostgresqlStoreConfig, VerificationConfig
+from replica.config.models import DestinationConfig, PostgresqlStoreConfig, VerificationConfig
 from replica.errors import StoreError, UsageError, last_meaningful_line
 from replica.execute import Command, Completed, as_user
 from replica.stores.base import (
@@ -55,11 +55,28 @@ START_POINT = re.compile(r"write-ahead log start point: ([0-9A-Fa-f]+/[0-9A-Fa-f
 END_POINT = re.compile(r"write-ahead log end point: ([0-9A-Fa-f]+/[0-9A-Fa-f]+)")
 RECOVERY_BEGIN = "# replica recovery settings (removed once recovery finished)"
 RECOVERY_END = "# end of replica recovery settings"
+# What ends a restored data directory's postgresql.auto.conf: a restored cluster never archives into its source's
+# WAL archive, whatever the source's own settings said.
+ARCHIVING_OFF = (
+    "# replica: a restored cluster does not archive into its source's WAL archive",
+    "archive_mode = 'off'",
+    "archive_command = ''",
+)
 # A verification or restore replays WAL for at most this long before it is called stuck.
 RECOVERY_TIMEOUT_SECONDS = 3600.0
-# What a scratch server's restore_command needs from replica's environment: where the settings are, the S3
-# endpoint and credentials, the secrets' files.
-FORWARDED_PREFIXES = ("REPLICA_", "AWS_")
+# What a scratch server's restore_command (`replica wal-fetch`) needs from replica's environment, and nothing else
+# (the postmaster and every backend inherit it: no notifier's secret, catalog URL or source password): where the
+# settings and job files are, the S3 endpoint and credentials. The repository passwords are added per job.
+FORWARDED_NAMES = (
+    "REPLICA_CONFIG_FILE",
+    "REPLICA_JOBS_DIR",
+    "REPLICA_POLICIES_DIR",
+    "REPLICA_STATE_DIR",
+    "XDG_STATE_HOME",
+)
+FORWARDED_PREFIXES = ("REPLICA_S3_", "AWS_")
+# The settings' default repository password, needed only by a destination that names no password of its own.
+DEFAULT_PASSWORD_NAMES = ("REPLICA_RESTIC_PASSWORD", "REPLICA_RESTIC_PASSWORD_FILE")
 
 
 def conf_string(value: str) -> str:
@@ -76,11 +93,15 @@ def wal_fetch_command(job: str, destination: str | None, *, only: bool = False) 
     return f"{shlex.join(argv)} %f %p"
 
 
-def server_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Return what a scratch server inherits (its restore_command runs replica): replica's settings variables."""
-    environment = {name: value for name, value in os.environ.items() if name.startswith(FORWARDED_PREFIXES)}
-    environment.update(extra or {})
-    return environment
+def server_environment(destinations: Sequence[DestinationConfig], environ: Mapping[str, str]) -> dict[str, str]:
+    """Return what a scratch server inherits from `environ` (replica's environment) for its restore_command to
+    fetch WAL from `destinations`: the allowlisted settings variables, each destination's `password_env`, and the
+    settings' default password when a destination names none."""
+    names = set(FORWARDED_NAMES)
+    names.update(destination.password_env for destination in destinations if destination.password_env)
+    if any(not (destination.password_env or destination.password_file) for destination in destinations):
+        names.update(DEFAULT_PASSWORD_NAMES)
+    return {name: value for name, value in environ.items() if name in names or name.startswith(FORWARDED_PREFIXES)}
 
 
 def parse_backup_points(stderr: str) -> dict[str, Any]:
@@ -106,9 +127,11 @@ def write_recovery_settings(
 
     Recovery stops before the first transaction committed at or after `target_time` (`recovery_target_inclusive =
     off`; None: replay every archived WAL file), then the server is promoted to a new timeline: it never archives
-    (`archive_mode = off` stays in postgresql.auto.conf, so a handed-over cluster never pushes into the source's
-    archive until a DBA decides so). `recovery_target_timeline = 'latest'` (PostgreSQL's default) follows a
-    failover of the source recorded in the archive by its timeline history file.
+    (`archive_mode = 'off'` and `archive_command = ''` end postgresql.auto.conf, after the recovery block and after
+    any archiving settings the source made with ALTER SYSTEM, and stay there once the block is stripped: a
+    handed-over cluster never pushes into the source's archive until a DBA decides so).
+    `recovery_target_timeline = 'latest'` (PostgreSQL's default) follows a failover of the source recorded in the
+    archive by its timeline history file.
     """
     lines = [RECOVERY_BEGIN, f"restore_command = {conf_string(restore_command)}"]
     if target_time is not None:
@@ -120,9 +143,11 @@ def write_recovery_settings(
     auto = data_dir / "postgresql.auto.conf"
     text = auto.read_text() if auto.exists() else ""
     text = strip_recovery_settings(text)
-    if "archive_mode" not in text:
-        text += "# replica: a restored cluster does not archive into its source's WAL archive\narchive_mode = 'off'\n"
-    auto.write_text(text + "\n".join(lines) + "\n")
+    # The last line of a setting wins: archiving settings made by ALTER SYSTEM on the source (above) are overridden
+    # for recovery and after the hand-over, which strips only the recovery block before these lines.
+    kept = [line for line in text.splitlines() if line not in ARCHIVING_OFF]
+    archiving_off = "\n".join(ARCHIVING_OFF) + "\n"
+    auto.write_text("".join(f"{line}\n" for line in kept) + "\n".join(lines) + "\n" + archiving_off)
     (data_dir / "recovery.signal").write_text("")
     for name in ("postgresql.conf", "pg_hba.conf", "pg_ident.conf"):
         (data_dir / name).touch()
@@ -154,9 +179,13 @@ def _ids(user: str) -> tuple[int, int]:
 class PhysicalPostgresqlStore(PostgresqlStore):
     """A whole PostgreSQL cluster: base backups and the job's WAL archive."""
 
-    def __init__(self, config: PostgresqlStoreConfig, job_name: str) -> None:
+    def __init__(
+        self, config: PostgresqlStoreConfig, job_name: str, destinations: Sequence[DestinationConfig] = ()
+    ) -> None:
         super().__init__(config)
         self.job_name = job_name
+        # Whose passwords a scratch server's `replica wal-fetch` needs.
+        self.destinations = tuple(destinations)
         self.destination: str | None = None
         self.destination_only = False
         # Where a verification's recovery stops (None: the end of the archive); set by `aim_recovery`.
@@ -349,12 +378,27 @@ class PhysicalPostgresqlStore(PostgresqlStore):
             bin_dir,
             free_port(),
             self.config.user,
-            environment=server_environment(),
+            environment=server_environment(self.destinations, os.environ),
         )
         self._servers[data_dir] = server
         server.start()
         server.wait_recovered(RECOVERY_TIMEOUT_SECONDS)
         return server
+
+    def replayed_lsn(self, data_dir: Path) -> int:
+        """Return the end of the last WAL record the scratch server of `data_dir` replayed during its recovery.
+        Raises StoreError when no server runs there or it cannot be asked."""
+        server = self._servers.get(data_dir)
+        if server is None:
+            raise StoreError(f"no scratch server runs on {data_dir}")
+        try:
+            with server.connect() as connection:
+                row = connection.execute("SELECT pg_last_wal_replay_lsn()::text").fetchone()
+        except psycopg.Error as error:
+            raise StoreError(f"cannot ask the scratch server on {data_dir} how far it replayed: {error}") from None
+        if row is None or row[0] is None:
+            raise StoreError(f"the scratch server on {data_dir} replayed no WAL")
+        return parse_lsn(str(row[0]))
 
     def stop_server(self, data_dir: Path, *, strict: bool = False) -> None:
         """Stop the scratch server of `data_dir` when one runs and remove its private folder. Raises StoreError
@@ -425,7 +469,7 @@ class PhysicalPostgresqlStore(PostgresqlStore):
                 True,
                 False,
                 f"recovered to the end of the archive (newest transaction replayed at {replayed}); no point in time "
-                "was chosen (the job writes no canary to prove one)",
+                "was chosen (the job writes no canary, or its backup ended moments ago)",
             )
         beyond = last_replayed is not None and last_replayed >= self.target_time
         return CheckOutcome(

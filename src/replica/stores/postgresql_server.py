@@ -5,7 +5,9 @@ verification of physical backups (which remove it).
 A scratch server listens on its Unix socket only (`listen_addresses` empty), in a folder of its own that only the
 server's user (and root) can enter, with a `pg_hba.conf` of its own that trusts that socket: nobody else on the host
 can reach the restored data while it is checked. It never archives (`archive_mode=off`): a restored cluster that
-pushed its WAL into the job's archive would mix a second history into the source's.
+pushed its WAL into the job's archive would mix a second history into the source's. It recovers without hot standby
+(`hot_standby=off`): nothing is read before promotion, and the source's max_connections and other slot counts, often
+in a postgresql.conf outside the data directory, need not be repeated.
 
 Every process runs through `replica.execute` (`pg_ctl` as `server_user` via `runuser` when replica runs as root).
 """
@@ -13,6 +15,7 @@ Every process runs through `replica.execute` (`pg_ctl` as `server_user` via `run
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pwd
 import shlex
@@ -29,6 +32,7 @@ import psycopg
 
 from replica.errors import StoreError, last_meaningful_line
 from replica.execute import Command, as_user, run
+from replica.stores.scratch_servers import WORK_DIR_PREFIX
 
 POSTGRESQL_ROOT = Path("/usr/lib/postgresql")
 START_TIMEOUT_SECONDS = 120.0
@@ -104,10 +108,25 @@ class ScratchServer:
     work_dir: Path = field(init=False)
 
     def __post_init__(self) -> None:
-        self.work_dir = Path(tempfile.mkdtemp(prefix="replica-pgserver-"))
+        self.work_dir = Path(tempfile.mkdtemp(prefix=WORK_DIR_PREFIX))
         give_to(self.work_dir, self.user)
         (self.work_dir / "pg_hba.conf").write_text("local all all trust\n")
         give_to(self.work_dir / "pg_hba.conf", self.user, 0o600)
+        owner = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "data_dir": str(self.data_dir),
+            "work_dir": str(self.work_dir),
+            "bin_dir": str(self.bin_dir),
+            "user": self.user,
+        }
+        self.owner_path.write_text(json.dumps(owner))
+
+    @property
+    def owner_path(self) -> Path:
+        """Return the file that names the replica process running this server (see
+        `replica.stores.scratch_servers`)."""
+        return self.work_dir.with_name(f"{self.work_dir.name}.json")
 
     @property
     def log_path(self) -> Path:
@@ -121,20 +140,29 @@ class ScratchServer:
             stall_seconds=None,
         )
 
-    def start(self) -> None:
-        """Start the server and wait until it accepts connections (in recovery, once consistent).
+    def options(self) -> dict[str, str]:
+        """Return the settings the server starts with (they win over the data directory's configuration files).
 
-        Raises StoreError with the server log's last lines when it does not come up.
+        `hot_standby = off`: a hot standby refuses to recover WAL of a primary whose max_connections (and other
+        slot counts) exceed its own, and a restored data directory often lacks the source's settings (Debian keeps
+        postgresql.conf in /etc). Without hot standby nothing is read before promotion anyway.
         """
-        options = {
+        return {
             "port": str(self.port),
             "listen_addresses": "",
             "unix_socket_directories": str(self.work_dir),
             "hba_file": str(self.work_dir / "pg_hba.conf"),
             "archive_mode": "off",
-            "hot_standby": "on",
+            "hot_standby": "off",
         }
-        option_text = shlex.join(part for name, value in options.items() for part in ("-c", f"{name}={value}"))
+
+    def start(self) -> None:
+        """Start the server and wait until its recovery began (`pg_ctl -w`: without hot standby it accepts no
+        connection before promotion; `wait_recovered` waits for that).
+
+        Raises StoreError with the server log's last lines when it does not come up.
+        """
+        option_text = shlex.join(part for name, value in self.options().items() for part in ("-c", f"{name}={value}"))
         completed = run(
             self._pg_ctl(
                 "start",
@@ -168,8 +196,9 @@ class ScratchServer:
             raise StoreError(f"scratch PostgreSQL server on {self.data_dir} did not stop cleanly: {self.log_tail()}")
 
     def remove(self) -> None:
-        """Remove the server's private folder (socket, log, pg_hba.conf)."""
+        """Remove the server's private folder (socket, log, pg_hba.conf) and the file naming its owner."""
         shutil.rmtree(self.work_dir, ignore_errors=True)
+        self.owner_path.unlink(missing_ok=True)
 
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
         """Return the last lines of the server log (what PostgreSQL said about its recovery)."""
@@ -193,8 +222,9 @@ class ScratchServer:
 
     def wait_recovered(self, timeout_seconds: float) -> None:
         """Wait until the server left recovery (it reached its recovery target and was promoted, or replayed every
-        archived WAL file). Raises StoreError with the server's own words when it stopped instead (the archive ends
-        before the target) or the deadline passed."""
+        archived WAL file); until then it refuses connections (no hot standby), which is waited out. Raises
+        StoreError with the server's own words when it stopped instead (the archive ends before the target) or the
+        deadline passed."""
         deadline = time.monotonic() + timeout_seconds
         while True:
             if not (self.data_dir / "postmaster.pid").exists() and not self.running():
