@@ -455,18 +455,21 @@ def run_pipeline(
         tempfile.TemporaryFile() as consumer_out,
     ):
         producer_process = _popen(producer, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=producer_err)
+        # Registered at once: a stop (SIGTERM) that lands before the try below must still find it (the CLI stops
+        # every registered child when interrupted), or a restic holding its lock would outlive replica.
+        _register(producer_process.pid)
         try:
             consumer_process = _popen(consumer, stdin=producer_process.stdout, stdout=consumer_out, stderr=consumer_err)
-        except ProcessFailed:
+        except BaseException:
             _stop([producer_process])
+            _unregister(producer_process.pid)
             assert producer_process.stdout is not None
             producer_process.stdout.close()
             raise
+        _register(consumer_process.pid)
         # Only the consumer may hold the read end, so the producer gets SIGPIPE if the consumer dies.
         assert producer_process.stdout is not None
         producer_process.stdout.close()
-        for process in (producer_process, consumer_process):
-            _register(process.pid)
         deadline = started + timeout_seconds
         watches = (
             _ProgressWatch(producer_process.pid, producer, [producer_err], started),

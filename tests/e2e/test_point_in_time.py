@@ -51,6 +51,11 @@ OUTAGE_JOB = "walout"
 SEGMENT_BYTES = 1024 * 1024  # the test clusters' --wal-segsize
 DATABASE = "shop"
 MARKER_INTERVAL_SECONDS = 1.0
+# How long `wal-status` is called during the load (each call about a second) for a lag that is not a lower bound.
+LAG_MEASURING_SECONDS = 30.0
+# "Within a few seconds": archive_timeout is 1 s and a push takes about one; the bound leaves room for a loaded
+# 2-core CI machine. benchmarks/wal_shipping.py measures the real distribution.
+LAG_BOUND_SECONDS = 20.0
 ARCHIVER_WAIT_SECONDS = 60
 
 
@@ -140,6 +145,8 @@ class ArchivedUnderLoad:
     destinations: list[dict[str, Any]]
     markers: list[Marker]
     taken: int
+    # `replica wal-status` measured during the load: (destination, lag seconds, whether only a lower bound).
+    lags: list[tuple[str, float, bool]]
 
     @property
     def before(self) -> Marker:
@@ -193,11 +200,27 @@ def archived(deployment: Deployment) -> Iterator[ArchivedUnderLoad]:
                 writer.wait_for(2)
                 assert_ok(deployment.replica("backup", JOB))
                 taken = len(writer.committed)
+                # AND the replication lag measured (as the daemon does on each tick) while the load goes on
+                lags = _measure_lags(deployment)
                 writer.wait_for(taken + 3)
             cluster.wait_archived()
         finally:
             load.wait(timeout=30)
-        yield ArchivedUnderLoad(cluster, destinations, writer.committed, taken)
+        yield ArchivedUnderLoad(cluster, destinations, writer.committed, taken, lags)
+
+
+def _measure_lags(deployment: Deployment) -> list[tuple[str, float, bool]]:
+    """Return `wal-status`'s lags, measured until every destination has one that is not only a lower bound (the
+    first measurements have no earlier source position at or before the archive's end to count from), or for
+    LAG_MEASURING_SECONDS."""
+    lags: list[tuple[str, float, bool]] = []
+    deadline = time.monotonic() + LAG_MEASURING_SECONDS
+    while time.monotonic() < deadline:
+        for destination in deployment.replica_json("wal-status", JOB)["destinations"]:
+            lags.append((destination["destination"], destination["lag_seconds"], destination["lag_is_lower_bound"]))
+        if {name for name, _, lower_bound in lags if not lower_bound} == {"primary", "offsite"}:
+            break
+    return lags
 
 
 @contextlib.contextmanager
@@ -220,6 +243,10 @@ def _markers(server: PgCluster) -> list[int]:
 def test_point_in_time_restore_brings_back_exactly_the_rows_committed_before_t(
     deployment: Deployment, archived: ArchivedUnderLoad
 ) -> None:
+    # GIVEN the replication lag measured during the load stayed within a few seconds on both destinations
+    bounded = {name for name, _, lower_bound in archived.lags if not lower_bound}
+    assert bounded == {"primary", "offsite"}, archived.lags
+    assert max(seconds for _, seconds, _ in archived.lags) <= LAG_BOUND_SECONDS, archived.lags
     # WHEN restoring to a T halfway between two markers committed after the base backup
     point = archived.point
     target_root = postgres_folder("replica-pitr-restored-")

@@ -31,7 +31,6 @@ from replica.wal.chain import (
     TimelineHistory,
     base_backup_start,
     judge_chain,
-    last_needed_segment,
     newest_history_name,
     oldest_start,
     parse_timeline_history,
@@ -113,9 +112,7 @@ def check_wal_chain(context: Context, job: JobConfig) -> WalChainCheck:
     for destination, archive in pairs:
         here = retained[destination.name]
         history = timeline_history(archive, names[destination.name])
-        check.verdicts.append(
-            judge_chain(destination.name, oldest_start(here), names, last_needed_segment(here), history)
-        )
+        check.verdicts.append(judge_chain(destination.name, oldest_start(here), names, history))
     check.seconds = time.monotonic() - started
     return check
 

@@ -231,6 +231,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"replica: error: {redact_text(problem)}", file=sys.stderr)
         return USAGE
     except (ReplicaError, KeyboardInterrupt) as error:
+        if isinstance(error, KeyboardInterrupt):
+            # Whatever child a stop caught between its start and the code that stops it on any error: SIGINT (restic
+            # releases its lock), then SIGKILL.
+            from replica.execute import INTERRUPT_GRACE_SECONDS, stop_processes
+
+            stop_processes(INTERRUPT_GRACE_SECONDS)
         if arguments.debug:
             raise
         message = "interrupted" if isinstance(error, KeyboardInterrupt) else str(error)

@@ -65,13 +65,6 @@ def base_backup_start(snapshot_id: str, fingerprint: Mapping[str, object]) -> Ba
         raise ValueError(f"snapshot {snapshot_id}: fingerprint's start or end LSN: {error}") from None
 
 
-def last_needed_segment(starts: Iterable[BaseBackupStart]) -> int | None:
-    """Return the number of the segment holding the newest end LSN of the base backups (None: none recorded): a
-    chain must reach it, or the newest base backup cannot even be made consistent."""
-    ends = [start.end_lsn // start.segment_bytes for start in starts if start.end_lsn is not None]
-    return max(ends, default=None)
-
-
 def oldest_start(starts: Iterable[BaseBackupStart]) -> BaseBackupStart | None:
     """Return the base backup whose log begins first (None for none): the one that needs the most WAL."""
     return min(starts, key=lambda start: start.start_lsn, default=None)
@@ -199,11 +192,12 @@ def judge_chain(
     destination: str,
     start: BaseBackupStart | None,
     archived: Mapping[str, Iterable[str]],
-    needed_until: int | None = None,
     history: TimelineHistory | None = None,
 ) -> ChainVerdict:
-    """Return the chain of `destination` from the base backup `start` to its newest archived segment, or to segment
-    `needed_until` (where the newest base backup ends, see last_needed_segment) when that is later.
+    """Return the chain of `destination` from the base backup `start` to its newest archived segment.
+
+    A chain that ends before the newest base backup's stop LSN is no gap: a base backup holds the WAL of its own
+    duration (`pg_basebackup -X fetch`), and segments not archived yet are the lag's business, not lost.
 
     `archived` holds the archived file names of every destination of the job (this one included): each gap names
     the other destinations that still hold its segments, whole or in part. `history` is the destination's newest
@@ -215,7 +209,7 @@ def judge_chain(
     numbers = {name: segment_numbers(names, size, history) for name, names in archived.items()}
     own = numbers.get(destination, set())
     first = start.segment.number
-    last = max([number for number in (max(own, default=None), needed_until) if number is not None], default=None)
+    last = max(own, default=None)
     if last is None or last < first:
         return ChainVerdict(destination, EMPTY, start, first, None, 0)
     present = [Segment(0, number) for number in own]
