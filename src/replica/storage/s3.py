@@ -8,10 +8,10 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import boto3
 from botocore.config import Config
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 MISSING_CODES = {"404", "NoSuchBucket", "NotFound"}
 MISSING_KEY_CODES = {"NoSuchKey", "404"}
 HASH_CHUNK_BYTES = 1024 * 1024
+T = TypeVar("T")
 DELETE_BATCH_KEYS = 1000  # S3's limit per DeleteObjects request
 # A bucket without Object Lock answers GetObjectLockConfiguration with this code (AWS, MinIO, moto).
 NO_OBJECT_LOCK_CODES = {"ObjectLockConfigurationNotFoundError"}
@@ -178,15 +179,11 @@ class S3Storage:
 
     def get_json(self, bucket: str, key: str) -> dict[str, Any] | None:
         """Return a small JSON document, or None when there is no such key. Raises StorageError."""
+        found = self.get_bytes(bucket, key)
+        if found is None:
+            return None
         try:
-            response = self._client.get_object(Bucket=bucket, Key=key)
-            document = json.loads(response["Body"].read())
-        except ClientError as error:
-            if _error_code(error) in MISSING_KEY_CODES:
-                return None
-            raise self._translate(error, bucket, f"read {key}") from None
-        except BotoCoreError as error:
-            raise self._translate(error, bucket, f"read {key}") from None
+            document = json.loads(found[0])
         except ValueError:
             raise StorageError(f"bucket '{bucket}' at {self.location}: {key} is not valid JSON") from None
         return document if isinstance(document, dict) else None
@@ -212,28 +209,20 @@ class S3Storage:
     def head(self, bucket: str, key: str) -> StoredObject | None:
         """Return an object's size, time and user metadata, or None when there is no such key. Raises
         StorageError."""
-        try:
-            response = self._client.head_object(Bucket=bucket, Key=key)
-        except ClientError as error:
-            if _error_code(error) in MISSING_KEY_CODES:
-                return None
-            raise self._translate(error, bucket, f"read {key}") from None
-        except BotoCoreError as error:
-            raise self._translate(error, bucket, f"read {key}") from None
+        response = self._unless_missing(bucket, key, lambda: self._client.head_object(Bucket=bucket, Key=key))
+        if response is None:
+            return None
         return StoredObject(key, response["ContentLength"], response["LastModified"], response.get("Metadata", {}))
 
     def get_bytes(self, bucket: str, key: str) -> tuple[bytes, dict[str, str]] | None:
         """Return an object's bytes and user metadata, or None when there is no such key. For objects of bounded
         size (a WAL segment). Raises StorageError (also when the connection breaks mid-object)."""
-        try:
+
+        def read() -> tuple[bytes, dict[str, str]]:
             response = self._client.get_object(Bucket=bucket, Key=key)
             return response["Body"].read(), response.get("Metadata", {})
-        except ClientError as error:
-            if _error_code(error) in MISSING_KEY_CODES:
-                return None
-            raise self._translate(error, bucket, f"read {key}") from None
-        except BotoCoreError as error:
-            raise self._translate(error, bucket, f"read {key}") from None
+
+        return self._unless_missing(bucket, key, read)
 
     def objects(self, bucket: str, prefix: str, start_after: str | None = None) -> Iterator[StoredObject]:
         """Yield every object whose key starts with `prefix` (and sorts after `start_after`), in key order, without
@@ -268,18 +257,26 @@ class S3Storage:
     def sha256(self, bucket: str, key: str) -> str | None:
         """Return the hex SHA-256 of an object's bytes, read as a stream (never whole in memory), or None when
         there is no such key. Raises StorageError (also when the connection breaks mid-object)."""
-        digest = hashlib.sha256()
-        try:
-            body = self._client.get_object(Bucket=bucket, Key=key)["Body"]
-            for chunk in body.iter_chunks(HASH_CHUNK_BYTES):
+
+        def read() -> str:
+            digest = hashlib.sha256()
+            for chunk in self._client.get_object(Bucket=bucket, Key=key)["Body"].iter_chunks(HASH_CHUNK_BYTES):
                 digest.update(chunk)
+            return digest.hexdigest()
+
+        return self._unless_missing(bucket, key, read)
+
+    def _unless_missing(self, bucket: str, key: str, read: Callable[[], T]) -> T | None:
+        """Return what `read` returns, or None when the endpoint says there is no such key; every other refusal or
+        broken connection (mid-object too) raised as the StorageError `_translate` makes of it."""
+        try:
+            return read()
         except ClientError as error:
             if _error_code(error) in MISSING_KEY_CODES:
                 return None
             raise self._translate(error, bucket, f"read {key}") from None
         except BotoCoreError as error:
             raise self._translate(error, bucket, f"read {key}") from None
-        return digest.hexdigest()
 
     def object_lock(self, bucket: str) -> dict[str, Any]:
         """Return the bucket's Object Lock (WORM) state as recorded in the catalog; never raises.
