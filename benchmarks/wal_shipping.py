@@ -13,7 +13,7 @@ definition applied to pg_stat_archiver's last archived segment), archived_count,
 
 The same load then runs with the raw equivalents as archive_command, on the same cluster, one after the other:
 - `raw_put.py %p`: a Python process that PUTs the uncompressed file with boto3 to both buckets (`aws s3 cp`-like),
-  what replica's sealing (scrypt key per destination, zstd, AES-GCM, HEAD for idempotence) adds to a plain upload;
+  what replica's sealing (archive key, zstd, AES-GCM, HEAD for idempotence) adds to a plain upload;
 - `cp %p DIR/%f`: the floor (no network, no Python).
 Per-push latency: one `replica wal-push` process of a real segment (under a fresh name each time, in a job of its
 own) against one `raw_put.py` and one `cp`, alternating; and a breakdown of one push in process (interpreter
@@ -231,9 +231,9 @@ def observe(
     context, every destination's lag as `wal-status` measures it.
 
     The loss window is how long ago the source first wrote past the end of the newest archived segment, read from
-    the earlier samples' insert positions (1 s resolution, a lower bound): what a restore would lose now. It differs
-    from replica's lag when the archiver has a backlog: the newest segment was then stored just now but written
-    long ago, and everything after it is on the source only."""
+    the earlier samples' insert positions (1 s resolution, a lower bound): what a restore would lose now. replica's
+    lag counts the same way from the positions it records, so it must never read below the loss window (with a
+    backlog the newest segment was stored just now but written long ago)."""
     insert, now, archived_name, archived_at, archived, failed, timeline = cluster.query(ARCHIVER_QUERY)
     # The counters since the phase began (pg_stat_archiver keeps counting across phases: a reset would also forget
     # the last archived segment, which the backlog and the lag need).
@@ -546,7 +546,7 @@ def main() -> int:
                 lambda: instance.replica("wal-push", "--job", LATENCY_JOB, str(fresh.next())),
                 raw_push,
                 runs=runs,
-                note="replica wal-push process (start-up, scrypt x2, zstd, AES-GCM, HEAD + PUT x2)",
+                note="replica wal-push process (start-up, archive key, zstd, AES-GCM, HEAD + PUT x2)",
             )
         ]
         if not arguments.smoke:
