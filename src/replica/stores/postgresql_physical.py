@@ -359,9 +359,12 @@ class PhysicalPostgresqlStore(PostgresqlStore):
 
     # Recovery --------------------------------------------------------------------------------------------------
 
-    def recover(self, data_dir: Path, fingerprint: Fingerprint, target_time: datetime | None) -> ScratchServer:
+    def recover(
+        self, data_dir: Path, fingerprint: Fingerprint, target_time: datetime | None, *, removable: bool = False
+    ) -> ScratchServer:
         """Configure recovery of a restored data directory, start a scratch server on it and wait until recovery
         finished (target reached and promoted, or every archived WAL file replayed); return the running server.
+        `removable`: the directory is a scratch copy of replica's own, which a sweep may delete should replica die.
 
         Raises StoreError with the server's words when recovery fails (the archive ends before the target).
         """
@@ -379,6 +382,7 @@ class PhysicalPostgresqlStore(PostgresqlStore):
             free_port(),
             self.config.user,
             environment=server_environment(self.destinations, os.environ),
+            removable=removable,
         )
         self._servers[data_dir] = server
         server.start()
@@ -419,7 +423,7 @@ class PhysicalPostgresqlStore(PostgresqlStore):
     ) -> list[CheckOutcome]:
         assert target.path is not None
         try:
-            server = self.recover(target.path, expected, self.target_time)
+            server = self.recover(target.path, expected, self.target_time, removable=True)
             with server.connect(self.config.database) as connection:
                 found = fingerprint_connection(connection)
                 row = connection.execute(

@@ -104,6 +104,9 @@ class ScratchServer:
     port: int
     role: str
     environment: Mapping[str, str] = field(default_factory=dict)
+    # Whether a sweep may delete `data_dir` once replica died: only a scratch copy replica made for itself (a
+    # verification's), never a target an engineer named.
+    removable: bool = False
     # The socket folder, pg_hba.conf and server log live in a private folder beside nothing else.
     work_dir: Path = field(init=False)
 
@@ -119,8 +122,13 @@ class ScratchServer:
             "work_dir": str(self.work_dir),
             "bin_dir": str(self.bin_dir),
             "user": self.user,
+            "removable": self.removable,
         }
-        self.owner_path.write_text(json.dumps(owner))
+        # A new file, never through a link: the folder is the world-writable temporary one, and the sweep (run as
+        # root) trusts what this file names.
+        handle = os.open(self.owner_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(handle, "w") as file:
+            file.write(json.dumps(owner))
 
     @property
     def owner_path(self) -> Path:

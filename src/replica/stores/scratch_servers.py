@@ -42,26 +42,49 @@ def stop_abandoned_servers(is_alive: Callable[[int], bool], directory: Path | No
         owner = _read_owner(path)
         if owner is None or owner["host"] != socket.gethostname() or is_alive(int(owner["pid"])):
             continue
-        data_dir, user = Path(owner["data_dir"]), str(owner["user"])
-        if (data_dir / "postmaster.pid").exists():
-            # Immediate: the data directory is removed next, nothing in it needs a checkpoint.
+        data_dir, work_dir, user = Path(owner["data_dir"]), Path(owner["work_dir"]), str(owner["user"])
+        running_socket = _socket_directory(data_dir)
+        if running_socket is not None and running_socket != work_dir:
+            # A server runs there, but not replica's scratch server (it listens in replica's private folder): an
+            # engineer started a restored cluster, or restored again into the same place. Not ours to stop.
+            logger.warning("left the PostgreSQL server on %s alone: it is not the scratch server of %s", data_dir, path)
+            path.unlink(missing_ok=True)
+            continue
+        if running_socket is not None:
+            # Immediate: nothing in a scratch copy needs a checkpoint.
             pg_ctl = (str(Path(owner["bin_dir"]) / "pg_ctl"), "-D", str(data_dir), "stop", "-m", "immediate", "-w")
             completed = run(Command(argv=as_user(pg_ctl, user), timeout_seconds=STOP_TIMEOUT_SECONDS))
-            if not completed.succeeded and (data_dir / "postmaster.pid").exists():
+            if not completed.succeeded and _socket_directory(data_dir) == work_dir:
                 logger.warning(
                     "the abandoned scratch PostgreSQL server on %s did not stop: %s",
                     data_dir,
                     last_meaningful_line(completed.stderr_tail),
                 )
                 continue
-        shutil.rmtree(data_dir, ignore_errors=True)
-        shutil.rmtree(owner["work_dir"], ignore_errors=True)
+        if owner.get("removable") is True:
+            shutil.rmtree(data_dir, ignore_errors=True)
+            logger.warning("stopped the scratch server of dead process %s and removed %s", owner["pid"], data_dir)
+        else:
+            # A target an engineer named: what the dead restore left is theirs to look at or remove.
+            logger.warning(
+                "stopped the scratch server of dead process %s; the unfinished restore in %s is left in place",
+                owner["pid"],
+                data_dir,
+            )
+        shutil.rmtree(work_dir, ignore_errors=True)
         path.unlink(missing_ok=True)
-        logger.warning(
-            "stopped the scratch PostgreSQL server of dead process %s and removed %s", owner["pid"], data_dir
-        )
         stopped.append(data_dir)
     return stopped
+
+
+def _socket_directory(data_dir: Path) -> Path | None:
+    """Return the socket folder of the server running on `data_dir` (line 5 of its postmaster.pid), or None when
+    none runs there."""
+    try:
+        lines = (data_dir / "postmaster.pid").read_text().splitlines()
+    except OSError:
+        return None
+    return Path(lines[4]) if len(lines) > 4 and lines[4] else None
 
 
 def _read_owner(path: Path) -> dict[str, Any] | None:
