@@ -230,3 +230,20 @@ def test_only_wal_files_of_physical_jobs_are_archived(
     result = deployment.replica("wal-push", "--job", "logicaldb", str(_segment(tmp_path)))
     assert result.returncode == 2
     assert "not PostgreSQL in mode 'physical'" in result.stderr
+
+
+def test_a_key_file_gone_while_wal_remains_is_refused_not_replaced(
+    deployment: Deployment, destinations: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    # GIVEN an archive with WAL in it whose key file was deleted (the WAL cannot be opened without it)
+    assert_ok(deployment.replica("wal-push", "--job", JOB, str(_segment(tmp_path, "000000010000000000000010"))))
+    primary = destinations[0]
+    key_file = f"{primary['prefix']}/replica/wal/{JOB}/key.json"
+    deployment.s3.client().delete_object(Bucket=primary["bucket"], Key=key_file)
+    # WHEN the server archives the next segment
+    result = deployment.replica("wal-push", "--job", JOB, str(_segment(tmp_path, "000000010000000000000011")))
+    # THEN the push fails loudly, and no new key hides the loss
+    assert result.returncode != 0
+    assert "key.json is gone while WAL files remain" in result.stderr
+    listed = deployment.s3.client().list_objects_v2(Bucket=primary["bucket"], Prefix=key_file)
+    assert listed.get("KeyCount", 0) == 0

@@ -141,16 +141,31 @@ def test_a_key_file_asking_for_a_weak_derivation_is_refused(monkeypatch: pytest.
 def test_the_unwrapped_key_is_cached_0600_per_key_file_and_a_broken_cache_is_skipped(tmp_path: Path) -> None:
     content, key = keys.new_key_file(SecretStr("pw"), "billing")
     cache = tmp_path / "wal-keys"
-    assert keys.cached_key(cache, content) is None
+    assert keys.cached_key(cache, content, "billing") is None
 
-    keys.cache_key(cache, content, key)
+    keys.cache_key(cache, content, "billing", key)
 
-    assert keys.cached_key(cache, content) == key
+    assert keys.cached_key(cache, content, "billing") == key
     (cached,) = cache.iterdir()
     assert cached.stat().st_mode & 0o777 == 0o600 and cache.stat().st_mode & 0o777 == 0o700
     other, _ = keys.new_key_file(SecretStr("pw"), "billing")
-    assert keys.cached_key(cache, other) is None  # a replaced key file is never answered from the cache
+    assert keys.cached_key(cache, other, "billing") is None  # a replaced key file is never answered from the cache
+    assert keys.cached_key(cache, content, "shop") is None  # nor another job's key file copied in
     blocked = tmp_path / "a-file"
     blocked.write_text("")
-    keys.cache_key(blocked / "wal-keys", content, key)  # cannot be written: skipped, no error
-    assert keys.cached_key(blocked / "wal-keys", content) is None
+    keys.cache_key(blocked / "wal-keys", content, "billing", key)  # cannot be written: skipped, no error
+    assert keys.cached_key(blocked / "wal-keys", content, "billing") is None
+
+
+@pytest.mark.usefixtures("cheap_scrypt")
+def test_a_damaged_cached_key_is_not_used(tmp_path: Path) -> None:
+    # A cached key that does not produce the key file's check value would seal segments nobody else can open.
+    content, key = keys.new_key_file(SecretStr("pw"), "billing")
+    cache = tmp_path / "wal-keys"
+    keys.cache_key(cache, content, "billing", key)
+    (cached,) = cache.iterdir()
+    damaged = bytearray(cached.read_bytes())
+    damaged[0] ^= 0x01
+    cached.write_bytes(bytes(damaged))
+    assert keys.cached_key(cache, content, "billing") is None
+    assert keys.open_key_file(content, SecretStr("pw"), "billing") == key

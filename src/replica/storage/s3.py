@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 
 MISSING_CODES = {"404", "NoSuchBucket", "NotFound"}
 MISSING_KEY_CODES = {"NoSuchKey", "404"}
+# A conditional write (If-None-Match: *) that found the object there already; 409 when another write was under way.
+PRECONDITION_FAILED_CODES = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
 HASH_CHUNK_BYTES = 1024 * 1024
 T = TypeVar("T")
 DELETE_BATCH_KEYS = 1000  # S3's limit per DeleteObjects request
@@ -197,13 +199,26 @@ class S3Storage:
         except (ClientError, BotoCoreError) as error:
             raise self._translate(error, bucket, f"list {prefix}") from None
 
-    def put_bytes(self, bucket: str, key: str, body: bytes, metadata: dict[str, str]) -> None:
+    def put_bytes(
+        self, bucket: str, key: str, body: bytes, metadata: dict[str, str], *, if_absent: bool = False
+    ) -> None:
         """Store an object with user metadata; return once the endpoint has it (S3 answers a PUT only when the object
-        is durable). The body's MD5 travels along, so bytes damaged on the way are refused. Raises StorageError."""
+        is durable). The body's MD5 travels along, so bytes damaged on the way are refused. With `if_absent`, an
+        object already there is kept (S3's conditional write) and the call returns as if it had written. Raises
+        StorageError."""
         content_md5 = base64.b64encode(hashlib.md5(body, usedforsecurity=False).digest()).decode()
         try:
-            self._client.put_object(Bucket=bucket, Key=key, Body=body, ContentMD5=content_md5, Metadata=metadata)
-        except (ClientError, BotoCoreError) as error:
+            if if_absent:
+                self._client.put_object(
+                    Bucket=bucket, Key=key, Body=body, ContentMD5=content_md5, Metadata=metadata, IfNoneMatch="*"
+                )
+            else:
+                self._client.put_object(Bucket=bucket, Key=key, Body=body, ContentMD5=content_md5, Metadata=metadata)
+        except ClientError as error:
+            if if_absent and _error_code(error) in PRECONDITION_FAILED_CODES:
+                return
+            raise self._translate(error, bucket, f"write {key}") from None
+        except BotoCoreError as error:
             raise self._translate(error, bucket, f"write {key}") from None
 
     def head(self, bucket: str, key: str) -> StoredObject | None:

@@ -75,9 +75,14 @@ class WalArchive:
         if found is None:
             if not create:
                 return None
+            if any(stored.name != KEY_FILE for stored in self.stored()):
+                raise WalDamaged(
+                    f"{self.describe()}: {KEY_FILE} is gone while WAL files remain: they cannot be opened without it, "
+                    "and a new key would hide that; put it back from a backup of the bucket"
+                )
             content, key = new_key_file(self._password, self.job)
-            self.storage.put_bytes(self.destination.bucket, location, content, {"format": FORMAT})
-            # Two first pushes may race: whichever key file the bucket kept is the archive's key, for both.
+            # Only if still absent: of two first pushes racing, the second keeps the first one's key.
+            self.storage.put_bytes(self.destination.bucket, location, content, {"format": FORMAT}, if_absent=True)
             found = self.storage.get_bytes(self.destination.bucket, location)
             if found is None:
                 raise WalDamaged(f"{self.describe()}: {KEY_FILE} vanished right after it was written")
@@ -86,7 +91,7 @@ class WalArchive:
                 self._cache(content, key)
                 return key
         content = found[0]
-        cached = cached_key(self._key_cache, content) if self._key_cache is not None else None
+        cached = cached_key(self._key_cache, content, self.job) if self._key_cache is not None else None
         if cached is None:
             try:
                 cached = open_key_file(content, self._password, self.job)
@@ -98,7 +103,7 @@ class WalArchive:
 
     def _cache(self, content: bytes, key: SealingKey) -> None:
         if self._key_cache is not None:
-            cache_key(self._key_cache, content, key)
+            cache_key(self._key_cache, content, self.job, key)
 
     def _sealing_key(self) -> SealingKey:
         key = self.key(create=True)

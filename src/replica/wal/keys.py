@@ -5,8 +5,10 @@ stored beside the segments as `key.json`: the scrypt parameters and salt, and th
 the key scrypt derives from the destination's restic password. scrypt costs about what restic's own key derivation
 costs (~0.5 s, 128 MiB), so the archive is no cheaper a way to guess the password than the repository. A push
 must not pay that each time (PostgreSQL runs one per segment): the unwrapped key is cached in a 0600 file under
-the state directory, named after the digest of the key file it came from; a cache that cannot be written or read
-costs one derivation per process, nothing else.
+the state directory, named after the job and the digest of the key file it came from; a cache that cannot be
+written or read costs one derivation per process, nothing else. The key file carries a check value (a keyed hash
+of the job's name under the key): a cached key, or an unwrapped one, that does not produce it is not the archive's
+key, so a damaged cache costs a derivation instead of sealing segments nobody else can open.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import hmac
 import json
 import os
 import tempfile
@@ -37,6 +40,7 @@ SCRYPT_P = 1
 MINIMUM_SCRYPT_N = 2**17
 SALT_BYTES = 16
 WRAP_LABEL = b"replica wal key v1\x00"
+CHECK_LABEL = b"replica wal key check v1\x00"
 CACHE_FOLDER = "wal-keys"
 
 
@@ -62,7 +66,23 @@ def new_key_file(password: SecretStr, job: str) -> tuple[bytes, SealingKey]:
         "nonce": _b64(nonce),
         "wrapped_key": _b64(wrapped),
     }
-    return json.dumps(document, sort_keys=True).encode(), SealingKey(material[:KEY_BYTES], material[KEY_BYTES:])
+    key = SealingKey(material[:KEY_BYTES], material[KEY_BYTES:])
+    document["check"] = key_check(key, job)
+    return json.dumps(document, sort_keys=True).encode(), key
+
+
+def key_check(key: SealingKey, job: str) -> str:
+    """Return the check value of an archive key for `job` (hex): what tells the archive's key from any other."""
+    return hmac.new(key.cipher_key + key.tag_key, CHECK_LABEL + job.encode(), hashlib.sha256).hexdigest()
+
+
+def _checks(key_file: bytes, key: SealingKey, job: str) -> bool:
+    """Return True when `key` produces the check value the key file records."""
+    try:
+        recorded = json.loads(key_file).get("check")
+    except (ValueError, AttributeError):
+        return False
+    return isinstance(recorded, str) and hmac.compare_digest(recorded, key_check(key, job))
 
 
 def open_key_file(content: bytes, password: SecretStr, job: str) -> SealingKey:
@@ -85,21 +105,26 @@ def open_key_file(content: bytes, password: SecretStr, job: str) -> SealingKey:
         raise KeyFileRefused("it does not open (wrong password, damaged, or another job's key file)") from None
     if len(material) != 2 * KEY_BYTES:
         raise KeyFileRefused("it wraps a key of the wrong size")
-    return SealingKey(material[:KEY_BYTES], material[KEY_BYTES:])
+    key = SealingKey(material[:KEY_BYTES], material[KEY_BYTES:])
+    if not _checks(content, key, job):
+        raise KeyFileRefused("its key does not match the key file's check value")
+    return key
 
 
-def cached_key(cache_dir: Path, key_file: bytes) -> SealingKey | None:
-    """Return the key cached for this exact key file, or None (no cache, unreadable, or not this key file)."""
+def cached_key(cache_dir: Path, key_file: bytes, job: str) -> SealingKey | None:
+    """Return the key cached for this exact key file of `job`, or None (no cache, unreadable, damaged, or not the
+    key the key file's check value names)."""
     try:
-        material = (cache_dir / _cache_name(key_file)).read_bytes()
+        material = (cache_dir / _cache_name(key_file, job)).read_bytes()
     except OSError:
         return None
     if len(material) != 2 * KEY_BYTES:
         return None
-    return SealingKey(material[:KEY_BYTES], material[KEY_BYTES:])
+    key = SealingKey(material[:KEY_BYTES], material[KEY_BYTES:])
+    return key if _checks(key_file, key, job) else None
 
 
-def cache_key(cache_dir: Path, key_file: bytes, key: SealingKey) -> None:
+def cache_key(cache_dir: Path, key_file: bytes, job: str, key: SealingKey) -> None:
     """Cache an unwrapped key in a 0600 file (folder 0700); a cache that cannot be written is skipped silently: it
     only costs the next process one derivation."""
     with contextlib.suppress(OSError):
@@ -108,15 +133,16 @@ def cache_key(cache_dir: Path, key_file: bytes, key: SealingKey) -> None:
         try:
             with os.fdopen(handle, "wb") as file:
                 file.write(key.cipher_key + key.tag_key)
-            os.replace(temporary, cache_dir / _cache_name(key_file))
+            os.replace(temporary, cache_dir / _cache_name(key_file, job))
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temporary)
 
 
-def _cache_name(key_file: bytes) -> str:
-    # Named after the key file's digest: a key file replaced in the bucket is never answered from a stale cache.
-    return hashlib.sha256(key_file).hexdigest() + ".key"
+def _cache_name(key_file: bytes, job: str) -> str:
+    # Named after the job and the key file's digest: a key file replaced in the bucket, or another job's copied in,
+    # is never answered from this cache.
+    return hashlib.sha256(job.encode() + b"\x00" + key_file).hexdigest() + ".key"
 
 
 def _b64(data: bytes) -> str:
