@@ -10,6 +10,7 @@ from typing import cast
 
 import pytest
 
+from replica.actions.wal_chain import on_path
 from replica.actions.wal_lag import newest_archived
 from replica.catalog.wal_lags import LagRecord
 from replica.policy.objectives import Objectives
@@ -299,3 +300,18 @@ def test_an_archive_far_behind_is_listed_after_the_newest_segment_found_before_n
     assert second is not None and second.segment == Segment(1, 0x12)
     unchanged = newest_archived(cast(WalArchive, ListedArchive(names(0x10, 0x11))), position, previous)
     assert unchanged == first
+
+
+def test_an_abandoned_timelines_newer_segments_are_not_the_newest_on_the_sources_path() -> None:
+    # GIVEN a standby promoted to timeline 2 in segment 0x12 while the old primary archived timeline 1 up to 0x1E
+    old_primary = [(name, NOW) for name in names(*range(0x10, 0x1F))]
+    path = on_path(HISTORY_2, SIZE)
+    # WHEN nothing of timeline 2 is archived yet, THEN the newest segment on its path is the last before the switch
+    newest = find_newest(old_primary, SIZE, path)
+    assert newest is not None and newest.segment == Segment(1, 0x11)
+    # AND once timeline 2 archives, its own segments are the newest, the old primary's 0x1E never
+    newest = find_newest([*old_primary, *((name, NOW) for name in names(0x12, 0x13, timeline=2))], SIZE, path)
+    assert newest is not None and newest.segment == Segment(2, 0x13)
+    # AND without the path (the old rule) the abandoned 0x1E would pass for archived progress
+    unfiltered = find_newest(old_primary, SIZE)
+    assert unfiltered is not None and unfiltered.segment == Segment(1, 0x1E)

@@ -32,6 +32,7 @@ from replica.actions.restore import outcome_line
 from replica.actions.restoring import SnapshotRef, restore_snapshot
 from replica.actions.runs import recorded_run
 from replica.actions.wal import wal_archive
+from replica.actions.wal_chain import on_path, timeline_history
 from replica.catalog.records import CheckOutcome, utc_now
 from replica.config.models import PostgresqlStoreConfig
 from replica.errors import NotFound, StoreError, TargetNotEmpty
@@ -276,7 +277,11 @@ def _newest_archived(context: Context, plan: PointInTimePlan) -> NewestSegment |
     start = parse_lsn(str(plan.fingerprint["start_lsn"]))
     # Names sort by timeline first: listing after the backup's first segment still lists every later timeline.
     first = Segment(int(plan.fingerprint["timeline"]), max(start // segment_bytes - 1, 0)).name(segment_bytes)
-    return newest_segment(((stored.name, stored.stored_at) for stored in archive.stored(first)), segment_bytes)
+    listed = [(stored.name, stored.stored_at) for stored in archive.stored(first)]
+    # The recovery follows the newest timeline (recovery_target_timeline = 'latest'): an abandoned timeline's
+    # segments numbered past its switch are never replayed, and must not make the replay look short.
+    history = timeline_history(archive, [name for name, _ in listed])
+    return newest_segment(listed, segment_bytes, on_path(history, segment_bytes))
 
 
 def replay_shortfall(replayed: int, newest: NewestSegment | None, segment_bytes: int, destination: str) -> str | None:

@@ -7,7 +7,7 @@ that still hold it.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,7 @@ from replica.wal.chain import (
     oldest_start,
     parse_timeline_history,
 )
-from replica.wal.segments import format_lsn
+from replica.wal.segments import Segment, format_lsn
 
 CHECK_PREFIX = "wal-chain"
 
@@ -83,6 +83,25 @@ def retained_base_backups(context: Context, job: JobConfig, destination: str) ->
     return starts
 
 
+def history_of_timeline(archive: WalArchive, timeline: int) -> TimelineHistory:
+    """Return the history of `timeline` as one archive holds it (timeline 1 has none). Without its history file the
+    history knows no switch, so only that timeline's own segments count as on its path: a lag judged by it can only
+    read larger. Raises WalDamaged when the file does not open or read, StorageError when it cannot be fetched."""
+    name = f"{timeline:08X}.history"
+    content = archive.fetch(name) if timeline > 1 else None
+    if content is None:
+        return TimelineHistory(timeline)
+    try:
+        return parse_timeline_history(name, content.decode())
+    except (UnicodeDecodeError, ValueError) as error:
+        raise WalDamaged(f"{archive.describe()}: {name} cannot be read: {error}") from None
+
+
+def on_path(history: TimelineHistory, segment_bytes: int) -> Callable[[Segment], bool]:
+    """Return whether a segment is the copy of its number that a restore following `history` reads."""
+    return lambda segment: segment.timeline == history.timeline_of(segment.number, segment_bytes)
+
+
 def timeline_history(archive: WalArchive, names: list[str]) -> TimelineHistory:
     """Return the newest timeline history archived among `names` (fetched and opened: a few bytes), or timeline 1
     with no switch when none is archived (a cluster never promoted). Raises WalDamaged when it does not open or
@@ -108,10 +127,13 @@ def check_wal_chain(context: Context, job: JobConfig) -> WalChainCheck:
     retained = {d.name: retained_base_backups(context, job, d.name) for d in job.destinations}
     pairs = list(zip(job.destinations, wal_archives(context, job), strict=True))
     names = {destination.name: [stored.name for stored in archive.stored()] for destination, archive in pairs}
+    # Every destination is judged by the newest history any of them holds: a copy that missed a timeline switch
+    # (its history file and the new timeline's segments) must show the gap, not look complete on the old timeline.
+    histories = [timeline_history(archive, names[destination.name]) for destination, archive in pairs]
+    history = max(histories, key=lambda known: known.timeline)
     check = WalChainCheck(job.name)
-    for destination, archive in pairs:
+    for destination, _ in pairs:
         here = retained[destination.name]
-        history = timeline_history(archive, names[destination.name])
         check.verdicts.append(judge_chain(destination.name, oldest_start(here), names, history))
     check.seconds = time.monotonic() - started
     return check

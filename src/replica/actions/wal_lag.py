@@ -6,12 +6,20 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from replica.actions.context import Context
 from replica.actions.wal import physical_job, wal_archives
-from replica.actions.wal_chain import chain_documents, check_wal_chain, is_physical, retained_base_backups
+from replica.actions.wal_chain import (
+    chain_documents,
+    check_wal_chain,
+    history_of_timeline,
+    is_physical,
+    on_path,
+    retained_base_backups,
+)
 from replica.catalog.records import utc_now
 from replica.catalog.wal_lags import LagRecord
 from replica.config.models import JobConfig, PostgresqlStoreConfig
@@ -26,33 +34,37 @@ from replica.wal.lag import (
     measure_lag,
     newest_segment,
 )
-from replica.wal.segments import format_lsn, parse_lsn, parse_segment_name
+from replica.wal.segments import Segment, format_lsn, parse_lsn, parse_segment_name
 
 logger = logging.getLogger(__name__)
 
 
 def newest_archived(
-    archive: WalArchive, position: WalPosition, previous: LagRecord | None = None
+    archive: WalArchive,
+    position: WalPosition,
+    previous: LagRecord | None = None,
+    path: Callable[[Segment], bool] | None = None,
 ) -> NewestSegment | None:
     """Return the newest segment in an archive, listing only the names after a segment shortly before the current
     one; when none is there (an archive far behind, or one on an older timeline), only the names after the newest
     segment the previous measurement found (`previous`, that segment kept when nothing is newer): a tick must not
-    list a whole archive every minute. Only with no previous finding, the whole archive. Raises StorageError."""
+    list a whole archive every minute. Only with no previous finding, the whole archive. `path` keeps only the
+    segments of the timelines the source's history follows. Raises StorageError."""
     size = position.segment_bytes
     start = listing_start(position)
     if start is not None:
-        recent = newest_segment(((s.name, s.stored_at) for s in archive.stored(start)), size)
+        recent = newest_segment(((s.name, s.stored_at) for s in archive.stored(start)), size, path)
         if recent is not None:
             return recent
     known = _previously_found(previous, size)
     if known is not None:
-        later = newest_segment(((s.name, s.stored_at) for s in archive.stored(known.name)), size)
+        later = newest_segment(((s.name, s.stored_at) for s in archive.stored(known.name)), size, path)
         newer = later is not None and (later.segment.number, later.segment.timeline) > (
             known.segment.number,
             known.segment.timeline,
         )
         return later if later is not None and newer else known
-    return newest_segment(((s.name, s.stored_at) for s in archive.stored()), size)
+    return newest_segment(((s.name, s.stored_at) for s in archive.stored()), size, path)
 
 
 def _previously_found(previous: LagRecord | None, segment_bytes: int) -> NewestSegment | None:
@@ -85,7 +97,10 @@ def measure_wal_lag(context: Context, job: JobConfig, now: datetime | None = Non
     samples = [PositionSample(at, parse_lsn(lsn)) for at, lsn in catalog.positions(job.name)]
     lags = []
     for destination, archive in zip(job.destinations, wal_archives(context, job), strict=True):
-        newest = newest_archived(archive, position, previous.get(destination.name))
+        # Only the segments of the timelines the source follows: an abandoned timeline's (an old primary that went on
+        # archiving after its standby was promoted) protect none of the source's data.
+        path = on_path(history_of_timeline(archive, position.timeline), position.segment_bytes)
+        newest = newest_archived(archive, position, previous.get(destination.name), path)
         # With nothing archived, the lag counts only once a base backup exists: before, nothing needs the log.
         needed = newest is not None or bool(retained_base_backups(context, job, destination.name))
         lags.append(measure_lag(destination.name, position, newest, samples, measured_at, needed=needed))

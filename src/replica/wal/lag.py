@@ -16,7 +16,7 @@ bound (`Lag.lower_bound`). With nothing archived and no base backup to need it, 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -97,9 +97,13 @@ def listing_start(position: WalPosition) -> str | None:
     return Segment(position.timeline, number).name(position.segment_bytes)
 
 
-def newest_segment(stored: Iterable[tuple[str, datetime]], segment_bytes: int) -> NewestSegment | None:
+def newest_segment(
+    stored: Iterable[tuple[str, datetime]], segment_bytes: int, on_path: Callable[[Segment], bool] | None = None
+) -> NewestSegment | None:
     """Return the segment with the highest number among archived (name, stored at) pairs; None when there is none.
-    Of two timelines' copies of one number, the later timeline's (the one a restore follows)."""
+    Of two timelines' copies of one number, the later timeline's (the one a restore follows). With `on_path`, only
+    the segments it accepts count: those of the timelines a restore follows, not an abandoned timeline's (an old
+    primary that archived on after its standby was promoted)."""
     newest: NewestSegment | None = None
     for name, stored_at in stored:
         if not SEGMENT_NAME.fullmatch(name):
@@ -107,6 +111,8 @@ def newest_segment(stored: Iterable[tuple[str, datetime]], segment_bytes: int) -
         try:
             segment = parse_segment_name(name, segment_bytes)
         except ValueError:
+            continue
+        if on_path is not None and not on_path(segment):
             continue
         if newest is None or (segment.number, segment.timeline) > (newest.segment.number, newest.segment.timeline):
             newest = NewestSegment(name, segment, stored_at)
