@@ -62,7 +62,13 @@ def replica_paths() -> list[Path]:
 def _traverse_state() -> Iterator[dict[str, Any]]:
     """Yield the state every pytest process of this host shares (one at a time): the pids holding folders open and
     the modes to put back. Holders that died are dropped: no count to keep exact."""
-    with TRAVERSE_STATE_PATH.open("a+") as handle:
+    # The temporary folder is everyone's: a file another user planted there (or a link) must not tell root which
+    # folders to chmod.
+    descriptor = os.open(TRAVERSE_STATE_PATH, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    if os.fstat(descriptor).st_uid != os.geteuid():
+        os.close(descriptor)
+        raise RuntimeError(f"{TRAVERSE_STATE_PATH} belongs to another user; remove it")
+    with os.fdopen(descriptor, "r+") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         handle.seek(0)
         text = handle.read()

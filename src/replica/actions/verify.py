@@ -253,7 +253,9 @@ def _attempt(
     rto_started = time.monotonic()
     label = f"{job.name}-{run.run_id}"
     # Verifying a copy proves that copy: its WAL alone, never the primary's as a silent fallback.
-    store.restoring_from(destination.name, only=destination.name != job.destinations[0].name)
+    # A verification proves the destination it verifies: its own WAL alone, the primary's too (a restore, by
+    # contrast, may borrow a missing file from another destination).
+    store.restoring_from(destination.name, only=True)
     with store.scratch_target(context.settings.scratch_path, label) as target:
         # The job's lock keeps its prune out: no restic lock needed.
         proven = restore_and_prove(
