@@ -9,15 +9,14 @@ repeated push of the same file is a success; another file under an archived name
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from replica.actions.context import Context
 from replica.config.models import DestinationConfig, JobConfig, PostgresqlStoreConfig
 from replica.errors import ReplicaError, StorageError, UsageError
+from replica.files import write_atomically
 from replica.wal.archive import WalArchive
 from replica.wal.keys import CACHE_FOLDER
 from replica.wal.segments import is_archivable_name
@@ -120,21 +119,9 @@ def fetch_wal_file(
         if content is not None:
             if failures:
                 context.progress(f"{name} taken from '{destination.name}': {failures[0]}")
-            _write_atomically(path, content)
+            write_atomically(path, content)  # the server never sees half a segment
             return destination.name
     if failures:
         raise failures[0]
     where = f"destination '{first.name}'" if only else "any destination"
     raise WalNotArchived(f"{name} is not archived on {where} of job '{job.name}'")
-
-
-def _write_atomically(path: Path, content: bytes) -> None:
-    """Write `content` to `path` through a temporary file beside it: the server never sees half a segment."""
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(content)
-        os.replace(temporary, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)

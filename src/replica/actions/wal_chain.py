@@ -87,14 +87,8 @@ def history_of_timeline(archive: WalArchive, timeline: int) -> TimelineHistory:
     """Return the history of `timeline` as one archive holds it (timeline 1 has none). Without its history file the
     history knows no switch, so only that timeline's own segments count as on its path: a lag judged by it can only
     read larger. Raises WalDamaged when the file does not open or read, StorageError when it cannot be fetched."""
-    name = f"{timeline:08X}.history"
-    content = archive.fetch(name) if timeline > 1 else None
-    if content is None:
-        return TimelineHistory(timeline)
-    try:
-        return parse_timeline_history(name, content.decode())
-    except (UnicodeDecodeError, ValueError) as error:
-        raise WalDamaged(f"{archive.describe()}: {name} cannot be read: {error}") from None
+    history = _read_history(archive, f"{timeline:08X}.history") if timeline > 1 else None
+    return history or TimelineHistory(timeline)
 
 
 def on_path(history: TimelineHistory, segment_bytes: int) -> Callable[[Segment], bool]:
@@ -107,9 +101,16 @@ def timeline_history(archive: WalArchive, names: list[str]) -> TimelineHistory:
     with no switch when none is archived (a cluster never promoted). Raises WalDamaged when it does not open or
     read, StorageError when it cannot be fetched."""
     name = newest_history_name(names)
-    content = archive.fetch(name) if name is not None else None
-    if name is None or content is None:
-        return TimelineHistory(1)
+    history = _read_history(archive, name) if name is not None else None
+    return history or TimelineHistory(1)
+
+
+def _read_history(archive: WalArchive, name: str) -> TimelineHistory | None:
+    """Return the timeline history file `name` of an archive, or None when it has none. Raises WalDamaged when it
+    does not open or read, StorageError when it cannot be fetched."""
+    content = archive.fetch(name)
+    if content is None:
+        return None
     try:
         return parse_timeline_history(name, content.decode())
     except (UnicodeDecodeError, ValueError) as error:

@@ -23,7 +23,6 @@ import json
 import os
 import posixpath
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from replica.config.models import DestinationConfig, JobConfig, PolicyConfig
 from replica.config.notify import NOTIFIER_KIND_NAMES
 from replica.config.yaml_files import UnreadableFile, YamlDocument, YamlProblem, read_yaml_document, yaml_version
 from replica.errors import ConfigError, NotFound
+from replica.files import write_atomically
 from replica.schedule.specs import longest_gap, parse_schedule
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -486,14 +486,7 @@ class _OutcomeCache:
         document = {"format": CACHE_FORMAT, "code": self._code, "files": self._new}
         with contextlib.suppress(OSError):
             cache_file.parent.mkdir(parents=True, exist_ok=True)
-            handle, temporary = tempfile.mkstemp(prefix=f".{cache_file.name}.", dir=cache_file.parent)
-            try:
-                with os.fdopen(handle, "w", encoding="utf-8") as file:
-                    json.dump(document, file, separators=(",", ":"))
-                os.replace(temporary, cache_file)  # readers see the old file or the new one, never half of one
-            finally:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(temporary)
+            write_atomically(cache_file, json.dumps(document, separators=(",", ":")).encode())
 
 
 def _identity(path: str) -> list[int] | None:

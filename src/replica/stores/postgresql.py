@@ -177,7 +177,8 @@ class PostgresqlStore(Store):
                 str(error),
             ) from None
 
-    def _client_argv(self, program: str, database: str) -> list[str]:
+    def _server_argv(self, program: str) -> list[str]:
+        """Return `program` with the options that reach the server as the job's role (the password by PGPASSWORD)."""
         return [
             program,
             "--host",
@@ -187,9 +188,10 @@ class PostgresqlStore(Store):
             "--username",
             self.config.user,
             "--no-password",
-            "--dbname",
-            database,
         ]
+
+    def _client_argv(self, program: str, database: str) -> list[str]:
+        return [*self._server_argv(program), "--dbname", database]
 
     def _timeout(self) -> float:
         return timedelta.total_seconds(self.config.dump_timeout)

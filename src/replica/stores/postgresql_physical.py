@@ -260,14 +260,7 @@ class PhysicalPostgresqlStore(PostgresqlStore):
         facts = self._cluster_facts()
         producer = Command(
             argv=(
-                "pg_basebackup",
-                "--host",
-                self.config.host,
-                "--port",
-                str(self.config.port),
-                "--username",
-                self.config.user,
-                "--no-password",
+                *self._server_argv("pg_basebackup"),
                 "--pgdata=-",
                 "--format=tar",
                 "--wal-method=fetch",

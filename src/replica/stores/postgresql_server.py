@@ -23,7 +23,7 @@ import shutil
 import socket
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -244,16 +244,3 @@ class ScratchServer:
             if time.monotonic() > deadline:
                 raise StoreError(f"recovery did not finish in {timeout_seconds:g} s: {self.log_tail()}")
             time.sleep(POLL_SECONDS)
-
-
-@contextlib.contextmanager
-def running_server(server: ScratchServer) -> Iterator[ScratchServer]:
-    """Start `server`, yield it, and stop it and remove its private folder whatever happens."""
-    try:
-        server.start()
-        yield server
-    finally:
-        try:
-            server.stop()
-        finally:
-            server.remove()

@@ -19,7 +19,6 @@ import hashlib
 import hmac
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic import SecretStr
 
+from replica.files import write_atomically
 from replica.wal.sealing import KEY_BYTES, NONCE_BYTES, SealingKey
 
 KEY_FILE = "key.json"
@@ -129,14 +129,7 @@ def cache_key(cache_dir: Path, key_file: bytes, job: str, key: SealingKey) -> No
     only costs the next process one derivation."""
     with contextlib.suppress(OSError):
         cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=".key.", dir=cache_dir)  # mkstemp creates it 0600
-        try:
-            with os.fdopen(handle, "wb") as file:
-                file.write(key.cipher_key + key.tag_key)
-            os.replace(temporary, cache_dir / _cache_name(key_file, job))
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temporary)
+        write_atomically(cache_dir / _cache_name(key_file, job), key.cipher_key + key.tag_key)  # 0600
 
 
 def _cache_name(key_file: bytes, job: str) -> str:
