@@ -148,6 +148,18 @@ class Settings(BaseSettings):
         "targets; a relative target is taken inside it); empty means state_dir/restores.",
         examples=["/srv/restores"],
     )
+    broker_url: SecretStr | None = Field(
+        default=None,
+        description="Celery broker of `daemon --executor celery` and `replica worker` (RabbitMQ: "
+        "amqp://USER:PASSWORD@HOST:5672/VHOST; Redis: redis://HOST:6379/DB). A secret: it may carry a password.",
+        examples=["amqp://replica:secret@mq.internal:5672/replica"],
+    )
+    default_queue: str = Field(
+        default="replica",
+        pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$",
+        description="Celery queue of the runs of jobs that name no `queue`.",
+        examples=["replica"],
+    )
     web_workers: int = Field(
         default=2,
         ge=1,

@@ -62,6 +62,7 @@ class Run(Base):
         Index("ix_runs_job_kind_destination_status", "job", "kind", "destination", "status", "id", "snapshot_id"),
         Index("ix_runs_job_kind_destination_snapshot", "job", "kind", "destination", "snapshot_id", "id", "status"),
         Index("ix_runs_parent_run_id", "parent_run_id"),
+        Index("ix_runs_job_kind_slot", "job", "kind", "slot"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -82,6 +83,8 @@ class Run(Base):
     parent_run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"))
     snapshot_id: Mapped[str | None] = mapped_column(String(64))
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # The scheduled fire time this run was started for, when a distributed worker ran it (see WorkSlot).
+    slot: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class Snapshot(Base):
@@ -293,3 +296,44 @@ class WalPositionSample(Base):
     job: Mapped[str] = mapped_column(String(64))
     measured_at: Mapped[datetime]
     insert_lsn: Mapped[str] = mapped_column(String(32))
+
+
+class WorkSlot(Base):
+    """One scheduled fire time of one job's kind of work, as sent to the workers: claimed by the worker that runs
+    it, so that the slot runs once however often its task is delivered (a redelivery after a worker died, a second
+    dispatch across a leader handover).
+
+    `state`: `running` (claimed; `attempts` counts the claims), `done` (ran: `run_id`), `covered` (a run that
+    started after the slot's time covers it), `given-up` (a second claimant died too; not tried again).
+    """
+
+    __tablename__ = "work_slots"
+
+    job: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    slot: Mapped[datetime] = mapped_column(primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer)
+    worker: Mapped[str] = mapped_column(String(255))  # who claimed it last (`worker:NAME`)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    run_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    detail: Mapped[str | None] = mapped_column(Text, default=None)
+    claimed_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class SchedulerLeader(Base):
+    """The daemon that schedules now (one row, `name` = `scheduler`), written by the leader when it takes the lead
+    and refreshed on each watchdog tick; the lead itself is held by an engine lock (see replica.daemon.leadership),
+    this row only says who holds it."""
+
+    __tablename__ = "scheduler_leaders"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    daemon: Mapped[str] = mapped_column(String(255))  # `daemon@host:pid`
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    executor: Mapped[str] = mapped_column(String(16))  # local | celery
+    since: Mapped[datetime]
+    heartbeat_at: Mapped[datetime]

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from replica.catalog.actor import current_actor
+from replica.catalog.actor import current_actor, current_slot
 from replica.catalog.breaches import Breaches
 from replica.catalog.events import EventDraft, EventLog
 from replica.catalog.latest import LatestRecords, read_latest
@@ -25,8 +25,10 @@ from replica.catalog.wal_lags import WalLags
 from replica.errors import FALLBACK_STATE
 from replica.urls import redact_text
 
-if TYPE_CHECKING:  # cryptography costs ~50 ms at start-up; only signing needs it
-    from replica.audit.keys import Signer
+if TYPE_CHECKING:
+    from replica.audit.keys import Signer  # cryptography costs ~50 ms at start-up; only signing needs it
+    from replica.catalog.leaders import Leaders
+    from replica.catalog.work_slots import WorkSlots
 
 RUNNING, SUCCEEDED, FAILED = "running", "succeeded", "failed"
 # Stopped on purpose (SIGTERM, Ctrl-C): the work was cut short, the store is not to blame.
@@ -95,6 +97,20 @@ class Catalog:
         return Reconciliation(self._sessions, self._events)
 
     @property
+    def leaders(self) -> Leaders:
+        """Return the record of the daemon that leads the scheduling."""
+        from replica.catalog.leaders import Leaders  # deferred: it imports this module
+
+        return Leaders(self._sessions)
+
+    @property
+    def work_slots(self) -> WorkSlots:
+        """Return the claims of distributed workers on the scheduled slots of work."""
+        from replica.catalog.work_slots import WorkSlots  # deferred: it imports this module
+
+        return WorkSlots(self._sessions)
+
+    @property
     def wal_lags(self) -> WalLags:
         """Return the last measured replication lag of the physical jobs' WAL archives."""
         return WalLags(self._sessions)
@@ -135,6 +151,7 @@ class Catalog:
                 parent_run_id=parent_run_id,
                 snapshot_id=snapshot_id,
                 details=details or {},
+                slot=current_slot(),
             )
             session.add(run)
             session.flush()
@@ -196,6 +213,7 @@ class Catalog:
                 pid=os.getpid(),
                 actor=current_actor(),
                 details={},
+                slot=current_slot(),
             )
             session.add(run)
             session.flush()
@@ -219,6 +237,23 @@ class Catalog:
                 run.failure = "abandoned"
             self._events.append_in(session, [run_event(session, run, now) for run in dead], recorded_at=now)
             return list(dead)
+
+    def abandon_slot_runs(self, job: str, slot: datetime, reason: str) -> list[Run]:
+        """End as `abandoned` every run of `job` still `running` that was started for `slot` (by a worker that
+        died, whatever its host: the caller holds the job's lock, so no live process runs them); return them."""
+        with self._sessions.begin() as session:
+            runs = session.scalars(
+                select(Run).where(Run.job == job, Run.slot == slot, Run.status == RUNNING).order_by(Run.id)
+            ).all()
+            now = utc_now()
+            for run in runs:
+                _runs_of_this_process.discard(run.id)
+                run.status = ABANDONED
+                run.finished_at = now
+                run.error = first_line(reason)
+                run.failure = "abandoned"
+            self._events.append_in(session, [run_event(session, run, now) for run in runs], recorded_at=now)
+            return list(runs)
 
     def interrupt_running(self, *, host: str, pid: int, reason: str) -> list[Run]:
         """End every run still `running` in process `pid` on `host` as `interrupted`; return those runs.

@@ -235,6 +235,13 @@ class JobConfig(StrictModel):
     schedule: ScheduleConfig = Field(
         default_factory=ScheduleConfig, description="When the daemon runs this job (overrides the policy's)."
     )
+    queue: str | None = Field(
+        default=None,
+        pattern=NAME_PATTERN,
+        description="Celery queue of this job's runs under `daemon --executor celery`: only workers started with "
+        "`replica worker --queue NAME` (on a host that reaches the store) run them. Unset: the default queue.",
+        examples=["db-host-1"],
+    )
     ping_url: str | None = Field(
         default=None,
         description="Dead-man URL (Healthchecks.io style) pinged on start (URL/start), success (URL) and failure "

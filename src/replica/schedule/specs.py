@@ -63,6 +63,26 @@ class Schedule:
             fire = found
         return fire + offset
 
+    def latest_fire(self, moment: datetime, offset: timedelta = timedelta(0)) -> datetime | None:
+        """Return the newest fire time at or before `moment` on the timetable shifted by `offset`, or None for a
+        cron line that fires less than twice in four years (no earlier fire time is looked for).
+
+        This is the slot a due run is sent for: two daemons that decide at different moments within one period
+        name the same slot, so a worker can tell a second delivery of the same work from new work.
+        """
+        if self.interval is not None:
+            step = self.interval // MICROSECOND
+            return EPOCH + MICROSECOND * ((((moment - offset) - EPOCH) // MICROSECOND) // step) * step + offset
+        gap = longest_gap(self)
+        if gap is None:
+            return None
+        latest = None
+        fire = self.next_after(moment - gap - MICROSECOND, offset)
+        while fire <= moment:
+            latest = fire
+            fire = self.next_after(fire, offset)
+        return latest
+
     def describe(self) -> str:
         """Return the schedule as people read it (`every 15m`, `cron 0 3 * * *`), with jitter if any."""
         what = f"every {format_duration(self.interval)}" if self.interval is not None else f"cron {self.cron}"

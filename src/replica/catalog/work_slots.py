@@ -1,0 +1,140 @@
+"""Claims on dispatched work: each scheduled slot of a job's kind of work runs once, however often its task arrives.
+
+A distributed worker claims the slot while it holds the job's lock (replica.catalog.locks), so that a claim row
+found `running` belongs to a claimant that is gone (the lock was free or taken over from a dead holder): the slot
+is then run again, once. Taking a claim is an INSERT (the primary key lets exactly one of two racing claims win) or
+a compare-and-swap on the attempt count, on SQLite and PostgreSQL alike.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from replica.catalog.models import Run, WorkSlot
+from replica.catalog.records import utc_now
+
+RUNNING, DONE, COVERED, GIVEN_UP = "running", "done", "covered", "given-up"
+# A slot whose claimant died is run again once: a second death says the work itself kills its worker (memory, a
+# crash in a tool), and running it a third time would only take a third worker down.
+MAX_ATTEMPTS = 2
+
+# What a claim decided.
+RUN, DUPLICATE, ALREADY_COVERED, GIVE_UP = "run", "duplicate", "covered", "give-up"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a worker may do with a slot: `verdict` is RUN (the claim is ours; `attempt` counts from 1), DUPLICATE
+    (another delivery already ran or settled it), ALREADY_COVERED (a run that started after the slot's time covers
+    it) or GIVE_UP (its claimants died MAX_ATTEMPTS times); `previous` describes the earlier claim, if any."""
+
+    verdict: str
+    attempt: int
+    previous: str | None = None
+
+
+class WorkSlots:
+    """Claiming, settling and reading the slots of dispatched work."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+
+    def claim(self, job: str, kind: str, slot: datetime, *, worker: str, covered_since: datetime | None) -> Claim:
+        """Claim `slot` of `job`'s `kind` for this process; the caller holds the job's lock.
+
+        `covered_since` is when the newest run of that kind that reached an outcome started: a run that started at
+        or after the slot's time covers it (the work was done since it fell due), unless this is a second attempt
+        after a dead claimant, whose run never reached one.
+        """
+        now = utc_now()
+        row = WorkSlot(
+            job=job,
+            kind=kind,
+            slot=slot,
+            state=RUNNING,
+            attempts=1,
+            worker=worker,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            claimed_at=now,
+            updated_at=now,
+        )
+        covered = covered_since is not None and covered_since >= slot
+        if covered:
+            row.state, row.detail = COVERED, f"covered by the {kind} that started {covered_since:%Y-%m-%d %H:%M:%S}"
+        try:
+            with self._sessions.begin() as session:
+                session.add(row)
+            return Claim(ALREADY_COVERED if covered else RUN, 1)
+        except IntegrityError:
+            pass
+        with self._sessions() as session:
+            found = session.get(WorkSlot, (job, kind, slot))
+        if found is None:  # cannot happen: slot rows are never deleted; refuse rather than run twice
+            return Claim(DUPLICATE, 0, "the slot's claim vanished while it was read")
+        previous = f"{found.state} by {found.worker} on {found.host} (pid {found.pid}), attempt {found.attempts}"
+        if found.state != RUNNING:
+            return Claim(DUPLICATE, found.attempts, previous)
+        if found.attempts >= MAX_ATTEMPTS:
+            self._settle(job, kind, slot, GIVEN_UP, f"its claimants died {found.attempts} times; not tried again")
+            return Claim(GIVE_UP, found.attempts, previous)
+        with self._sessions.begin() as session:
+            result = session.execute(
+                update(WorkSlot)
+                .where(
+                    WorkSlot.job == job,
+                    WorkSlot.kind == kind,
+                    WorkSlot.slot == slot,
+                    WorkSlot.state == RUNNING,
+                    WorkSlot.attempts == found.attempts,
+                )
+                .values(
+                    attempts=found.attempts + 1,
+                    worker=worker,
+                    host=socket.gethostname(),
+                    pid=os.getpid(),
+                    claimed_at=now,
+                    updated_at=now,
+                )
+            )
+            if getattr(result, "rowcount", 0) != 1:
+                return Claim(DUPLICATE, found.attempts, "another worker claimed the slot at the same moment")
+        return Claim(RUN, found.attempts + 1, previous)
+
+    def finish(self, job: str, kind: str, slot: datetime, detail: str) -> None:
+        """Settle a claimed slot as `done`, naming the newest top-level run started for it."""
+        with self._sessions.begin() as session:
+            run_id = session.scalars(
+                select(Run.id)
+                .where(Run.job == job, Run.kind == kind, Run.slot == slot, Run.parent_run_id.is_(None))
+                .order_by(Run.id.desc())
+                .limit(1)
+            ).first()
+            session.execute(
+                update(WorkSlot)
+                .where(WorkSlot.job == job, WorkSlot.kind == kind, WorkSlot.slot == slot)
+                .values(state=DONE, run_id=run_id, detail=detail[:2000], updated_at=utc_now())
+            )
+
+    def _settle(self, job: str, kind: str, slot: datetime, state: str, detail: str) -> None:
+        with self._sessions.begin() as session:
+            session.execute(
+                update(WorkSlot)
+                .where(WorkSlot.job == job, WorkSlot.kind == kind, WorkSlot.slot == slot)
+                .values(state=state, detail=detail, updated_at=utc_now())
+            )
+
+    def slots(self, job: str | None = None) -> list[WorkSlot]:
+        """Return the claimed slots (of `job`, or of every job), oldest first."""
+        query = select(WorkSlot).order_by(WorkSlot.slot, WorkSlot.job, WorkSlot.kind)
+        if job is not None:
+            query = query.where(WorkSlot.job == job)
+        with self._sessions() as session:
+            return list(session.scalars(query).all())
