@@ -77,11 +77,19 @@ WORK: dict[str, Callable[[Context, str], tuple[bool, str, int | None]]] = {
 }
 
 
-def run_work(context: Context, job: str, kind: str, *, still_due: Callable[[], bool] | None = None) -> WorkOutcome:
+def run_work(
+    context: Context,
+    job: str,
+    kind: str,
+    *,
+    still_due: Callable[[], bool] | None = None,
+    busy_raises: bool = False,
+) -> WorkOutcome:
     """Run `kind` for `job` holding the job's lock and return the outcome; never raises for the work's failures.
 
-    A job held by another run gives `skipped` (recorded in the catalog with the holder named). `still_due` is
-    asked again once the lock is held, so that two schedulers racing for the same due work run it once.
+    A job held by another run gives `skipped` (recorded in the catalog with the holder named), or with
+    `busy_raises` raises JobBusy and records nothing (a distributed worker tries the work again later). `still_due`
+    is asked again once the lock is held, so that two schedulers racing for the same due work run it once.
     Raises KeyboardInterrupt when this process itself is interrupted.
     """
     started = time.monotonic()
@@ -96,6 +104,8 @@ def run_work(context: Context, job: str, kind: str, *, still_due: Callable[[], b
             _ping(ping_url, "start", f"{kind} of {job} started")
             passed, detail, bytes_added = WORK[kind](context, job)
     except JobBusy as busy:
+        if busy_raises:
+            raise
         context.catalog.record_skipped(job, kind, str(busy))
         logger.info("%s of '%s' skipped: %s", kind, job, busy)
         return WorkOutcome(job, kind, SKIPPED, str(busy), time.monotonic() - started)

@@ -19,6 +19,7 @@ from replica.cli.recover import add_recover_parser
 from replica.cli.wal import add_wal_parsers
 from replica.cli.wal_check import add_wal_check_parsers
 from replica.cli.web import add_web_parsers
+from replica.cli.worker import add_worker_parser
 from replica.errors import ConfigError, ReplicaError
 from replica.urls import redact_text
 
@@ -151,6 +152,13 @@ def build_parser() -> argparse.ArgumentParser:
     daemon.add_argument(
         "--reload", action="store_true", help="tell the running daemon to re-read jobs and policies, then exit"
     )
+    daemon.add_argument(
+        "--executor",
+        choices=["local", "celery"],
+        default="local",
+        help="local: run work in this process (default); celery: send it to `replica worker` processes through "
+        "the broker of REPLICA_BROKER_URL",
+    )
     config = command("config", commands.config_validate, "check configuration files")
     config.add_argument("action", choices=["validate"])
     demo = command(
@@ -165,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_web_parsers(sub)
     add_wal_parsers(sub)
     add_wal_check_parsers(sub)
+    add_worker_parser(sub, _positive_int)
     return parser
 
 

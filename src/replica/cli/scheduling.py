@@ -102,7 +102,7 @@ def reconcile(context: Context, arguments: argparse.Namespace) -> int:
 def daemon(context: Context, arguments: argparse.Namespace) -> int:
     """Run the daemon until SIGTERM, or (with --reload) tell the running daemon to re-read its files."""
     from replica.daemon.files import signal_reload
-    from replica.daemon.scheduler import Daemon, DaemonOptions
+    from replica.daemon.scheduler import CELERY_EXECUTOR, Daemon, DaemonOptions
 
     if arguments.reload:
         pid = signal_reload(context.settings.state_dir)
@@ -116,7 +116,12 @@ def daemon(context: Context, arguments: argparse.Namespace) -> int:
         reload_check_seconds=arguments.reload_check,
         metrics_host=arguments.metrics_host,
         metrics_port=arguments.metrics_port,
+        executor=arguments.executor,
     )
+    if options.executor == CELERY_EXECUTOR:
+        from replica.distributed.app import broker_url
+
+        broker_url(context.settings)  # no broker configured: a one-line error now, not at the first fire
     return Daemon(context, options).run()
 
 

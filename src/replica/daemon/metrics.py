@@ -171,6 +171,12 @@ class DaemonMetrics:
             ("job", "objective"),
             registry=self.registry,
         )
+        self._dispatched = Counter(
+            "replica_daemon_dispatched_total",
+            "Tasks the daemon sent to the workers (celery executor), by job, kind and outcome (sent, failed).",
+            ("job", "kind", "outcome"),
+            registry=self.registry,
+        )
         self._schedule_lag = Histogram(
             "replica_schedule_lag_seconds",
             "Delay between a run's due time and its start.",
@@ -217,6 +223,10 @@ class DaemonMetrics:
             self._durations.labels(job, kind).observe(max(duration_seconds, 0.0))
         if bytes_added:
             self._bytes_added.labels(job).inc(max(bytes_added, 0))
+
+    def observe_dispatch(self, job: str, kind: str, outcome: str) -> None:
+        """Count one attempt to send a task of `kind` for `job` to the workers (`sent` or `failed`)."""
+        self._dispatched.labels(job, kind, outcome).inc()
 
     def observe_breach(self, job: str, objective: str, opened: bool) -> None:
         """Record that the breach of `objective` ("rpo", "rto") of `job` opened (counted as an alert) or cleared."""

@@ -9,6 +9,8 @@
   started with. A broken job file disables that job only.
 - SIGTERM/SIGINT: stop taking work, give running work the grace period, then interrupt its processes (SIGINT,
   then SIGKILL) and make sure no run of this process is left `running`.
+- With the celery executor the daemon runs no work itself: each fire sends one task naming the work's slot (its
+  fire time) to the job's queue, and `replica worker` processes run it (see replica.actions.dispatched).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from apscheduler.events import (
     EVENT_JOB_ERROR,
@@ -49,7 +52,11 @@ from replica.catalog.actor import act_as
 from replica.catalog.records import utc_now
 from replica.daemon.files import ConfigurationWatcher, PidFile, pid_file_path
 from replica.daemon.metrics import DaemonMetrics, MetricsServer
+from replica.errors import ReplicaError
 from replica.schedule.specs import Schedule, jitter_offset
+
+if TYPE_CHECKING:
+    from replica.distributed.dispatch import Dispatcher
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +64,9 @@ KILL_GRACE_SECONDS = 5.0
 UNWIND_SECONDS = 15.0
 MAIN_LOOP_SECONDS = 0.2
 SCHEDULER_EXECUTOR, WATCHDOG_EXECUTOR = "default", "watchdog"
+LOCAL_EXECUTOR, CELERY_EXECUTOR = "local", "celery"
+# A publish that failed is tried again this often, until it succeeds or the next slot of the same work is due.
+DISPATCH_RETRY_SECONDS = 2.0
 LAG_HISTORY = 100_000
 FOLLOWER_DELAY = timedelta(seconds=5)
 BRING_FORWARD_SECONDS = 10.0
@@ -75,6 +85,7 @@ class DaemonOptions:
     reload_check_seconds: float = 5.0
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = None
+    executor: str = LOCAL_EXECUTOR
 
 
 class _ScheduleTrigger(BaseTrigger):  # type: ignore[misc]
@@ -131,6 +142,11 @@ class Daemon:
             context.settings.jobs_dir, context.settings.policies_dir, context.settings.drills_dir
         )
         self._server: MetricsServer | None = None
+        self._dispatcher: Dispatcher | None = None
+        if options.executor == CELERY_EXECUTOR:
+            from replica.distributed.dispatch import Dispatcher  # deferred: Celery's imports cost ~0.3 s
+
+            self._dispatcher = Dispatcher(context.settings)
 
     @property
     def metrics(self) -> DaemonMetrics:
@@ -259,6 +275,9 @@ class Daemon:
             return
 
     def _run(self, job: str, kind: str) -> None:
+        if self._dispatcher is not None:
+            self._dispatch(self._dispatcher, job, kind)
+            return
         self._started_at[work_key(job, kind)] = utc_now()
         with self._active_lock:
             # Checked and counted under one lock: shutdown's wait must see every run that got past this point.
@@ -280,6 +299,36 @@ class Daemon:
                 self._metrics.set_running(self._active)
         if outcome.outcome not in (INTERRUPTED, SKIPPED) and not self._stopping.is_set():
             self._bring_forward(job, kind)
+
+    def _dispatch(self, dispatcher: Dispatcher, job: str, kind: str) -> None:
+        """Send the task of the work's current slot (the newest fire time at or before now) to the job's queue;
+        while the broker refuses it, try again until it takes it, the daemon stops, or the next slot is due (its
+        task covers this one)."""
+        key = work_key(job, kind)
+        schedule = self._placed.get(key)
+        if schedule is None:
+            return  # removed by a reload since it fired
+        offset = jitter_offset(schedule, key)
+        slot = schedule.latest_fire(utc_now(), offset) or utc_now()
+        try:
+            queue = self._context.job(job)[0].queue
+        except ReplicaError as error:
+            logger.error("%s of '%s' not sent: %s", kind, job, error)
+            return
+        while not self._stopping.is_set():
+            try:
+                sent_to = dispatcher.send(job, kind, slot, queue)
+            except ReplicaError as error:  # BrokerUnavailable
+                self._metrics.observe_dispatch(job, kind, "failed")
+                logger.error("%s of '%s' (slot %s) not sent yet: %s", kind, job, slot.isoformat(), error)
+                if (schedule.latest_fire(utc_now(), offset) or slot) > slot:
+                    logger.error("%s of '%s' (slot %s) dropped: the next slot is due", kind, job, slot.isoformat())
+                    return
+                self._stopping.wait(DISPATCH_RETRY_SECONDS)
+                continue
+            self._metrics.observe_dispatch(job, kind, "sent")
+            logger.info("%s of '%s' (slot %s) sent to queue '%s'", kind, job, slot.isoformat(), sent_to)
+            return
 
     def _on_work_done(self, event: JobExecutionEvent) -> None:
         started = self._started_at.pop(str(event.job_id), None)

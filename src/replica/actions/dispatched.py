@@ -1,0 +1,107 @@
+"""What a distributed worker does with one task: run one scheduled slot of one job's kind of work, once.
+
+The task names the job, the kind and the slot (the fire time it was sent for). Tasks are acknowledged late, so a
+task may arrive twice: after its worker died mid-run (the broker hands it to another worker), or when a standby
+daemon that took the lead sends again work the old leader had sent. Whatever arrives, the slot runs once:
+
+- the job's lock is taken first (a live run of the same slot, or of another kind, holds it: try again later);
+- holding it, the worker claims the slot in the catalog (replica.catalog.work_slots): a slot already settled is a
+  duplicate; one claimed by a claimant that died is run again, once, its dead run marked `abandoned`;
+- a slot that a run started after its time already covers is not run again (backlogs coalesce, as in the daemon).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from replica.actions.context import Context
+from replica.actions.scheduled import WorkOutcome, run_work
+from replica.catalog.actor import acting_as, for_slot
+from replica.catalog.records import utc_now
+from replica.catalog.work_slots import ALREADY_COVERED, DUPLICATE, GIVE_UP, RUN, Claim
+from replica.errors import FALLBACK_STATE, ConfigError, JobBusy
+from replica.schedule.plan import job_schedules
+from replica.schedule.specs import jitter_offset
+
+logger = logging.getLogger(__name__)
+
+# What became of a task.
+RAN, BUSY, SUPERSEDED, NOT_CONFIGURED = "ran", "busy", "superseded", "not configured"
+
+
+@dataclass(frozen=True)
+class DispatchedOutcome:
+    """What one delivery of a task came to: `verdict` is RAN (with the work's `outcome`), BUSY (the job is held:
+    deliver again later), SUPERSEDED (held until the next slot of the same work fell due: that slot covers it),
+    NOT_CONFIGURED (the job's file is gone or broken), or a claim's verdict (duplicate, covered, give-up)."""
+
+    verdict: str
+    detail: str
+    outcome: WorkOutcome | None = None
+
+
+def run_dispatched(context: Context, job: str, kind: str, slot: datetime, *, worker: str) -> DispatchedOutcome:
+    """Run `slot` of `job`'s `kind` unless another delivery ran or settles it; return what this delivery did.
+
+    `worker` names this worker (`worker:NAME` is the actor of its runs). Never raises for the work's failures (they
+    are recorded runs); raises KeyboardInterrupt when the process is interrupted.
+    """
+    if job not in context.configuration.jobs:
+        logger.error("%s of '%s' (slot %s) not run: the job is not configured here", kind, job, slot.isoformat())
+        return DispatchedOutcome(NOT_CONFIGURED, f"job '{job}' is not configured on worker {worker}")
+    claims: list[Claim] = []
+
+    def claim() -> bool:
+        covered_since = context.catalog.last_completed_by_work(job).get((job, kind))
+        slots = context.catalog.work_slots
+        found = slots.claim(job, kind, slot, worker=f"worker:{worker}", covered_since=covered_since)
+        claims.append(found)
+        if found.verdict in (RUN, GIVE_UP) and found.previous is not None:
+            # The earlier claimant died holding the slot (this process now holds the job's lock it had).
+            reason = f"the worker running it died ({found.previous})"
+            for run in context.catalog.abandon_slot_runs(job, slot, reason):
+                logger.warning("run %s (%s of '%s') abandoned: %s", run.id, run.kind, job, reason)
+        return found.verdict == RUN
+
+    with acting_as(f"worker:{worker}"), for_slot(slot):
+        try:
+            outcome = run_work(context, job, kind, still_due=claim, busy_raises=True)
+        except JobBusy as busy:
+            if _superseded(context, job, kind, slot):
+                context.catalog.record_skipped(job, kind, f"{busy}; the next {kind} is due, which covers this one")
+                return DispatchedOutcome(SUPERSEDED, str(busy))
+            return DispatchedOutcome(BUSY, str(busy))
+        if not claims:  # failed before the claim (a broken job file): recorded by run_work as a failed run
+            return DispatchedOutcome(RAN, outcome.detail, outcome)
+        found = claims[-1]
+        if found.verdict == RUN:
+            context.catalog.work_slots.finish(job, kind, slot, f"{outcome.outcome}: {outcome.detail}")
+            return DispatchedOutcome(RAN, outcome.detail, outcome)
+        if found.verdict == GIVE_UP:
+            detail = f"{kind} of '{job}' for slot {slot.isoformat()} given up: {found.previous}"
+            _record_given_up(context, job, kind, detail)
+            return DispatchedOutcome(GIVE_UP, detail)
+        if found.verdict == ALREADY_COVERED:
+            return DispatchedOutcome(ALREADY_COVERED, "a run that started after the slot's time covers it")
+        return DispatchedOutcome(DUPLICATE, found.previous or "already settled")
+
+
+def _superseded(context: Context, job: str, kind: str, slot: datetime) -> bool:
+    """Return True when a later slot of the same work has fallen due since `slot` (its task covers this one)."""
+    try:
+        schedule = job_schedules(*context.job(job)).get(kind)
+    except ConfigError:
+        return True  # the job's file broke since: nothing left to run it with
+    if schedule is None:
+        return True  # the kind is no longer scheduled
+    latest = schedule.latest_fire(utc_now(), jitter_offset(schedule, f"{job}:{kind}"))
+    return latest is not None and latest > slot
+
+
+def _record_given_up(context: Context, job: str, kind: str, detail: str) -> None:
+    """Record a failed run for a slot not tried again: `status`, the alerts and the watchdog see the work failed."""
+    logger.error("%s", detail)
+    run_id = context.catalog.start_run(job, kind, phase="start")
+    context.catalog.finish_run(run_id, succeeded=False, error=detail, failure=FALLBACK_STATE)
