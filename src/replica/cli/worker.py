@@ -59,14 +59,15 @@ def worker_command(context: Context, arguments: argparse.Namespace) -> int:
     # tasks come back from the broker and are claimed again (replica.actions.dispatched).
     for run in context.catalog.mark_abandoned(host=socket.gethostname(), is_alive=process_alive):
         logger.warning("run %s (%s of '%s') was left running by a dead process: abandoned", run.id, run.kind, run.job)
-    register_tasks(app, WorkerState(context))
+    register_tasks(app, WorkerState(context, name))
     logger.info("worker %s on %s, queues %s", name, describe_broker(context.settings), ", ".join(queues))
     argv = [
         "worker",
         "--pool=threads",
         f"--concurrency={arguments.concurrency}",
         f"--queues={','.join(queues)}",
-        f"--hostname={name}",
+        # Celery names a worker NAME@HOST; without a host it would make it celery@NAME.
+        f"--hostname={name if '@' in name else f'{name}@{socket.gethostname()}'}",
         "--loglevel=INFO",
         # Gossip and mingle exchange state between workers at start; replica's workers share theirs through the
         # catalog, and both cost seconds at every start.

@@ -6,7 +6,7 @@ import logging
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from replica.distributed.app import BROKER_TIMEOUT_SECONDS, TASK_NAME, describe_broker, make_app
+from replica.distributed.app import TASK_NAME, describe_broker, make_app
 from replica.errors import ReplicaError
 from replica.settings import Settings
 from replica.urls import redact_text
@@ -40,9 +40,10 @@ class Dispatcher:
                 args=[job, kind, slot.isoformat()],
                 queue=target,
                 retry=True,
-                retry_policy={"max_retries": 2, "interval_start": 0.5, "interval_step": 1.0, "timeout": 5},
-                # A publish that cannot reach the broker must not hang the scheduler thread forever.
-                timeout=BROKER_TIMEOUT_SECONDS,
+                # A publish that cannot reach the broker must not hang the scheduler thread: a few quick tries, then
+                # the daemon's own retry (replica.daemon.scheduler) takes over.
+                # (each connection attempt is bounded by the app's broker_connection_timeout).
+                retry_policy={"max_retries": 2, "interval_start": 0.5, "interval_step": 1.0},
             )
         except Exception as error:  # kombu raises a zoo of socket, AMQP and Redis errors: all mean "not sent"
             reason = redact_text(str(error).splitlines()[0] if str(error) else type(error).__name__)

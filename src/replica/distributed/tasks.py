@@ -26,8 +26,9 @@ class WorkerState:
     reload), so that a worker started before a job was added runs it; a running task keeps the context it began
     with."""
 
-    def __init__(self, context: Context) -> None:
+    def __init__(self, context: Context, worker: str) -> None:
         settings = context.settings
+        self.worker = worker  # the name runs record as their actor (`worker:NAME`)
         self._context = context
         self._watcher = ConfigurationWatcher(settings.jobs_dir, settings.policies_dir, settings.drills_dir)
         self._lock = threading.Lock()
@@ -46,8 +47,7 @@ def register_tasks(app: Celery, state: WorkerState) -> None:
 
     @app.task(name=TASK_NAME, bind=True, max_retries=None)  # type: ignore[untyped-decorator]
     def run_slot(task: Any, job: str, kind: str, slot: str) -> str:
-        worker = str(task.request.hostname or "worker")
-        outcome = run_dispatched(state.context(), job, kind, datetime.fromisoformat(slot), worker=worker)
+        outcome = run_dispatched(state.context(), job, kind, datetime.fromisoformat(slot), worker=state.worker)
         logger.info("%s of '%s' for slot %s: %s (%s)", kind, job, slot, outcome.verdict, outcome.detail)
         if outcome.verdict == BUSY:
             raise task.retry(countdown=BUSY_RETRY_SECONDS)
