@@ -166,3 +166,40 @@ def test_day_of_week_is_read_the_crontab_way(field: str, expected_weekdays: set[
 def test_a_cron_line_restricting_both_day_fields_is_refused() -> None:
     with pytest.raises(ValueError, match="not both"):
         parse_schedule("0 5 1 * 1", None)
+
+
+@pytest.mark.parametrize(
+    ("text", "moment", "expected"),
+    [
+        ("every 10s", NOW + timedelta(seconds=9.9), NOW),
+        ("every 10s", NOW, NOW),  # a fire time is its own slot
+        ("every 1h30m", NOW, datetime(2026, 11, 27, 9, 0, tzinfo=UTC)),
+        ("30 3 * * *", NOW, datetime(2026, 11, 27, 3, 30, tzinfo=UTC)),
+        ("0,1 * * * *", NOW, datetime(2026, 11, 27, 10, 1, tzinfo=UTC)),
+        ("0 5 * * 0", NOW, datetime(2026, 11, 22, 5, 0, tzinfo=UTC)),
+    ],
+)
+def test_the_slot_of_a_moment_is_the_newest_fire_time_at_or_before_it(
+    text: str, moment: datetime, expected: datetime
+) -> None:
+    schedule = parse_schedule(text, None)
+    assert schedule is not None
+    assert schedule.latest_fire(moment) == expected
+    # Every moment until the next fire time names the same slot: two daemons deciding apart agree.
+    assert schedule.latest_fire(schedule.next_after(expected) - timedelta(microseconds=1)) == expected
+
+
+def test_the_slot_moves_with_the_jitter_offset() -> None:
+    schedule = parse_schedule("every 1h", None)
+    assert schedule is not None
+    offset = timedelta(minutes=7)
+    assert schedule.latest_fire(NOW, offset) == datetime(2026, 11, 27, 10, 7, tzinfo=UTC)
+    assert schedule.latest_fire(datetime(2026, 11, 27, 10, 6, tzinfo=UTC), offset) == datetime(
+        2026, 11, 27, 9, 7, tzinfo=UTC
+    )
+
+
+def test_a_cron_line_that_fires_less_than_twice_in_four_years_has_no_slot() -> None:
+    schedule = parse_schedule("0 0 30 2 *", None)
+    assert schedule is not None
+    assert schedule.latest_fire(NOW) is None

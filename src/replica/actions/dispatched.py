@@ -21,6 +21,7 @@ from replica.actions.scheduled import WorkOutcome, run_work
 from replica.catalog.actor import acting_as, for_slot
 from replica.catalog.records import utc_now
 from replica.catalog.work_slots import ALREADY_COVERED, DUPLICATE, GIVE_UP, RUN, Claim
+from replica.catalog.work_slots import RUNNING as RUNNING_CLAIM
 from replica.errors import FALLBACK_STATE, ConfigError, JobBusy
 from replica.schedule.plan import job_schedules
 from replica.schedule.specs import jitter_offset
@@ -69,10 +70,18 @@ def run_dispatched(context: Context, job: str, kind: str, slot: datetime, *, wor
         try:
             outcome = run_work(context, job, kind, still_due=claim, busy_raises=True)
         except JobBusy as busy:
-            if _superseded(context, job, kind, slot):
-                context.catalog.record_skipped(job, kind, f"{busy}; the next {kind} is due, which covers this one")
-                return DispatchedOutcome(SUPERSEDED, str(busy))
-            return DispatchedOutcome(BUSY, str(busy))
+            claimed = context.catalog.work_slots.get(job, kind, slot)
+            if claimed is not None and claimed.state != RUNNING_CLAIM:
+                return DispatchedOutcome(DUPLICATE, f"{claimed.state} by {claimed.worker}")
+            if not _superseded(context, job, kind, slot):
+                # Held by another kind of work, or by this very slot's claimant (alive: it settles the slot; dead on
+                # another host: its lock goes stale, and the claim is taken over by a later delivery).
+                return DispatchedOutcome(BUSY, str(busy))
+            if claimed is None:
+                reason = f"{busy}; the next {kind} is due, which covers this one"
+                context.catalog.work_slots.supersede(job, kind, slot, worker=f"worker:{worker}", detail=reason)
+                context.catalog.record_skipped(job, kind, reason)
+            return DispatchedOutcome(SUPERSEDED, str(busy))
         if not claims:  # failed before the claim (a broken job file): recorded by run_work as a failed run
             return DispatchedOutcome(RAN, outcome.detail, outcome)
         found = claims[-1]

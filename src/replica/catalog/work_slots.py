@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from replica.catalog.models import Run, WorkSlot
 from replica.catalog.records import utc_now
 
-RUNNING, DONE, COVERED, GIVEN_UP = "running", "done", "covered", "given-up"
+RUNNING, DONE, COVERED, GIVEN_UP, SUPERSEDED = "running", "done", "covered", "given-up", "superseded"
 # A slot whose claimant died is run again once: a second death says the work itself kills its worker (memory, a
 # crash in a tool), and running it a third time would only take a third worker down.
 MAX_ATTEMPTS = 2
@@ -108,6 +108,29 @@ class WorkSlots:
                 return Claim(DUPLICATE, found.attempts, "another worker claimed the slot at the same moment")
         return Claim(RUN, found.attempts + 1, previous)
 
+    def supersede(self, job: str, kind: str, slot: datetime, *, worker: str, detail: str) -> None:
+        """Record that `slot` was not run because its job stayed busy until the next slot fell due (unless the slot
+        was claimed meanwhile: then that claim's outcome stands)."""
+        now = utc_now()
+        row = WorkSlot(
+            job=job,
+            kind=kind,
+            slot=slot,
+            state=SUPERSEDED,
+            attempts=0,
+            worker=worker,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            detail=detail[:2000],
+            claimed_at=now,
+            updated_at=now,
+        )
+        try:
+            with self._sessions.begin() as session:
+                session.add(row)
+        except IntegrityError:
+            pass
+
     def finish(self, job: str, kind: str, slot: datetime, detail: str) -> None:
         """Settle a claimed slot as `done`, naming the newest top-level run started for it."""
         with self._sessions.begin() as session:
@@ -130,6 +153,11 @@ class WorkSlots:
                 .where(WorkSlot.job == job, WorkSlot.kind == kind, WorkSlot.slot == slot)
                 .values(state=state, detail=detail, updated_at=utc_now())
             )
+
+    def get(self, job: str, kind: str, slot: datetime) -> WorkSlot | None:
+        """Return the claim on `slot` of `job`'s `kind`, or None when no worker claimed or settled it yet."""
+        with self._sessions() as session:
+            return session.get(WorkSlot, (job, kind, slot))
 
     def slots(self, job: str | None = None) -> list[WorkSlot]:
         """Return the claimed slots (of `job`, or of every job), oldest first."""

@@ -228,7 +228,8 @@ class Daemon:
                 # busy is skipped and runs when the other ends (see _bring_forward).
                 order = due_kinds_of_job.get(work.job, 0)
                 due_kinds_of_job[work.job] = order + 1
-                next_run_time = now + FOLLOWER_DELAY * order
+                # Workers retry work that finds its job busy, and a late send could name a later slot: all at once.
+                next_run_time = now + FOLLOWER_DELAY * order if self._dispatcher is None else now
             self._scheduler.add_job(
                 self._run,
                 _trigger(work.schedule, key),
