@@ -33,13 +33,16 @@ RABBITMQ = "127.0.0.1:5672"
 class WorkerProcess:
     """`replica worker` in its own process, with its log in a file."""
 
-    def __init__(self, deployment: Deployment, log: Path, name: str, environment: dict[str, str]) -> None:
+    def __init__(
+        self, deployment: Deployment, log: Path, name: str, environment: dict[str, str], queues: tuple[str, ...] = ()
+    ) -> None:
         self.name = name
         self.log = log
         deployment.log_files.append(log)  # swept for secrets at teardown
+        options = [option for queue in queues for option in ("--queue", queue)]
         with log.open("ab") as output:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "replica", "worker", "--name", name, "--concurrency", "2"],
+                [sys.executable, "-m", "replica", "worker", "--name", name, "--concurrency", "2", *options],
                 env=environment,
                 stdout=output,
                 stderr=output,
@@ -181,11 +184,17 @@ def test_two_daemons_and_three_workers_run_every_slot_once_across_a_leader_kill(
     destinations = deployment.two_destinations("scale")
     schedule = {"backup": "every 60s", "verify": "off", "prune": f"every {PRUNE_EVERY.seconds}s"}
     jobs = [f"scale-{number:02d}" for number in range(SCALE_JOBS)]
+    # ... two of which name a queue that only the third worker consumes (beside the default queue)
+    routed = {jobs[1]: "special", jobs[2]: "special"}
     for job in jobs:
-        deployment.write_job(job, directory_store(tmp_path, job), destinations, schedule=schedule)
+        extra = {"queue": routed[job]} if job in routed else {}
+        deployment.write_job(job, directory_store(tmp_path, job), destinations, schedule=schedule, **extra)
     environment = deployment.environment(**distributed)
     assert_ok(deployment.replica("init", jobs[0], env=environment))
-    workers = [WorkerProcess(deployment, tmp_path / f"w{n}.log", f"w{n}", environment) for n in range(3)]
+    workers = [
+        WorkerProcess(deployment, tmp_path / f"w{n}.log", f"w{n}", environment, queues)
+        for n, queues in enumerate([(), (), ("replica", "special")])
+    ]
     processes.extend(workers)
     daemons = [
         DaemonProcess(
@@ -240,6 +249,7 @@ def test_two_daemons_and_three_workers_run_every_slot_once_across_a_leader_kill(
     assert [key for key, count in per_slot.items() if count > 1] == []
     assert all(run.slot is not None and run.status == "succeeded" for run in runs), Counter(r.status for r in runs)
     assert {run.actor for run in runs} == {"worker:w0", "worker:w1", "worker:w2"}
+    assert {run.actor for run in runs if run.job in routed} == {"worker:w2"}
     assert Counter(run.kind for run in runs)["backup"] >= SCALE_JOBS
     print(f"slots: {dict(states)}; runs: {len(runs)}; takeover after {takeover_seconds:.1f}s")
 

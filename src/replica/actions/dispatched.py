@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from replica.actions.context import Context
+from replica.actions.reconcile import reconcile_abandoned
 from replica.actions.scheduled import WorkOutcome, run_work
 from replica.catalog.actor import acting_as, for_slot
 from replica.catalog.records import utc_now
@@ -62,8 +63,12 @@ def run_dispatched(context: Context, job: str, kind: str, slot: datetime, *, wor
         if found.verdict in (RUN, GIVE_UP) and found.previous is not None:
             # The earlier claimant died holding the slot (this process now holds the job's lock it had).
             reason = f"the worker running it died ({found.previous})"
-            for run in context.catalog.abandon_slot_runs(job, slot, reason):
+            abandoned = context.catalog.abandon_slot_runs(job, slot, reason)
+            for run in abandoned:
                 logger.warning("run %s (%s of '%s') abandoned: %s", run.id, run.kind, job, reason)
+            # What the dead run left in the repositories (a snapshot the catalog was never told of) is recorded.
+            for reconciled in reconcile_abandoned(context, abandoned):
+                logger.warning("%s", reconciled.describe())
         return found.verdict == RUN
 
     with acting_as(f"worker:{worker}"), for_slot(slot):

@@ -45,7 +45,7 @@ def add_worker_parser(sub: Any, positive_int: Any) -> None:
 
 def worker_command(context: Context, arguments: argparse.Namespace) -> int:
     """Run a Celery worker until it is stopped; return 0 after a clean stop, 1 when Celery itself failed."""
-    from replica.actions.locking import process_alive
+    from replica.actions.run_due import sweep
     from replica.catalog.actor import act_as
     from replica.distributed.app import describe_broker, make_app
     from replica.distributed.tasks import WorkerState, register_tasks
@@ -55,10 +55,14 @@ def worker_command(context: Context, arguments: argparse.Namespace) -> int:
     queues = arguments.queue or [context.settings.default_queue]
     app = make_app(context.settings)
     act_as(f"worker:{name}")
-    # Runs of this host left `running` by a dead process (a worker killed mid-run) end `abandoned` now; their
-    # tasks come back from the broker and are claimed again (replica.actions.dispatched).
-    for run in context.catalog.mark_abandoned(host=socket.gethostname(), is_alive=process_alive):
+    # Runs of this host left `running` by a dead process (a worker killed mid-run) end `abandoned` now and what they
+    # left in the repositories is reconciled; their tasks come back from the broker and are claimed again
+    # (replica.actions.dispatched).
+    abandoned, reconciled = sweep(context)
+    for run in abandoned:
         logger.warning("run %s (%s of '%s') was left running by a dead process: abandoned", run.id, run.kind, run.job)
+    for result in reconciled:
+        logger.warning("%s", result.describe())
     register_tasks(app, WorkerState(context, name))
     logger.info("worker %s on %s, queues %s", name, describe_broker(context.settings), ", ".join(queues))
     argv = [
