@@ -1,0 +1,110 @@
+"""What a worker does with each delivery of a task that is not a plain first run (on a real SQLite catalog, with
+job files; none of these paths reaches restic or S3): a job that is not configured, a busy job (tried again later;
+superseded once the next slot is due), a slot already settled or covered, a slot whose claimants died twice."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from replica.actions.context import Context
+from replica.actions.dispatched import BUSY, NOT_CONFIGURED, SUPERSEDED, run_dispatched
+from replica.catalog import actor
+from replica.catalog.actor import for_slot
+from replica.catalog.locks import JobLocks
+from replica.catalog.models import Run
+from replica.catalog.records import utc_now
+from replica.catalog.work_slots import ALREADY_COVERED, DUPLICATE, GIVE_UP
+from replica.settings import Settings
+from tests.integration.test_daemon_in_process import write_job
+
+
+@pytest.fixture
+def context(tmp_path: Path) -> Iterator[Context]:
+    write_job(tmp_path, "billing", {"backup": "every 1h", "verify": "off", "prune": "off"})
+    settings = Settings(state_dir=tmp_path / "state", jobs_dir=tmp_path / "jobs", policies_dir=tmp_path / "policies")
+    yield Context(settings)
+    actor.act_as(None)
+
+
+def current_slot() -> datetime:
+    now = utc_now()
+    return now.replace(minute=0, second=0, microsecond=0)
+
+
+def runs(context: Context) -> list[Run]:
+    with context.catalog.sessions() as session:
+        return list(session.scalars(select(Run).order_by(Run.id)).all())
+
+
+def hold_elsewhere(context: Context) -> None:
+    """Take the job's lock as a live process of this host that is not this one (the test runner's parent)."""
+    JobLocks(context.catalog.sessions).acquire(
+        "billing", "verify", host=socket.gethostname(), pid=os.getppid(), is_alive=lambda pid: True
+    )
+
+
+def test_a_job_that_is_not_configured_here_is_not_run(context: Context) -> None:
+    outcome = run_dispatched(context, "gone", "backup", current_slot(), worker="w1")
+    assert outcome.verdict == NOT_CONFIGURED and "gone" in outcome.detail
+    assert runs(context) == []
+
+
+def test_a_busy_job_is_tried_again_later_and_recorded_only_once_the_next_slot_is_due(context: Context) -> None:
+    hold_elsewhere(context)
+    # The current slot: busy, nothing recorded, the task is delivered again later.
+    busy = run_dispatched(context, "billing", "backup", current_slot(), worker="w1")
+    assert busy.verdict == BUSY and "busy" in busy.detail
+    assert runs(context) == [] and context.catalog.work_slots.slots() == []
+    # An older slot: the next one fell due since, which covers it: recorded skipped, the slot superseded.
+    older = current_slot() - timedelta(hours=1)
+    superseded = run_dispatched(context, "billing", "backup", older, worker="w1")
+    assert superseded.verdict == SUPERSEDED
+    (skipped,) = runs(context)
+    assert (skipped.status, skipped.slot, skipped.actor) == ("skipped", older, "worker:w1")
+    (slot,) = context.catalog.work_slots.slots()
+    assert (slot.slot, slot.state) == (older, "superseded")
+
+
+def test_a_busy_job_whose_slot_is_claimed_waits_for_it_and_a_settled_one_is_a_duplicate(context: Context) -> None:
+    slot = current_slot()
+    context.catalog.work_slots.claim("billing", "backup", slot, worker="worker:w0", covered_since=None)
+    hold_elsewhere(context)
+    # Claimed and running elsewhere: this delivery waits (the claimant may have died on another host).
+    assert run_dispatched(context, "billing", "backup", slot, worker="w1").verdict == BUSY
+    context.catalog.work_slots.finish("billing", "backup", slot, "succeeded")
+    assert run_dispatched(context, "billing", "backup", slot, worker="w1").verdict == DUPLICATE
+    assert runs(context) == []
+
+
+def test_a_slot_a_later_run_covers_is_not_run(context: Context) -> None:
+    slot = current_slot() - timedelta(hours=2)
+    with for_slot(slot + timedelta(hours=1)):
+        later = context.catalog.start_run("billing", "backup", phase="start")
+    context.catalog.finish_run(later, succeeded=True)
+    outcome = run_dispatched(context, "billing", "backup", slot, worker="w1")
+    assert outcome.verdict == ALREADY_COVERED
+    assert [run.id for run in runs(context)] == [later]
+
+
+def test_a_slot_whose_claimants_died_twice_is_given_up_with_a_failed_run(context: Context) -> None:
+    slot = current_slot()
+    slots = context.catalog.work_slots
+    for worker in ("worker:w0", "worker:w1"):  # two claims, each left `running` by a worker that died
+        slots.claim("billing", "backup", slot, worker=worker, covered_since=None)
+    with for_slot(slot):
+        dead = context.catalog.start_run("billing", "backup", phase="upload")
+    outcome = run_dispatched(context, "billing", "backup", slot, worker="w2")
+    assert outcome.verdict == GIVE_UP and "worker:w1" in outcome.detail
+    abandoned, given_up = runs(context)
+    assert (abandoned.id, abandoned.status) == (dead, "abandoned")
+    assert (given_up.status, given_up.slot, given_up.actor) == ("failed", slot, "worker:w2")
+    assert given_up.error is not None and "given up" in given_up.error
+    row = slots.get("billing", "backup", slot)
+    assert row is not None and row.state == "given-up"
