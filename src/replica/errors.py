@@ -107,6 +107,15 @@ class CatalogError(ReplicaError):
     """The catalog database cannot be used (unknown schema version, unreachable)."""
 
 
+class LeadLost(ReplicaError):
+    """The daemon lost the scheduling lead (its lock on the catalog went away) and stopped; its supervisor restarts
+    it as a standby."""
+
+    def __init__(self, daemon: str) -> None:
+        self.daemon = daemon
+        super().__init__(f"{daemon} lost the scheduling lead and stopped scheduling; restart it to stand by")
+
+
 class ProcessFailed(ReplicaError):
     """An external process exited non-zero or did not finish in time."""
 

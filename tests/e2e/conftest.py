@@ -17,7 +17,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
@@ -25,6 +25,9 @@ import yaml
 from tests.e2e.sources import PG_PASSWORD_VARIABLE
 from tests.support.argv_recorders import ArgvRecorders
 from tests.support.s3server import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, S3Server, start_s3_server
+
+if TYPE_CHECKING:
+    from tests.e2e.daemons import DaemonProcess
 
 CLI_TIMEOUT_SECONDS = 300
 
@@ -183,6 +186,15 @@ def deployment(s3_server: S3Server, tmp_path_factory: pytest.TempPathFactory) ->
     assert deployed.leaked_secrets() == []
     for bucket in deployed.buckets:
         deployed.s3.delete_bucket(bucket)
+
+
+@pytest.fixture
+def daemons() -> Iterator[list[DaemonProcess]]:
+    """The `replica daemon` processes a test started (tests.e2e.daemons), killed at teardown if still running."""
+    started: list[DaemonProcess] = []
+    yield started
+    for daemon in started:
+        daemon.kill()
 
 
 def assert_ok(result: subprocess.CompletedProcess[str]) -> None:

@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,49 +21,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.conftest import Deployment, assert_ok, catalog_rows
+from tests.e2e.daemons import DAEMON_STOP_SECONDS, DaemonProcess, wait_for
 from tests.e2e.repositories import init_side_by_side
 from tests.support.s3server import free_port
-
-DAEMON_STOP_SECONDS = 30
-
-
-def wait_for(condition: Callable[[], Any], timeout: float, what: str, details: Callable[[], str] = lambda: "") -> Any:
-    """Poll `condition` until it returns something truthy; fail naming `what` (and `details()`) after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}\n{details()}")
-
-
-class DaemonProcess:
-    """`replica daemon` in its own process, with its log in a file."""
-
-    def __init__(self, deployment: Deployment, log: Path, *arguments: str, env: dict[str, str] | None = None):
-        self.log = log
-        deployment.log_files.append(log)  # swept for secrets at teardown
-        with log.open("ab") as output:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "replica", "daemon", *arguments],
-                env=env or deployment.environment(),
-                stdout=output,
-                stderr=output,
-                cwd=deployment.root,
-            )
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def terminate(self, timeout: float = DAEMON_STOP_SECONDS) -> int:
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout)
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
 
 
 @pytest.fixture(autouse=True)
@@ -73,14 +33,6 @@ def _own_job_files(deployment: Deployment) -> Iterator[None]:
     yield
     for path in set((deployment.root / "jobs").iterdir()) - before:
         path.unlink()
-
-
-@pytest.fixture
-def daemons() -> Iterator[list[DaemonProcess]]:
-    started: list[DaemonProcess] = []
-    yield started
-    for daemon in started:
-        daemon.kill()
 
 
 def runs_of(deployment: Deployment, job: str, kind: str) -> list[tuple[int, str, str]]:

@@ -6,9 +6,9 @@ import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 
+from tests.support.catalogs import postgresql_database
 from tests.support.s3server import S3Server, start_s3_server
 
 
@@ -33,20 +33,18 @@ def bucket(s3_server: S3Server) -> Iterator[str]:
     s3_server.delete_bucket(name)
 
 
-POSTGRESQL_ADMIN = "host=127.0.0.1 user=postgres dbname=postgres"
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def catalog_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """The URL of an empty catalog: a SQLite file, or a fresh database on the local PostgreSQL (dropped after)."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'catalog.sqlite3'}"
         return
-    name = unique_name("replica_status")
-    with psycopg.connect(POSTGRESQL_ADMIN, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(POSTGRESQL_ADMIN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with postgresql_database("replica_status") as url:
+        yield url
+
+
+@pytest.fixture
+def postgresql_catalog_url() -> Iterator[str]:
+    """The URL of a fresh, empty PostgreSQL catalog database (dropped after)."""
+    with postgresql_database("replica_catalog") as url:
+        yield url

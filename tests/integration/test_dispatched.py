@@ -9,6 +9,7 @@ import socket
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -20,7 +21,7 @@ from replica.catalog.actor import for_slot
 from replica.catalog.locks import JobLocks
 from replica.catalog.models import Run
 from replica.catalog.records import utc_now
-from replica.catalog.work_slots import ALREADY_COVERED, DUPLICATE, GIVE_UP
+from replica.catalog.work_slots import ALREADY_COVERED, DUPLICATE, GIVE_UP, WorkSlots
 from replica.settings import Settings
 from tests.integration.test_daemon_in_process import write_job
 
@@ -108,3 +109,27 @@ def test_a_slot_whose_claimants_died_twice_is_given_up_with_a_failed_run(context
     assert given_up.error is not None and "given up" in given_up.error
     row = slots.get("billing", "backup", slot)
     assert row is not None and row.state == "given-up"
+
+
+def test_the_job_stays_locked_until_its_slot_is_settled(
+    context: Context, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A claim found `running` by whoever holds the job's lock next is taken for a dead claimant's: the lock must be
+    # held until the slot is settled, or a second delivery slipping in between would run the slot again.
+    settings = context.settings.model_copy(
+        update={"s3_endpoint_url": "http://127.0.0.1:9", "s3_probe_timeout_seconds": 2}
+    )
+    context = Context(settings)
+    holders: list[str | None] = []
+    finish = WorkSlots.finish
+
+    def finish_noting_the_lock(self: WorkSlots, *arguments: Any) -> None:
+        holder = JobLocks(context.catalog.sessions).holder("billing")
+        holders.append(holder.kind if holder else None)
+        finish(self, *arguments)
+
+    monkeypatch.setattr(WorkSlots, "finish", finish_noting_the_lock)
+    outcome = run_dispatched(context, "billing", "backup", current_slot(), worker="w1")
+    assert outcome.verdict == "ran" and outcome.outcome is not None and outcome.outcome.outcome == "failed"
+    assert holders == ["backup"]
+    assert JobLocks(context.catalog.sessions).holder("billing") is None

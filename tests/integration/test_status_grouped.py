@@ -17,6 +17,7 @@ from replica.actions.context import Context
 from replica.actions.locking import process_alive
 from replica.actions.recovery_points import latest_verifications, newest_point_per_destination, verified_points
 from replica.actions.status import _rto_forecast, collect_status, job_status
+from replica.catalog.actor import acting_as, current_actor
 from replica.catalog.database import open_catalog
 from replica.catalog.latest import DRILL_RESTORE_KIND, RTO_SAMPLE_KINDS
 from replica.catalog.models import Run, Snapshot
@@ -27,6 +28,7 @@ from replica.settings import Settings
 
 JOBS = ("alpha", "beta", "delta", "epsilon", "gamma", "omega")
 START = datetime(2026, 11, 1, tzinfo=UTC)
+VERIFIER = "worker:verifier"
 
 
 def write_files(root: Path) -> None:
@@ -119,7 +121,9 @@ class History:
     ) -> int:
         """Record a verification of `snapshot` (or, with kind `drill_restore`, a drill's restore of it) ending in
         `status`; return its run id."""
-        run_id = self.catalog.start_run(job, kind, phase="probe", destination=destination, snapshot_id=snapshot)
+        # Verified by a worker, backed up by this process's user: status must show each run's own actor.
+        with acting_as(VERIFIER):
+            run_id = self.catalog.start_run(job, kind, phase="probe", destination=destination, snapshot_id=snapshot)
         details: dict[str, Any] = {"rto_seconds": rto if status == SUCCEEDED else None, "checks_total": 4}
         if canary_at is not None:
             details["canary_at"] = canary_at.isoformat()
@@ -337,6 +341,7 @@ def per_job_document(context: Context, job_name: str, now: datetime) -> dict[str
                     "status": last_verify.status,
                     "failure": last_verify.failure,
                     "finished_at": last_verify.finished_at.isoformat() if last_verify.finished_at else None,
+                    "actor": last_verify.actor,
                 }
                 if last_verify
                 else None,
@@ -363,6 +368,7 @@ def per_job_document(context: Context, job_name: str, now: datetime) -> dict[str
             "finished_at": last_backup.finished_at.isoformat() if last_backup.finished_at else None,
             "error": last_backup.error,
             "failure": last_backup.failure,
+            "actor": last_backup.actor,
         }
         if last_backup
         else None,
@@ -411,6 +417,9 @@ def test_grouped_status_equals_the_per_job_computation(catalog_url: str, tmp_pat
         assert by_name["delta"]["destinations"][0]["object_lock"]["enabled"] is None
         assert by_name["gamma"]["destinations"][0]["object_lock"] is None
         assert by_name["epsilon"]["rpo_seconds"] == (now - (START + timedelta(hours=9))).total_seconds()
+        # each run names who ran it: the backup this process's user, the verification the worker
+        assert by_name["alpha"]["last_backup"]["actor"] == current_actor() != VERIFIER
+        assert alpha_primary["last_verify"]["actor"] == VERIFIER
     finally:
         context.catalog.sessions.kw["bind"].dispose()
 

@@ -31,7 +31,7 @@ from replica.catalog.latest import LatestRecords
 from replica.catalog.models import CheckResult, JobRevision, JobStatusCache, Run, Snapshot
 from replica.catalog.records import FAILED, Catalog, CheckOutcome
 from replica.catalog.summaries import FACTS_FORMAT, decode_facts, encode_facts
-from tests.integration.conftest import POSTGRESQL_ADMIN, unique_name
+from tests.integration.conftest import unique_name
 from tests.integration.test_status_grouped import (
     JOBS,
     History,
@@ -39,6 +39,7 @@ from tests.integration.test_status_grouped import (
     snapshot_ids,
     write_history,
 )
+from tests.support.catalogs import POSTGRESQL_ADMIN
 
 
 @pytest.fixture

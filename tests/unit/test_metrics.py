@@ -303,3 +303,28 @@ def test_wal_lag_per_destination_is_a_gauge_aged_at_scrape_time_and_absent_when_
 
     assert value(metrics, "replica_wal_lag_seconds", job="billing", destination="primary") == 34.0
     assert value(metrics, "replica_wal_lag_seconds", job="billing", destination="offsite") is None
+
+
+def test_the_lead_and_who_ran_each_jobs_newest_runs_are_exposed(metrics: DaemonMetrics) -> None:
+    # GIVEN a standby daemon THEN it says it does not lead, and names no leader before it read a status document
+    assert value(metrics, "replica_daemon_leader") == 0
+    assert "replica_scheduler_leader_info" not in names(metrics)
+    # WHEN it leads and reads a document naming the leader and who ran each run (offsite's verification newest)
+    metrics.set_leader(True)
+    job = billing()
+    job["last_backup"]["actor"] = "worker:alpha"
+    primary, offsite = job["destinations"]
+    primary["last_verify"].update(run_id=14, actor="daemon@a")
+    offsite["last_verify"].update(run_id=15, actor="worker:beta")
+    leader = {"leader": "daemon@a:41", "executor": "celery", "since": "...", "heartbeat_at": "..."}
+    metrics.update_status({**document(job), "scheduler": leader})
+    # THEN the gauge, the leader's labels and the newest backup's and verification's runners are exposed
+    assert value(metrics, "replica_daemon_leader") == 1
+    assert value(metrics, "replica_scheduler_leader_info", daemon="daemon@a:41", executor="celery") == 1
+    assert value(metrics, "replica_last_run_worker_info", job="billing", kind="backup", worker="worker:alpha") == 1
+    assert value(metrics, "replica_last_run_worker_info", job="billing", kind="verify", worker="worker:beta") == 1
+    workers = [labels for name, labels in samples(metrics) if name == "replica_last_run_worker_info"]
+    assert len(workers) == 2
+    # WHEN a later document says no daemon ever led THEN no leader is named
+    metrics.update_status({**document(job), "scheduler": {key: None for key in leader}})
+    assert "replica_scheduler_leader_info" not in names(metrics)

@@ -4,6 +4,7 @@ text below was printed by the previous renderer from the same document."""
 from __future__ import annotations
 
 import copy
+from datetime import datetime, timedelta
 from typing import Any
 
 from replica.cli.render import status_table, table
@@ -163,3 +164,22 @@ def test_a_physical_jobs_destinations_show_their_wal_lag() -> None:
     text = status_table(document)
 
     assert "primary: 4e06424e (1h02m ago) WAL lag 4.2s; offsite: none" in text
+
+
+def test_the_daemon_that_leads_is_named_once_one_ever_led() -> None:
+    # GIVEN a leader that last beat 12 s before the document was generated
+    document = copy.deepcopy(DOCUMENT)
+    document["scheduler"] = {
+        "leader": "daemon@host-b:123",
+        "executor": "celery",
+        "since": "2026-11-27T08:00:00+00:00",
+        "heartbeat_at": (datetime.fromisoformat(document["generated_at"]) - timedelta(seconds=12)).isoformat(),
+    }
+
+    # WHEN rendered THEN one line names it, its executor, since when it leads and how old its heartbeat is
+    assert status_table(document).splitlines()[-1] == (
+        "scheduler: daemon@host-b:123 leads (celery executor) since 2026-11-27T08:00:00+00:00, last heartbeat 12s ago"
+    )
+    # AND with no daemon ever (cron's run-due) the table is as before
+    document["scheduler"] = {"leader": None, "executor": None, "since": None, "heartbeat_at": None}
+    assert status_table(document) == EXPECTED

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from replica.actions.context import Context
+from replica.actions.locking import hold_job
 from replica.actions.reconcile import reconcile_abandoned
 from replica.actions.scheduled import WorkOutcome, run_work
 from replica.catalog.actor import acting_as, for_slot
@@ -73,7 +74,11 @@ def run_dispatched(context: Context, job: str, kind: str, slot: datetime, *, wor
 
     with acting_as(f"worker:{worker}"), for_slot(slot):
         try:
-            outcome = run_work(context, job, kind, still_due=claim, busy_raises=True)
+            # The lock is held from before the claim until the slot is settled: a claim found `running` by whoever
+            # holds the lock next was left by a claimant that died.
+            with hold_job(context, job, kind):
+                outcome = run_work(context, job, kind, still_due=claim, busy_raises=True)
+                return _settle(context, job, kind, slot, claims[-1] if claims else None, outcome)
         except JobBusy as busy:
             claimed = context.catalog.work_slots.get(job, kind, slot)
             if claimed is not None and claimed.state != RUNNING_CLAIM:
@@ -87,19 +92,24 @@ def run_dispatched(context: Context, job: str, kind: str, slot: datetime, *, wor
                 context.catalog.work_slots.supersede(job, kind, slot, worker=f"worker:{worker}", detail=reason)
                 context.catalog.record_skipped(job, kind, reason)
             return DispatchedOutcome(SUPERSEDED, str(busy))
-        if not claims:  # failed before the claim (a broken job file): recorded by run_work as a failed run
-            return DispatchedOutcome(RAN, outcome.detail, outcome)
-        found = claims[-1]
-        if found.verdict == RUN:
-            context.catalog.work_slots.finish(job, kind, slot, f"{outcome.outcome}: {outcome.detail}")
-            return DispatchedOutcome(RAN, outcome.detail, outcome)
-        if found.verdict == GIVE_UP:
-            detail = f"{kind} of '{job}' for slot {slot.isoformat()} given up: {found.previous}"
-            _record_given_up(context, job, kind, detail)
-            return DispatchedOutcome(GIVE_UP, detail)
-        if found.verdict == ALREADY_COVERED:
-            return DispatchedOutcome(ALREADY_COVERED, "a run that started after the slot's time covers it")
-        return DispatchedOutcome(DUPLICATE, found.previous or "already settled")
+
+
+def _settle(
+    context: Context, job: str, kind: str, slot: datetime, found: Claim | None, outcome: WorkOutcome
+) -> DispatchedOutcome:
+    """Record what became of a slot once its work returned (the caller holds the job's lock); return it."""
+    if found is None:  # failed before the claim (a broken job file): recorded by run_work as a failed run
+        return DispatchedOutcome(RAN, outcome.detail, outcome)
+    if found.verdict == RUN:
+        context.catalog.work_slots.finish(job, kind, slot, f"{outcome.outcome}: {outcome.detail}")
+        return DispatchedOutcome(RAN, outcome.detail, outcome)
+    if found.verdict == GIVE_UP:
+        detail = f"{kind} of '{job}' for slot {slot.isoformat()} given up: {found.previous}"
+        _record_given_up(context, job, kind, detail)
+        return DispatchedOutcome(GIVE_UP, detail)
+    if found.verdict == ALREADY_COVERED:
+        return DispatchedOutcome(ALREADY_COVERED, "a run that started after the slot's time covers it")
+    return DispatchedOutcome(DUPLICATE, found.previous or "already settled")
 
 
 def _superseded(context: Context, job: str, kind: str, slot: datetime) -> bool:

@@ -102,6 +102,7 @@ def _job_document(
                     "status": last_verify.status,
                     "failure": last_verify.failure,
                     "finished_at": _iso(last_verify.finished_at),
+                    "actor": last_verify.actor,
                 }
                 if last_verify
                 else None,
@@ -130,6 +131,7 @@ def _job_document(
             "finished_at": _iso(last_backup.finished_at),
             "error": last_backup.error,
             "failure": last_backup.failure,
+            "actor": last_backup.actor,
         }
         if last_backup
         else None,
@@ -200,6 +202,20 @@ def _canary_at(point: VerifiedPointFacts | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
+def scheduler_document(context: Context) -> dict[str, Any]:
+    """Return who leads the scheduling, as the leading daemon last recorded it: `leader` (`daemon@host:pid`),
+    `executor`, `since` and `heartbeat_at`; all None when no daemon ever led."""
+    leader = context.catalog.leaders.leader()
+    if leader is None:
+        return {"leader": None, "executor": None, "since": None, "heartbeat_at": None}
+    return {
+        "leader": leader.daemon,
+        "executor": leader.executor,
+        "since": _iso(leader.since),
+        "heartbeat_at": _iso(leader.heartbeat_at),
+    }
+
+
 def collect_status(context: Context, between_jobs: Callable[[], None] | None = None) -> dict[str, Any]:
     """Return the status document of every job; broken job files are listed with their problems.
 
@@ -232,6 +248,7 @@ def collect_status(context: Context, between_jobs: Callable[[], None] | None = N
     return {
         "format": STATUS_FORMAT,
         "generated_at": now.isoformat(),
+        "scheduler": scheduler_document(context),
         "jobs": jobs,
         "broken_jobs": [
             {"job": name, "problems": problems} for name, problems in sorted(configuration.broken_jobs.items())

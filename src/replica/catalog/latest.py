@@ -63,6 +63,7 @@ class RunFacts(NamedTuple):
     error: str | None
     details: Mapping[str, Any] = MappingProxyType({})  # read-only: the default is shared
     failure: str | None = None  # the failure state of a run that did not succeed (replica.errors.FAILURE_STATES)
+    actor: str | None = None  # who ran it: `worker:NAME`, `daemon@host`, `user@host` (replica.catalog.actor)
 
 
 class VerifiedPointFacts(NamedTuple):
@@ -145,7 +146,7 @@ def _read_chunk(connection: Connection, jobs: list[str]) -> dict[str, LatestReco
         if row.backup_id is not None:
             latest.last_backup = RunFacts(
                 row.backup_id, row.backup_destination, row.backup_status, row.backup_snapshot_id,
-                row.backup_finished_at, row.backup_error, failure=row.backup_failure,
+                row.backup_finished_at, row.backup_error, failure=row.backup_failure, actor=row.backup_actor,
             )  # fmt: skip
             latest.last_backup_copy_failed = bool(row.copy_failed)
         if row.rto_details is not None:
@@ -160,6 +161,7 @@ def _read_chunk(connection: Connection, jobs: list[str]) -> dict[str, LatestReco
             run = RunFacts(
                 row.verification_id, row.destination, row.verification_status, row.verification_snapshot_id,
                 row.verification_finished_at, None, failure=row.verification_failure,
+                actor=row.verification_actor,
             )  # fmt: skip
             key = row.destination or ""
             if key not in latest.latest_verifications or run.id > latest.latest_verifications[key].id:
@@ -239,6 +241,7 @@ def _per_job(job: ColumnElement[str], materialized: bool) -> Any:
             backup.c.finished_at.label("backup_finished_at"),
             backup.c.error.label("backup_error"),
             backup.c.failure.label("backup_failure"),
+            backup.c.actor.label("backup_actor"),
             copy_failed.label("copy_failed"),
             rto.c.details.label("rto_details"),
             ids.c.blank_id,
@@ -318,6 +321,7 @@ def _per_destination(job: ColumnElement[str], materialized: bool) -> Any:
             verification.c.snapshot_id.label("verification_snapshot_id"),
             verification.c.finished_at.label("verification_finished_at"),
             verification.c.failure.label("verification_failure"),
+            verification.c.actor.label("verification_actor"),
             snapshot.c.id.label("point_id"),
             snapshot.c.snapshot_id.label("point_snapshot_id"),
             snapshot.c.taken_at.label("point_taken_at"),

@@ -39,7 +39,7 @@ from replica.policy.forecast import RtoFit
 
 logger = logging.getLogger(__name__)
 # Stored first in every cached document: a replica that encodes facts differently recomputes instead of misreading.
-FACTS_FORMAT = 4  # 2: failure states; 3: the destinations' Object Lock states; 4: RTO fits
+FACTS_FORMAT = 5  # 2: failure states; 3: the destinations' Object Lock states; 4: RTO fits; 5: who ran a run
 # How long `status` waits for SQLite's write lock to store summaries before it gives up (they are a shortcut).
 CACHE_WRITE_WAIT_MILLISECONDS = 200
 
@@ -149,19 +149,15 @@ def _decode_or_none(text: str) -> LatestRecords | None:
 
 
 def _run(run: RunFacts | None) -> list[Any] | None:
-    """Return a run as [id, destination, status, snapshot id, finished at, error, details, failure], trailing
-    defaults cut."""
+    """Return a run as [id, destination, status, snapshot id, finished at, error, details, failure, actor],
+    trailing defaults cut."""
     if run is None:
         return None
     finished = run.finished_at.isoformat() if run.finished_at else None
-    value: list[Any] = [run.id, run.destination, run.status, run.snapshot_id, finished]
-    if run.failure is not None:
-        value += [run.error, dict(run.details), run.failure]
-    elif run.details:
-        value += [run.error, dict(run.details)]
-    elif run.error is not None:
-        value.append(run.error)
-    return value
+    optional: list[Any] = [run.error, dict(run.details), run.failure, run.actor]
+    while optional and optional[-1] in (None, {}):
+        optional.pop()
+    return [run.id, run.destination, run.status, run.snapshot_id, finished, *optional]
 
 
 def _run_of(value: list[Any]) -> RunFacts:

@@ -11,6 +11,8 @@ STORAGE_UNREACHABLE = 3
 REPOSITORY_MISSING = 4
 CREDENTIALS_REFUSED = 5
 REPOSITORY_LOCKED = 6
+# EX_TEMPFAIL (sysexits.h): the daemon lost the scheduling lead; systemd's Restart= starts it again as a standby.
+LEAD_LOST = 75
 INTERRUPTED = 130
 
 # Most specific first: the first class the error is an instance of decides.
@@ -29,6 +31,7 @@ EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (errors.StorageAccessDenied, CREDENTIALS_REFUSED),
     (errors.RepositoryLocked, REPOSITORY_LOCKED),
     (errors.JobBusy, REPOSITORY_LOCKED),
+    (errors.LeadLost, LEAD_LOST),
     (KeyboardInterrupt, INTERRUPTED),
     (errors.Interrupted, INTERRUPTED),
     (errors.ReplicaError, FAILED),

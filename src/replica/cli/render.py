@@ -112,4 +112,15 @@ def status_table(document: dict[str, Any]) -> str:
         text += "\n\nreasons:\n" + "\n".join(reasons)
     for broken in document["broken_jobs"]:
         text += f"\n\nDISABLED {broken['job']}: " + "\n  ".join(broken["problems"])
+    scheduler = document.get("scheduler") or {}
+    if scheduler.get("leader"):  # said only where a daemon schedules: cron's run-due users see no change
+        text += "\n\n" + scheduler_line(scheduler, now)
     return text
+
+
+def scheduler_line(scheduler: dict[str, Any], now: datetime) -> str:
+    """Return who leads the scheduling in one line, from the status document's `scheduler`."""
+    return (
+        f"scheduler: {scheduler['leader']} leads ({scheduler['executor']} executor) since {scheduler['since']}, "
+        f"last heartbeat {age(scheduler['heartbeat_at'], now)}"
+    )

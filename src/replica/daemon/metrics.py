@@ -102,6 +102,15 @@ STATE_METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     "replica_daemon_start_time_seconds": ("When the daemon started.", ()),
     "replica_daemon_last_tick_timestamp_seconds": ("When the daemon's watchdog last ticked.", ()),
     "replica_daemon_running_runs": ("Runs in progress in the daemon.", ()),
+    "replica_daemon_leader": ("1 while this daemon leads the scheduling, 0 while it stands by.", ()),
+    "replica_scheduler_leader_info": (
+        "1, labelled with the daemon that leads the scheduling (as the catalog names it) and its executor.",
+        ("daemon", "executor"),
+    ),
+    "replica_last_run_worker_info": (
+        "1, labelled with who ran the job's newest backup or verification (worker:NAME, daemon@host, user@host).",
+        ("job", "kind", "worker"),
+    ),
 }
 EXTRA_LABELS = {
     "replica_job_state": ("state",),
@@ -130,6 +139,9 @@ class _State:
     started_at: float
     last_tick: float | None = None
     running_runs: int = 0
+    leading: bool = False
+    # The status document's `scheduler` (leader, executor) when a daemon ever led.
+    scheduler_leader: tuple[str, str] | None = None
     generated_at: float | None = None
     jobs: tuple[Mapping[str, Any], ...] = ()
     broken_jobs: int | None = None
@@ -206,9 +218,12 @@ class DaemonMetrics:
             for job in jobs
             for destination in job["destinations"]
         }
+        scheduler = document.get("scheduler") or {}
+        leader = (str(scheduler["leader"]), str(scheduler["executor"])) if scheduler.get("leader") else None
         with self._lock:
             state = self._state
             state.generated_at, state.jobs, state.broken_jobs = generated_at, jobs, len(document["broken_jobs"])
+            state.scheduler_leader = leader
             state.backup_successes = _remember(state.backup_successes, backups)
             state.verify_successes = _remember(state.verify_successes, verifications)
             state.verified_points = verified_points
@@ -249,6 +264,11 @@ class DaemonMetrics:
         with self._lock:
             self._state.running_runs = count
 
+    def set_leader(self, leading: bool) -> None:
+        """Record whether this daemon leads the scheduling (True) or stands by."""
+        with self._lock:
+            self._state.leading = leading
+
     def render(self) -> bytes:
         """Return every metric in Prometheus' text exposition format (version 0.0.4)."""
         return generate_latest(self.registry)
@@ -273,6 +293,9 @@ def _render_state(state: _State, now: float) -> Iterator[Metric]:
     add("replica_daemon_last_tick_timestamp_seconds", [], state.last_tick)
     add("replica_daemon_running_runs", [], state.running_runs)
     add("replica_broken_job_files", [], state.broken_jobs)
+    add("replica_daemon_leader", [], 1 if state.leading else 0)
+    if state.scheduler_leader is not None:
+        add("replica_scheduler_leader_info", list(state.scheduler_leader), 1)
     # The document was right when generated; between two updates, ages keep growing.
     age = max(now - state.generated_at, 0.0) if state.generated_at is not None else 0.0
     for job in state.jobs:
@@ -315,10 +338,22 @@ def _render_state(state: _State, now: float) -> Iterator[Metric]:
                 failure = last_verify.get("failure") or FALLBACK_STATE
                 add("replica_destination_last_verify_failure", [*labels, failure], 1)
         add("replica_newest_verified_recovery_point_timestamp_seconds", [name], max(newest, default=None))
+        for kind, run in _newest_runs(job).items():
+            add("replica_last_run_worker_info", [name, kind, run["actor"]], 1)
         add("replica_rto_forecast_warning", [name], warning)
     for (name, objective), breached in sorted(state.breaches.items()):
         add("replica_objective_breached", [name, objective], 1 if breached else 0)
     return (family for family in families.values() if family.samples)
+
+
+def _newest_runs(job: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """Return the job's newest backup and newest verification (of any destination) that name who ran them."""
+    verifications = [d["last_verify"] for d in job["destinations"] if d.get("last_verify")]
+    candidates = {
+        "backup": job.get("last_backup"),
+        "verify": max(verifications, key=lambda run: run["run_id"], default=None),
+    }
+    return {kind: run for kind, run in candidates.items() if run and run.get("actor")}
 
 
 def _family(name: str) -> GaugeMetricFamily:

@@ -11,6 +11,9 @@
   then SIGKILL) and make sure no run of this process is left `running`.
 - With the celery executor the daemon runs no work itself: each fire sends one task naming the work's slot (its
   fire time) to the job's queue, and `replica worker` processes run it (see replica.actions.dispatched).
+- Several daemons may share one catalog: one leads (holds the lock of replica.daemon.leadership) and schedules,
+  the others stand by, polling for the lead, with their metrics server up. A leader that loses its lock stops as
+  on SIGTERM and exits with LeadLost (exit 75), for its supervisor to restart it as a standby.
 """
 
 from __future__ import annotations
@@ -51,8 +54,9 @@ from replica.actions.watchdog import watch_objectives
 from replica.catalog.actor import act_as
 from replica.catalog.records import utc_now
 from replica.daemon.files import ConfigurationWatcher, PidFile, pid_file_path
+from replica.daemon.leadership import Leadership, leadership_for
 from replica.daemon.metrics import DaemonMetrics, MetricsServer
-from replica.errors import ReplicaError
+from replica.errors import LeadLost, ReplicaError
 from replica.schedule.specs import Schedule, jitter_offset
 
 if TYPE_CHECKING:
@@ -71,6 +75,10 @@ LAG_HISTORY = 100_000
 FOLLOWER_DELAY = timedelta(seconds=5)
 BRING_FORWARD_SECONDS = 10.0
 TICK_YIELD_SECONDS = 0.002
+# How often a standby tries to take the lead, and how often the leader makes sure it still holds it: a dead
+# leader's work moves within about these seconds (plus, for a vanished host, the lead's keepalive time).
+STANDBY_POLL_SECONDS = 1.0
+LEAD_CHECK_SECONDS = 2.0
 
 Work = Callable[[Context, str, str], WorkOutcome]
 
@@ -110,10 +118,15 @@ def _trigger(schedule: Schedule, key: str) -> _ScheduleTrigger:
 class Daemon:
     """One daemon process. `run()` blocks until SIGTERM/SIGINT (or `stop()`) and returns the exit code."""
 
-    def __init__(self, context: Context, options: DaemonOptions, work: Work = run_work) -> None:
+    def __init__(
+        self, context: Context, options: DaemonOptions, work: Work = run_work, leadership: Leadership | None = None
+    ) -> None:
         self._context = context
         self._options = options
         self._work = work
+        self._leadership = leadership or leadership_for(context.settings.catalog_url)
+        self._leading = False
+        self.name = f"daemon@{socket.gethostname()}:{os.getpid()}"
         self._metrics = DaemonMetrics()
         self._scheduler = BackgroundScheduler(
             timezone=UTC,
@@ -153,6 +166,11 @@ class Daemon:
         """Return the daemon's metrics (for tests and benchmarks)."""
         return self._metrics
 
+    @property
+    def leading(self) -> bool:
+        """Return True while this daemon holds the scheduling lead (False while standing by or stopped)."""
+        return self._leading
+
     def request_reload(self) -> None:
         """Ask for the configuration to be re-read (what SIGHUP does)."""
         self._reload_requested.set()
@@ -162,46 +180,108 @@ class Daemon:
         self._stopping.set()
 
     def run(self) -> int:
-        """Run until asked to stop; return 0 after a clean stop."""
+        """Stand by until this daemon holds the lead, then schedule until asked to stop; return 0 after a clean
+        stop (also when stopped while standing by).
+
+        Raises LeadLost after stopping as on SIGTERM when the lead was lost while scheduling.
+        """
         act_as(f"daemon@{socket.gethostname()}")
         pid_file = PidFile(pid_file_path(self._context.settings.state_dir))
         pid_file.claim()
         self._install_signal_handlers()
         try:
-            for run in sweep_abandoned(self._context):
-                logger.warning(
-                    "run %s (%s of '%s') was left running by a dead process: abandoned", run.id, run.kind, run.job
-                )
-            record_configuration_changes(self._context)
-            self._place_work(self._context)
-            self._scheduler.add_job(
-                self._tick,
-                IntervalTrigger(seconds=self._options.watchdog_interval_seconds, timezone=UTC),
-                id="watchdog",
-                executor=WATCHDOG_EXECUTOR,
-                next_run_time=utc_now(),
-            )
+            # Before the lead: a standby's /healthz and /metrics answer too.
             self._start_metrics_server()
-            self._scheduler.start()
-            logger.info(
-                "daemon started: %d kinds of work scheduled, %d workers", len(self._placed), self._options.workers
-            )
-            next_file_check = time.monotonic() + self._options.reload_check_seconds
-            while not self._stopping.wait(MAIN_LOOP_SECONDS):
-                # Looking at the files costs a stat per job file: every reload_check_seconds, not every loop.
-                if time.monotonic() >= next_file_check:
-                    next_file_check = time.monotonic() + self._options.reload_check_seconds
-                    if self._watcher.changed():
-                        self._reload_requested.set()
-                if self._reload_requested.is_set():
-                    self._reload_requested.clear()
-                    self._reload()
-            self._shut_down()
+            if not self._stand_by():
+                logger.info("stopped while standing by")
+                return 0
+            try:
+                self._lead()
+            finally:
+                self._leading = False
+                self._metrics.set_leader(False)
+                self._leadership.release()
         finally:
             if self._server is not None:
                 self._server.stop()
             pid_file.release()
         return 0
+
+    def _stand_by(self) -> bool:
+        """Wait until this daemon holds the lead; return False when asked to stop first."""
+        attempts = 0
+        while not self._stopping.is_set():
+            if self._leadership.try_acquire():
+                return True
+            attempts += 1
+            # Named after a second refusal: the leader records itself just after it takes the lock, and a row read
+            # in between would name the previous leader (or none).
+            if attempts == 2:
+                logger.info("standby: %s leads", self._leader_name())
+            self._stopping.wait(STANDBY_POLL_SECONDS)
+        return False
+
+    def _leader_name(self) -> str:
+        """Return the leader as its row in the catalog names it (it may not have written it yet)."""
+        try:
+            leader = self._context.catalog.leaders.leader()
+        except Exception:  # only the log line needs it; the lock, not the row, decides who leads
+            logger.exception("reading the leader's record failed")
+            return "another daemon"
+        return leader.daemon if leader is not None else "another daemon"
+
+    def _lead(self) -> None:
+        """Schedule while this daemon holds the lead, until asked to stop; raises LeadLost (after stopping as on
+        SIGTERM) when the lead is lost."""
+        self._context.catalog.leaders.took_lead(self.name, self._options.executor)
+        self._leading = True
+        self._last_tick = time.monotonic()  # a long standby is no overdue watchdog
+        self._metrics.set_leader(True)
+        logger.info("%s took the scheduling lead (%s executor)", self.name, self._options.executor)
+        if self._watcher.changed():  # files changed while standing by: schedule from what they say now
+            self._context = self._context.reloaded()
+        for run in sweep_abandoned(self._context):
+            logger.warning(
+                "run %s (%s of '%s') was left running by a dead process: abandoned", run.id, run.kind, run.job
+            )
+        record_configuration_changes(self._context)
+        self._place_work(self._context)
+        self._scheduler.add_job(
+            self._tick,
+            IntervalTrigger(seconds=self._options.watchdog_interval_seconds, timezone=UTC),
+            id="watchdog",
+            executor=WATCHDOG_EXECUTOR,
+            next_run_time=utc_now(),
+        )
+        self._scheduler.start()
+        logger.info("daemon started: %d kinds of work scheduled, %d workers", len(self._placed), self._options.workers)
+        lead_lost = False
+        next_file_check = time.monotonic() + self._options.reload_check_seconds
+        next_lead_check = time.monotonic() + LEAD_CHECK_SECONDS
+        while not self._stopping.wait(MAIN_LOOP_SECONDS):
+            if time.monotonic() >= next_lead_check:
+                next_lead_check = time.monotonic() + LEAD_CHECK_SECONDS
+                if not self._leadership.still_held():
+                    logger.error("%s lost the scheduling lead: stopping, a standby takes over", self.name)
+                    lead_lost = True
+                    break
+            # Looking at the files costs a stat per job file: every reload_check_seconds, not every loop.
+            if time.monotonic() >= next_file_check:
+                next_file_check = time.monotonic() + self._options.reload_check_seconds
+                if self._watcher.changed():
+                    self._reload_requested.set()
+            if self._reload_requested.is_set():
+                self._reload_requested.clear()
+                self._reload()
+        if not lead_lost:
+            self._shut_down()
+            return
+        self._stopping.set()  # no new work from here on, as on SIGTERM
+        try:
+            self._shut_down()
+        except Exception:  # the catalog may be what took the lead away: the exit code must still say so
+            logger.exception("stopping after the lost lead failed")
+        raise LeadLost(self.name)
 
     # Scheduling ----------------------------------------------------------------------------------------------
 
@@ -350,6 +430,7 @@ class Daemon:
     def _tick(self) -> None:
         context = self._context
         try:
+            context.catalog.leaders.heartbeat(self.name)
             sweep_abandoned(context)
             # Before status is read: the watchdog and the metrics judge the lag measured now.
             record_wal_lags(context)
@@ -367,7 +448,9 @@ class Daemon:
         self._metrics.tick()
 
     def healthy(self) -> bool:
-        """Return True while the scheduler runs and the watchdog ticked recently."""
+        """Return True while standing by, or while the scheduler runs and the watchdog ticked recently."""
+        if not self._leading:
+            return not self._stopping.is_set()
         overdue = time.monotonic() - self._last_tick > 3 * self._options.watchdog_interval_seconds + 30
         return self._scheduler.running and not self._stopping.is_set() and not overdue
 
