@@ -133,3 +133,23 @@ def test_the_job_stays_locked_until_its_slot_is_settled(
     assert outcome.verdict == "ran" and outcome.outcome is not None and outcome.outcome.outcome == "failed"
     assert holders == ["backup"]
     assert JobLocks(context.catalog.sessions).holder("billing") is None
+
+
+def test_work_that_finds_a_lock_it_needs_held_undoes_its_claim(context: Context, tmp_path: Path) -> None:
+    # GIVEN another job sharing the repositories (a prune holds the locks of every job sharing one), held elsewhere
+    write_job(tmp_path, "ledger", {"backup": "every 1h", "verify": "off", "prune": "off"})
+    write_job(tmp_path, "billing", {"backup": "every 1h", "verify": "off", "prune": "every 1h"})
+    unreachable = {"s3_endpoint_url": "http://127.0.0.1:9", "s3_probe_timeout_seconds": 2}
+    context = Context(context.settings.model_copy(update=unreachable))
+    locks = JobLocks(context.catalog.sessions)
+    token = locks.acquire("ledger", "backup", host=socket.gethostname(), pid=os.getppid(), is_alive=lambda pid: True)
+    # WHEN the prune's task arrives: it claims the slot, then finds the other job's lock held
+    busy = run_dispatched(context, "billing", "prune", current_slot(), worker="w1")
+    # THEN it is tried again later, and its claim is undone (not left for the next delivery to take for a dead one)
+    assert busy.verdict == BUSY and "ledger" in busy.detail
+    assert context.catalog.work_slots.slots() == []
+    locks.release("ledger", token)
+    again = run_dispatched(context, "billing", "prune", current_slot(), worker="w2")
+    assert again.verdict == "ran"
+    (slot,) = context.catalog.work_slots.slots()
+    assert (slot.state, slot.attempts, slot.worker) == ("done", 1, "worker:w2")

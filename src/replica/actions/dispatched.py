@@ -77,7 +77,14 @@ def run_dispatched(context: Context, job: str, kind: str, slot: datetime, *, wor
             # The lock is held from before the claim until the slot is settled: a claim found `running` by whoever
             # holds the lock next was left by a claimant that died.
             with hold_job(context, job, kind):
-                outcome = run_work(context, job, kind, still_due=claim, busy_raises=True)
+                try:
+                    outcome = run_work(context, job, kind, still_due=claim, busy_raises=True)
+                except JobBusy:
+                    if claims and claims[-1].verdict == RUN:
+                        # The work found a lock it needs held (a prune also holds every job sharing one of its
+                        # repositories): the claim is undone, under the lock, and the slot is tried again later.
+                        context.catalog.work_slots.release(job, kind, slot, claims[-1].attempt)
+                    raise
                 return _settle(context, job, kind, slot, claims[-1] if claims else None, outcome)
         except JobBusy as busy:
             claimed = context.catalog.work_slots.get(job, kind, slot)

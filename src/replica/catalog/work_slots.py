@@ -13,7 +13,7 @@ import socket
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -130,6 +130,22 @@ class WorkSlots:
                 session.add(row)
         except IntegrityError:
             pass
+
+    def release(self, job: str, kind: str, slot: datetime, attempt: int) -> None:
+        """Undo this process's claim `attempt` of `slot` (its work could not start: a lock it needs is held), so that
+        the next delivery claims the same attempt instead of taking this process for a dead claimant."""
+        mine = (
+            WorkSlot.job == job,
+            WorkSlot.kind == kind,
+            WorkSlot.slot == slot,
+            WorkSlot.state == RUNNING,
+            WorkSlot.attempts == attempt,
+        )
+        with self._sessions.begin() as session:
+            if attempt == 1:
+                session.execute(delete(WorkSlot).where(*mine))
+            else:
+                session.execute(update(WorkSlot).where(*mine).values(attempts=attempt - 1, updated_at=utc_now()))
 
     def finish(self, job: str, kind: str, slot: datetime, detail: str) -> None:
         """Settle a claimed slot as `done`, naming the newest top-level run started for it."""
