@@ -144,14 +144,22 @@ class Bench:
         (self.root / "policies" / f"{POLICY_NAME}.yaml").write_text(yaml.safe_dump(document))
 
     def write_job(
-        self, name: str, store: dict[str, Any], destinations: Sequence[tuple[str, str]], **fields: Any
+        self,
+        name: str,
+        store: dict[str, Any],
+        destinations: Sequence[tuple[str, str]],
+        *,
+        prefix: str | None = None,
+        **fields: Any,
     ) -> None:
-        """Write a job file: `destinations` are (destination name, bucket); the prefix is the job's name."""
+        """Write a job file: `destinations` are (destination name, bucket); the prefix is `prefix` (jobs that share
+        their repositories name the same one) or else the job's name."""
         document = {
             "name": name,
             "store": store,
             "destinations": [
-                {"name": destination, "bucket": bucket, "prefix": name} for destination, bucket in destinations
+                {"name": destination, "bucket": bucket, "prefix": prefix or name}
+                for destination, bucket in destinations
             ],
             "policy": POLICY_NAME,
             **fields,

@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 
 BENCHMARKS = Path(__file__).resolve().parent
-# Name -> what it compares. The order is the issue's (scenarios 1 to 7), then the older benchmarks.
+# Name -> what it compares. The order is issue 7's (scenarios 1 to 7), then the older benchmarks, then issues 11
+# and 9.
 SCENARIOS = {
     "postgresql": "PostgreSQL backup and verify (~1 GB pgbench) vs pg_dump | restic, restic dump | pg_restore",
     "directory": "directory backup (one 1 GiB file; 100,000 files of 4 KiB) vs restic backup",
@@ -26,6 +27,7 @@ SCENARIOS = {
     "daemon_scheduling": "the daemon's scheduling lag and memory with many no-op jobs",
     "audit_log": "appending to and checking a verification log of 1,000,000 events",
     "wal_shipping": "WAL archiving under pgbench load: segments pushed per second, lag, per-push cost vs boto3 and cp",
+    "distributed": "daemon --executor celery with 1 and 3 `replica worker` processes: backups completed per minute",
 }
 
 

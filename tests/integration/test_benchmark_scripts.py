@@ -3,6 +3,8 @@
 The benchmarks themselves are run by hand (benchmarks/README.md); this only catches a script broken by a change to
 replica's code (an import or a renamed function) before someone needs its figures. `wal_shipping.py` also runs once
 on tiny data (--smoke, ~10 s): it drives replica's WAL path end to end (a cluster's archiver, wal-push, the lag).
+`distributed.py --smoke` is not run here: it takes ~1 min (a PostgreSQL database, a RabbitMQ virtual host, workers
+and a daemon started twice), and tests/e2e/test_distributed.py covers the same processes.
 """
 
 from __future__ import annotations
