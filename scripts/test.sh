@@ -8,4 +8,6 @@ scripts/setup.sh --with-browser
 .venv/bin/mypy
 # Two workers, one test file each at a time (a module's deployment and repositories stay in one process): the suite
 # waits on restic, S3 and databases more than it computes, and takes ~45% less time than in one process.
+# The deployments' catalogs are SQLite files (REPLICA_TEST_CATALOG=postgresql puts them all on PostgreSQL); the
+# daemon's e2e tests also run on PostgreSQL, in this same run (tests/e2e/test_daemon_on_postgresql.py).
 exec .venv/bin/python -m pytest -n "${REPLICA_TEST_WORKERS:-2}" --dist loadfile "$@"

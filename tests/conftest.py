@@ -14,7 +14,31 @@ from typing import Any
 import pytest
 import redis
 
+from tests.support.catalogs import CATALOG_KINDS, selected_catalog_kind
+
 SYNC_DELAY = "repl-diskless-sync-delay"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """`--catalog`: the catalog of the e2e deployments (tests/e2e/conftest.py), here so that it parses wherever
+    pytest starts."""
+    parser.addoption(
+        "--catalog",
+        choices=CATALOG_KINDS,
+        default=None,
+        help="catalog of the e2e and fault suites' deployments: sqlite (default) or postgresql, a fresh database "
+        "per deployment on the local server (also: REPLICA_TEST_CATALOG)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Leave out the PostgreSQL variant of a test module (its `CATALOG`) when every deployment uses that kind
+    already: the same tests, twice over."""
+    kind = selected_catalog_kind(config)
+    redundant = [item for item in items if getattr(getattr(item, "module", None), "CATALOG", None) == kind]
+    if redundant:
+        config.hook.pytest_deselected(items=redundant)
+        items[:] = [item for item in items if item not in redundant]
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

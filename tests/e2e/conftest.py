@@ -4,11 +4,16 @@ Every deployment is also a trap for leaked secrets: its credentials are unique c
 the S3 secret key, a PostgreSQL password that PostgreSQL jobs take from `E2E_PGPASSWORD`), every program replica
 starts with credentials at hand runs through a PATH shim that records its command line, and at teardown no canary
 may be found in a command line, in anything the CLI printed, in a daemon's log or in any file under the deployment
-(the catalog, reports, exports).
+(the catalog, reports, exports), nor in a dump of the catalog.
+
+The catalog is a SQLite file in the deployment's state folder, or with `--catalog=postgresql` (or
+REPLICA_TEST_CATALOG=postgresql) a fresh database of its own on the local PostgreSQL. A test module that sets
+`CATALOG = "postgresql"` (a PostgreSQL variant of another module, run by CI) uses that kind whatever was chosen.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -24,12 +29,19 @@ import yaml
 
 from tests.e2e.sources import PG_PASSWORD_VARIABLE
 from tests.support.argv_recorders import ArgvRecorders
+from tests.support.catalogs import DeploymentCatalog, deployment_catalog, selected_catalog_kind
 from tests.support.s3server import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, S3Server, start_s3_server
 
 if TYPE_CHECKING:
     from tests.e2e.daemons import DaemonProcess
 
 CLI_TIMEOUT_SECONDS = 300
+
+
+@pytest.fixture(scope="module")
+def catalog_kind(request: pytest.FixtureRequest) -> str:
+    """The kind of catalog of the module's deployments: the module's own `CATALOG`, else the one chosen."""
+    return getattr(request.module, "CATALOG", None) or selected_catalog_kind(request.config)
 
 
 @pytest.fixture(scope="session")
@@ -44,6 +56,8 @@ class Deployment:
 
     root: Path
     s3: S3Server
+    # The catalog every replica process of the deployment uses (see `deployed`).
+    catalog: DeploymentCatalog
     buckets: list[str] = field(default_factory=list)
     # Everything the CLI printed, scanned for secrets at teardown with every file the deployment holds.
     outputs: list[str] = field(default_factory=list)
@@ -90,6 +104,7 @@ class Deployment:
             "AWS_SECRET_ACCESS_KEY": SECRET_ACCESS_KEY,
             "AWS_DEFAULT_REGION": REGION,
             PG_PASSWORD_VARIABLE: self.pg_password,
+            **self.catalog.environment(),
         }
         environment.update(self.environment_extra)
         environment.update(extra)
@@ -118,8 +133,9 @@ class Deployment:
         return [self.password_file.read_text().strip(), SECRET_ACCESS_KEY, self.pg_password, *self.extra_secrets]
 
     def leaked_secrets(self) -> list[str]:
-        """Return where a secret appears: a command line replica started, the CLI's output, a daemon's log or any
-        file under the deployment (catalog, reports, exports, logs), except the files meant to hold one."""
+        """Return where a secret appears: a command line replica started, the CLI's output, a daemon's log, any
+        file under the deployment (catalog, reports, exports, logs) except the files meant to hold one, or a dump of
+        the catalog (a PostgreSQL catalog is no file here)."""
         needles = [secret.encode() for secret in self.secrets() if secret]
         found = []
         for line in self.recorders.lines():
@@ -130,6 +146,10 @@ class Deployment:
             if path.is_file() and path not in self.secret_files | {self.password_file}:
                 data = path.read_bytes()
                 found += [f"{path} holds secret #{n}" for n, needle in enumerate(needles) if needle in data]
+        dump = self.catalog.dump().encode()
+        found += [
+            f"catalog {self.catalog.name} holds secret #{n}" for n, needle in enumerate(needles) if needle in dump
+        ]
         return found
 
     def replica_json(self, *arguments: str) -> Any:
@@ -172,20 +192,33 @@ class Deployment:
         ]
 
 
+@contextlib.contextmanager
+def deployed(root: Path, s3: S3Server, catalog_kind: str) -> Iterator[Deployment]:
+    """Yield a deployment of the folder `root` with a new catalog of `catalog_kind`. At the end, fail if a secret
+    leaked anywhere; its buckets and its catalog are deleted whatever happened."""
+    with deployment_catalog(catalog_kind, root / "state") as catalog:
+        deployment = Deployment(root, s3, catalog)
+        try:
+            yield deployment
+            # No secret ever lands in a log line, the catalog (runs, events), a report or an export.
+            assert deployment.leaked_secrets() == []
+        finally:
+            for bucket in deployment.buckets:
+                deployment.s3.delete_bucket(bucket)
+
+
 @pytest.fixture(scope="module")
-def deployment(s3_server: S3Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+def deployment(
+    s3_server: S3Server, tmp_path_factory: pytest.TempPathFactory, catalog_kind: str
+) -> Iterator[Deployment]:
     """A deployment shared by the tests of one module (repositories are expensive to create)."""
     root = tmp_path_factory.mktemp("deployment")
     (root / "jobs").mkdir()
     (root / "policies").mkdir()
     (root / "restic-password").write_text(f"canary-restic-{secrets.token_hex(12)}")
-    deployed = Deployment(root, s3_server)
-    deployed.write_policy()
-    yield deployed
-    # No secret ever lands in a log line, the catalog (runs, events), a report or an export.
-    assert deployed.leaked_secrets() == []
-    for bucket in deployed.buckets:
-        deployed.s3.delete_bucket(bucket)
+    with deployed(root, s3_server, catalog_kind) as deployment:
+        deployment.write_policy()
+        yield deployment
 
 
 @pytest.fixture
@@ -202,15 +235,10 @@ def assert_ok(result: subprocess.CompletedProcess[str]) -> None:
     assert result.returncode == 0, f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
 
 
-def catalog_rows(deployment: Deployment, query: str) -> list[tuple[Any, ...]]:
-    """Return rows of a SQL query on the deployment's SQLite catalog."""
-    import sqlite3
-
-    connection = sqlite3.connect(deployment.state_dir / "catalog.sqlite3")
-    try:
-        return connection.execute(query).fetchall()
-    finally:
-        connection.close()
+def catalog_rows(deployment: Deployment, query: str, **parameters: Any) -> list[tuple[Any, ...]]:
+    """Return the rows of a SQL query (`:name` parameters) on the deployment's catalog, SQLite or PostgreSQL, each
+    value as SQLite shows it (timestamps and JSON as text, booleans as 0 or 1)."""
+    return deployment.catalog.rows(query, **parameters)
 
 
 def damage_largest_pack(deployment: Deployment, destination: dict[str, Any]) -> str:

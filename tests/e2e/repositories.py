@@ -17,7 +17,7 @@ def init_side_by_side(
     inits run side by side take well under half the time they take one after the other on two cores (restic
     picks cheaper key parameters when it shares the CPU). `environments` gives a job's init its own environment.
     """
-    if not (deployment.state_dir / "catalog.sqlite3").exists():
+    if not deployment.catalog.has_schema():
         # The first command on a fresh state directory creates the catalog alone: commands that start together on
         # a missing catalog race to create its schema ("table runs already exists").
         assert_ok(deployment.replica("status"))

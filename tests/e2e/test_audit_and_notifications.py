@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import csv
 import json
-import sqlite3
 import time
 from collections.abc import Iterator
-from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -144,53 +142,44 @@ def test_a_failing_verification_reaches_people_with_its_report(deployment: Deplo
         assert all(secret.encode() not in payload for payload in sent)
 
 
-def _copy_database(source_path: Path, target_path: Path) -> None:
-    """Copy a SQLite database consistently, WAL included (the online backup API), closing both connections."""
-    with closing(sqlite3.connect(source_path)) as source, closing(sqlite3.connect(target_path)) as target:
-        source.backup(target)
+def _tamper(deployment: Deployment, *statements: str, **parameters: Any) -> None:
+    """Do what anyone with write access to the catalog could: drop the guards, then change rows."""
+    if deployment.catalog.kind == "sqlite":
+        guards = ["DROP TRIGGER events_no_update", "DROP TRIGGER events_no_delete"]
+    else:
+        guards = ["DROP TRIGGER events_append_only ON events"]
+    deployment.catalog.execute(*guards, *statements, **parameters)
 
 
-def _tamper(deployment: Deployment, *statements: str, parameters: tuple[Any, ...] = ()) -> None:
-    """Do what anyone with write access to the catalog file could: drop the guards, then change rows."""
-    with closing(sqlite3.connect(deployment.state_dir / "catalog.sqlite3")) as connection:
-        connection.execute("DROP TRIGGER events_no_update")
-        connection.execute("DROP TRIGGER events_no_delete")
-        for statement in statements:
-            connection.execute(statement, parameters if "?" in statement else ())
-        connection.commit()
-
-
-def test_audit_verify_names_an_edited_a_deleted_and_an_inserted_event(
-    deployment: Deployment, audited: Audited, tmp_path: Path
-) -> None:
+def test_audit_verify_names_an_edited_a_deleted_and_an_inserted_event(deployment: Deployment, audited: Audited) -> None:
     # GIVEN the untouched log: it verifies, signatures included
     intact = deployment.replica("audit", "verify", "--public-key", str(audited.public_key))
     assert_ok(intact)
     assert "verification log intact" in intact.stdout and ": valid" in intact.stdout
     head = int(intact.stdout.split("head: ", 1)[1].split(":", 1)[0])
     assert head >= 10
-    pristine = tmp_path / "pristine.sqlite3"
-    catalog = deployment.state_dir / "catalog.sqlite3"
-    _copy_database(catalog, pristine)
     middle = head // 2
     last = catalog_rows(deployment, f"SELECT recorded_at, hash, signature FROM events WHERE seq = {head}")[0]
     forged = (head + 1, last[0], "verify", JOB, "primary", None, None, "daemon@x", "succeeded", "{}", "", last[1])
     forged_row = (*forged, event_hash((*forged, "", None, None), last[2]), None, None)
-    cases = {
+    forged_values = {f"value{index}": value for index, value in enumerate(forged_row)}
+    insert = f"INSERT INTO events VALUES ({', '.join(f':{name}' for name in forged_values)})"
+    cases: dict[str, tuple[str, dict[str, Any], int]] = {
         # WHEN one event's outcome is edited in the database
-        "edited": ([f"UPDATE events SET outcome = 'forged-' || outcome WHERE seq = {middle}"], (), middle),
+        "edited": (f"UPDATE events SET outcome = 'forged-' || outcome WHERE seq = {middle}", {}, middle),
         # WHEN one event is deleted
-        "deleted": ([f"DELETE FROM events WHERE seq = {middle}"], (), middle),
+        "deleted": (f"DELETE FROM events WHERE seq = {middle}", {}, middle),
         # WHEN an event is inserted with a correctly computed hash (only the signing key is missing)
-        "inserted": (["INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"], forged_row, head + 1),
+        "inserted": (insert, forged_values, head + 1),
     }
-    for name, (statements, parameters, named) in cases.items():
-        _tamper(deployment, *statements, parameters=parameters)
-        result = deployment.replica("audit", "verify")
-        # THEN audit verify fails and names the first bad event
-        assert result.returncode == 1, (name, result.stdout, result.stderr)
-        assert f"verification log tampered: event #{named}:" in result.stderr, (name, result.stderr)
-        _copy_database(pristine, catalog)
+    with deployment.catalog.kept_as_now() as put_back:
+        for name, (statement, parameters, named) in cases.items():
+            _tamper(deployment, statement, **parameters)
+            result = deployment.replica("audit", "verify")
+            # THEN audit verify fails and names the first bad event
+            assert result.returncode == 1, (name, result.stdout, result.stderr)
+            assert f"verification log tampered: event #{named}:" in result.stderr, (name, result.stderr)
+            put_back()
     assert_ok(deployment.replica("audit", "verify"))
     # AND an anchor written down earlier is checked: a rewritten head is found
     head_hash = intact.stdout.split("head: ", 1)[1].split(":", 1)[1].split()[0]

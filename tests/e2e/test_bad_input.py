@@ -155,8 +155,7 @@ def test_wrong_repository_password(
     assert last_run(deployment, "wrongpw")[:2] == ("backup", "failed")
     assert last_failure(deployment, "wrongpw") == "wrong_password"
     # the password itself shows nowhere: not in the output, not in the catalog
-    catalog = (deployment.state_dir / "catalog.sqlite3").read_bytes()
-    assert secret not in result.stderr + result.stdout and secret.encode() not in catalog
+    assert secret not in result.stderr + result.stdout and secret not in deployment.catalog.dump()
     # not even in the debug log, which shows every command replica starts (environment by name only)
     debug = deployment.replica(
         "--debug", "backup", "wrongpw", env=deployment.environment(E2E_REPOSITORY_PASSWORD=secret)

@@ -15,7 +15,7 @@ from sqlalchemy.engine import make_url
 
 from tests.e2e.conftest import Deployment
 from tests.e2e.daemons import DaemonProcess, wait_for
-from tests.support.catalogs import postgresql_database
+from tests.support.catalogs import POSTGRESQL_URL_PREFIX, postgresql_database
 
 PERIOD_SECONDS = 5
 TAKEOVER_SECONDS = 30
@@ -23,8 +23,8 @@ TAKEOVER_SECONDS = 30
 
 @pytest.fixture
 def catalog_url() -> Iterator[str]:
-    with postgresql_database("replica_e2e_lead") as url:
-        yield url
+    with postgresql_database("replica_e2e_lead") as database:
+        yield f"{POSTGRESQL_URL_PREFIX}{database}"
 
 
 def prune_runs(catalog_url: str) -> list[tuple[str, str, int, float]]:

@@ -25,7 +25,7 @@ from sqlalchemy import create_engine, text
 from tests.e2e.conftest import Deployment, assert_ok
 from tests.e2e.daemons import DaemonProcess, wait_for
 from tests.e2e.test_daemon import _own_job_files, directory_store
-from tests.support.catalogs import postgresql_database
+from tests.support.catalogs import POSTGRESQL_URL_PREFIX, postgresql_database
 
 # Each test's job files are removed after it: every daemon and worker reads the whole folder.
 pytestmark = pytest.mark.usefixtures(_own_job_files.__name__)
@@ -80,9 +80,9 @@ def distributed(deployment: Deployment) -> Iterator[dict[str, str]]:
     _rabbitmqctl("add_user", user, password)
     _rabbitmqctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
     try:
-        with postgresql_database("replica_e2e_distributed") as catalog_url:
+        with postgresql_database("replica_e2e_distributed") as database:
             yield {
-                "REPLICA_CATALOG_URL": catalog_url,
+                "REPLICA_CATALOG_URL": f"{POSTGRESQL_URL_PREFIX}{database}",
                 "REPLICA_BROKER_URL": f"amqp://{user}:{password}@{RABBITMQ}/{vhost}",
             }
     finally:

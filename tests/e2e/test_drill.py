@@ -8,7 +8,6 @@ import os
 import secrets
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -32,6 +31,7 @@ from tests.e2e.sources import (
     drop_database,
     postgres_connect,
 )
+from tests.support.catalogs import DeploymentCatalog, deployment_catalog
 
 PLAN = "shop-drill"
 DATABASE_JOB, CACHE_JOB, FILES_JOB = "drill-db", "drill-cache", "drill-files"
@@ -193,14 +193,23 @@ def test_a_drill_restores_every_store_to_one_moment_and_checks_them_together(
     _assert_nothing_left(deployment, service)
 
 
+@pytest.fixture
+def clean_room_catalog(deployment: Deployment, tmp_path: Path) -> Iterator[DeploymentCatalog]:
+    """A new catalog of the deployment's kind for the state folder `clean-room-state` (deleted afterwards)."""
+    with deployment_catalog(deployment.catalog.kind, tmp_path / "clean-room-state") as catalog:
+        yield catalog
+
+
 def test_a_clean_room_drill_needs_only_the_copy_and_its_keys(
-    deployment: Deployment, service: Service, tmp_path: Path
+    deployment: Deployment, service: Service, tmp_path: Path, clean_room_catalog: DeploymentCatalog
 ) -> None:
     # GIVEN a state folder with an empty catalog (nothing is known of the backups), the primaries out of reach (the
     # settings' S3 endpoint is a closed port; only the offsite copies name their own), and two password files
     empty_state = tmp_path / "clean-room-state"
     environment = deployment.environment(
-        REPLICA_STATE_DIR=str(empty_state), REPLICA_S3_ENDPOINT_URL="http://127.0.0.1:9"
+        REPLICA_STATE_DIR=str(empty_state),
+        REPLICA_S3_ENDPOINT_URL="http://127.0.0.1:9",
+        **clean_room_catalog.environment(),
     )
     wrong_password = tmp_path / "wrong-password"
     wrong_password.write_text("not the repository password\n")
@@ -227,12 +236,7 @@ def test_a_clean_room_drill_needs_only_the_copy_and_its_keys(
     assert refused.returncode == 5, refused.stderr
     errors = [line for line in refused.stderr.splitlines() if line.startswith("replica: error:")]
     assert len(errors) == 1 and "wrong repository password" in errors[0] and "'offsite'" in errors[0], refused.stderr
-    clean_catalog = sqlite3.connect(empty_state / "catalog.sqlite3")
-    try:
-        drills = clean_catalog.execute("SELECT status FROM runs WHERE kind = 'drill'").fetchall()
-    finally:
-        clean_catalog.close()
-    assert drills == [("succeeded",)]
+    assert clean_room_catalog.rows("SELECT status FROM runs WHERE kind = 'drill'") == [("succeeded",)]
     scratch = empty_state / "scratch"
     assert not scratch.exists() or list(scratch.iterdir()) == []
 

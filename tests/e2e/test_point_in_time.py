@@ -33,7 +33,7 @@ from replica.wal.segments import (
     parse_segment_name,
     segment_of_lsn,
 )
-from tests.e2e.conftest import Deployment, assert_ok, catalog_rows
+from tests.e2e.conftest import Deployment, assert_ok, catalog_rows, deployed
 from tests.support.pg_cluster import (
     SERVER_USER,
     PgCluster,
@@ -60,7 +60,7 @@ ARCHIVER_WAIT_SECONDS = 60
 
 
 @pytest.fixture(scope="module")
-def deployment(s3_server: S3Server) -> Iterator[Deployment]:
+def deployment(s3_server: S3Server, catalog_kind: str) -> Iterator[Deployment]:
     """A deployment the `postgres` OS user can read (its server runs `replica wal-push`): rooted in /tmp, the
     password file and the state folder shared with the postgres group."""
     root = Path(tempfile.mkdtemp(prefix="replica-pitr-deployment-", dir="/tmp"))
@@ -76,14 +76,11 @@ def deployment(s3_server: S3Server) -> Iterator[Deployment]:
     os.chown(password, -1, postgres_gid)
     password.chmod(0o640)
     with reachable_by_postgres(replica_paths()):
-        deployed = Deployment(root, s3_server)
-        deployed.write_policy()
         try:
-            yield deployed
-            assert deployed.leaked_secrets() == []
+            with deployed(root, s3_server, catalog_kind) as deployment:
+                deployment.write_policy()
+                yield deployment
         finally:
-            for bucket in deployed.buckets:
-                deployed.s3.delete_bucket(bucket)
             subprocess.run(["rm", "-rf", str(root)], check=False)
 
 

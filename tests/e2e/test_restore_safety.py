@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -155,14 +154,14 @@ def test_a_run_left_running_by_a_dead_process_shows_as_abandoned(
         except ProcessLookupError:
             break
     started = (datetime.now(UTC) - timedelta(minutes=5)).isoformat()
-    connection = sqlite3.connect(deployment.state_dir / "catalog.sqlite3")
-    connection.execute(
+    deployment.catalog.execute(
         "INSERT INTO runs (job, kind, destination, status, phase, started_at, host, pid, actor, details) "
-        "VALUES (?, 'backup', 'primary', 'running', 'backup', ?, ?, ?, 'test', '{}')",
-        (JOB, started, socket.gethostname(), dead_pid),
+        "VALUES (:job, 'backup', 'primary', 'running', 'backup', :started, :host, :pid, 'test', '{}')",
+        job=JOB,
+        started=started,
+        host=socket.gethostname(),
+        pid=dead_pid,
     )
-    connection.commit()
-    connection.close()
     # THEN runs and status show it as abandoned, never as success
     runs = deployment.replica_json("runs", "--job", JOB)
     assert runs[0]["status"] == "abandoned"

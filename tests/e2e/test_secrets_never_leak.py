@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import secrets
-import sqlite3
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -117,7 +116,5 @@ def test_no_planted_secret_reaches_a_command_line_an_output_a_record_or_a_notifi
     for arguments in (("status", "--json"), ("runs", "--json")):
         assert_ok(deployment.replica(*arguments))
     assert_ok(deployment.replica("audit", "export", "--format", "json", "-o", str(deployment.root / "evidence.json")))
-    with sqlite3.connect(deployment.state_dir / "catalog.sqlite3") as connection:
-        (deployment.root / "catalog-dump.sql").write_text("\n".join(connection.iterdump()))
-    connection.close()
+    (deployment.root / "catalog-dump.sql").write_text(deployment.catalog.dump())
     assert deployment.leaked_secrets() == []

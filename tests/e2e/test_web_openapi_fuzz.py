@@ -62,6 +62,7 @@ def fuzzing(deployment: Deployment, tmp_path_factory: pytest.TempPathFactory) ->
     operator = create_token(deployment, "fuzz-operator", "operator")
     settings = Settings(
         state_dir=deployment.state_dir,
+        catalog_url=deployment.catalog.url,
         jobs_dir=deployment.root / "jobs",
         policies_dir=deployment.root / "policies",
         s3_endpoint_url=deployment.s3.endpoint_url,

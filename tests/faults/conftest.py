@@ -7,11 +7,11 @@ from collections.abc import Iterator
 import pytest
 
 # The e2e tier's fixtures, shared as they are: a deployment per module, scanned for leaked secrets at teardown.
-from tests.e2e.conftest import deployment, s3_server
+from tests.e2e.conftest import catalog_kind, deployment, s3_server
 from tests.support.faultproxy import FaultProxy
 from tests.support.s3server import S3Server
 
-__all__ = ["deployment", "fault_proxy", "s3_server"]
+__all__ = ["catalog_kind", "deployment", "fault_proxy", "s3_server"]
 
 
 @pytest.fixture(scope="module")

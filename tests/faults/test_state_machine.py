@@ -24,7 +24,6 @@ import json
 import os
 import secrets
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -47,7 +46,7 @@ from hypothesis.stateful import (
 )
 
 from replica.cli.main import main
-from tests.e2e.conftest import Deployment
+from tests.e2e.conftest import Deployment, catalog_rows, deployed
 from tests.support.faultproxy import Fault, FaultProxy
 from tests.support.s3server import S3Server, start_s3_server
 
@@ -115,32 +114,30 @@ def s3_server() -> Iterator[S3Server]:
 
 
 @pytest.fixture(scope="module")
-def shared(s3_server: S3Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shared]:
+def shared(s3_server: S3Server, tmp_path_factory: pytest.TempPathFactory, catalog_kind: str) -> Iterator[Shared]:
     """A deployment with the tight-retention policy and two initialised repositories, the primary behind a fault
     proxy."""
-    with FaultProxy(s3_server.endpoint_url) as proxy:
-        yield from _shared(s3_server, proxy, tmp_path_factory)
-
-
-def _shared(s3_server: S3Server, proxy: FaultProxy, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shared]:
     root = tmp_path_factory.mktemp("states")
     for folder in ("jobs", "policies", "sources", "restores"):
         (root / folder).mkdir()
     (root / "restic-password").write_text(secrets.token_urlsafe(24))
-    deployment = Deployment(root, s3_server)
-    deployment.write_policy(POLICY, rpo="1h", rto="10m", retention=RETENTION, verification={"read_data_subset": "100%"})
+    with FaultProxy(s3_server.endpoint_url) as proxy, deployed(root, s3_server, catalog_kind) as deployment:
+        yield _seeded(deployment, proxy)
+
+
+def _seeded(deployment: Deployment, proxy: FaultProxy) -> Shared:
+    """Return the shared state of `deployment`: its policy written, its two repositories initialised."""
+    policy = {"rpo": "1h", "rto": "10m", "retention": RETENTION, "verification": {"read_data_subset": "100%"}}
+    deployment.write_policy(POLICY, **policy)
     destinations = deployment.two_destinations("states")
     destinations[0]["endpoint_url"] = proxy.endpoint_url
-    seed = root / "sources" / "seed"
+    seed = deployment.root / "sources" / "seed"
     seed.mkdir()
     deployment.write_job("states-seed", {"kind": "directory", "path": str(seed)}, destinations, policy=POLICY)
     result = deployment.replica("init", "states-seed")
     assert result.returncode == 0, result.stderr
-    (root / "jobs" / "states-seed.yaml").unlink()
-    yield Shared(deployment, destinations, proxy)
-    assert deployment.leaked_secrets() == []
-    for bucket in deployment.buckets:
-        deployment.s3.delete_bucket(bucket)
+    (deployment.root / "jobs" / "states-seed.yaml").unlink()
+    return Shared(deployment, destinations, proxy)
 
 
 @contextlib.contextmanager
@@ -210,12 +207,8 @@ class ReplicaStates(RuleBasedStateMachine):
         assert code == 0, f"replica {' '.join(arguments)}: exit {code}\n{stdout}\n{stderr}\nsteps: {self.steps}"
         return stdout
 
-    def rows(self, query: str, *parameters: Any) -> list[tuple[Any, ...]]:
-        connection = sqlite3.connect(self.deployment.state_dir / "catalog.sqlite3")
-        try:
-            return connection.execute(query, parameters).fetchall()
-        finally:
-            connection.close()
+    def rows(self, query: str, **parameters: Any) -> list[tuple[Any, ...]]:
+        return catalog_rows(self.deployment, query, **parameters)
 
     def bucket_keys(self, destination: str, folder: str) -> set[str]:
         """Return the object keys under one folder (`snapshots`, `data`, `locks`) of a destination's repository."""
@@ -246,8 +239,8 @@ class ReplicaStates(RuleBasedStateMachine):
         new: list[Point] = []
         for destination, snapshot_id, original_id in self.rows(
             # Usable ones only: an orphan a crash left is adopted unusable, never a recovery point to restore.
-            "SELECT destination, snapshot_id, original_id FROM snapshots WHERE job = ? AND usable ORDER BY id",
-            self.job,
+            "SELECT destination, snapshot_id, original_id FROM snapshots WHERE job = :job AND usable ORDER BY id",
+            job=self.job,
         ):
             point = known.get(original_id)
             if point is None:
@@ -262,7 +255,7 @@ class ReplicaStates(RuleBasedStateMachine):
         return [
             (report_id, run_id, json.loads(body))
             for report_id, run_id, body in self.rows(
-                "SELECT id, run_id, body FROM reports WHERE job = ? ORDER BY id", self.job
+                "SELECT id, run_id, body FROM reports WHERE job = :job ORDER BY id", job=self.job
             )
         ]
 
@@ -290,7 +283,9 @@ class ReplicaStates(RuleBasedStateMachine):
         self.replica_ok("backup", self.job)
         (point,) = self.learn_snapshots(started, datetime.now(UTC))
         assert set(point.ids) == set(DESTINATIONS), point.ids
-        ((status,),) = self.rows("SELECT status FROM runs WHERE kind = 'backup' AND snapshot_id = ?", point.original_id)
+        ((status,),) = self.rows(
+            "SELECT status FROM runs WHERE kind = 'backup' AND snapshot_id = :snapshot", snapshot=point.original_id
+        )
         assert status == "succeeded"
         self.done_since_backup = set()
         return point
@@ -356,7 +351,7 @@ class ReplicaStates(RuleBasedStateMachine):
         reports = self.reports_of_job()
         assert len(reports) == reports_before + 1, f"no data-loss report for damage at rest\n{stdout}\n{stderr}"
         _, run_id, body = reports[-1]
-        ((run_status, failed_snapshot),) = self.rows("SELECT status, snapshot_id FROM runs WHERE id = ?", run_id)
+        ((run_status, failed_snapshot),) = self.rows("SELECT status, snapshot_id FROM runs WHERE id = :run", run=run_id)
         assert (run_status, failed_snapshot) == ("failed", point.ids[destination])
         assert body["destination"] == destination and body["snapshot_id"] == point.ids[destination]
         assert {check["name"] for check in body["failed_checks"]} & {"repository", "restore"}, body["failed_checks"]
@@ -389,8 +384,9 @@ class ReplicaStates(RuleBasedStateMachine):
         for entry in document["destinations"]:
             destination = entry["destination"]
             removed = {row[0] for row in self.rows(
-                "SELECT snapshot_id FROM snapshots WHERE job = ? AND destination = ? AND prune_run_id = ?",
-                self.job, destination, entry["run_id"],
+                "SELECT snapshot_id FROM snapshots WHERE job = :job AND destination = :destination "
+                "AND prune_run_id = :run",
+                job=self.job, destination=destination, run=entry["run_id"],
             )}  # fmt: skip
             if entry["error"] is not None:
                 # A crash left a restic lock behind and prune takes the exclusive lock. restic 0.14 passes over a
@@ -478,7 +474,7 @@ class ReplicaStates(RuleBasedStateMachine):
         # The restart: the sweep marks what the dead process left running.
         code, stdout, stderr = self.replica("run-due")
         assert code == 0, (stdout, stderr)
-        swept = self.rows("SELECT kind, phase FROM runs WHERE id > ? AND status = 'abandoned'", last_run)
+        swept = self.rows("SELECT kind, phase FROM runs WHERE id > :last AND status = 'abandoned'", last=last_run)
         self.steps.append(f"  (swept: {', '.join(f'{kind} in {phase}' for kind, phase in swept) or 'nothing'})")
         assert self.rows("SELECT id, kind, phase FROM runs WHERE status = 'running'") == []
         # A backup that got as far as recording its snapshot made a recovery point of the unchanged source.
@@ -488,10 +484,10 @@ class ReplicaStates(RuleBasedStateMachine):
         else:
             # A verification that finished before the kill passed (nothing is damaged); one killed proves nothing.
             for destination, snapshot_id, status in self.rows(
-                "SELECT destination, snapshot_id, status FROM runs WHERE job = ? AND kind = 'verify' AND "
-                "id > ? AND status IN ('succeeded', 'failed')",
-                self.job,
-                last_run,
+                "SELECT destination, snapshot_id, status FROM runs WHERE job = :job AND kind = 'verify' AND "
+                "id > :last AND status IN ('succeeded', 'failed')",
+                job=self.job,
+                last=last_run,
             ):
                 assert status == "succeeded", (destination, snapshot_id)
                 point = next(p for p in self.history if p.ids.get(destination) == snapshot_id)
@@ -515,7 +511,7 @@ class ReplicaStates(RuleBasedStateMachine):
         assert fault.served == 1, "no pack was read through the proxy"
         assert "PASSED" in stdout and "data-loss report" not in stdout, stdout
         ((details,),) = self.rows(
-            "SELECT details FROM runs WHERE job = ? AND kind = 'verify' ORDER BY id DESC LIMIT 1", self.job
+            "SELECT details FROM runs WHERE job = :job AND kind = 'verify' ORDER BY id DESC LIMIT 1", job=self.job
         )
         assert json.loads(details)["inconclusive_attempts"] == 1, details
         point.verified["primary"] = True
@@ -523,7 +519,7 @@ class ReplicaStates(RuleBasedStateMachine):
     def wait_for_run_of(self, process: subprocess.Popen[bytes]) -> None:
         """Return once `process` recorded a run (or exited)."""
         deadline = time.monotonic() + CRASH_START_TIMEOUT_SECONDS
-        while process.poll() is None and not self.rows("SELECT id FROM runs WHERE pid = ?", process.pid):
+        while process.poll() is None and not self.rows("SELECT id FROM runs WHERE pid = :pid", pid=process.pid):
             assert time.monotonic() < deadline, "the crashed command never recorded a run"
             time.sleep(0.02)
 
@@ -539,10 +535,10 @@ class ReplicaStates(RuleBasedStateMachine):
             recorded = {
                 row[0]
                 for row in self.rows(
-                    "SELECT snapshot_id FROM snapshots WHERE job = ? AND destination = ? AND pruned_at IS NULL "
-                    "AND usable",
-                    self.job,
-                    destination,
+                    "SELECT snapshot_id FROM snapshots WHERE job = :job AND destination = :destination "
+                    "AND pruned_at IS NULL AND usable",
+                    job=self.job,
+                    destination=destination,
                 )
             }
             alive = {point.ids[destination] for point in self.alive(destination)}

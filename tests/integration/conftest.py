@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.catalogs import postgresql_database
+from tests.support.catalogs import CATALOG_KINDS, POSTGRESQL_URL_PREFIX, postgresql_database
 from tests.support.s3server import S3Server, start_s3_server
 
 
@@ -33,18 +33,18 @@ def bucket(s3_server: S3Server) -> Iterator[str]:
     s3_server.delete_bucket(name)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=CATALOG_KINDS)
 def catalog_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """The URL of an empty catalog: a SQLite file, or a fresh database on the local PostgreSQL (dropped after)."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'catalog.sqlite3'}"
         return
-    with postgresql_database("replica_status") as url:
-        yield url
+    with postgresql_database("replica_status") as name:
+        yield f"{POSTGRESQL_URL_PREFIX}{name}"
 
 
 @pytest.fixture
 def postgresql_catalog_url() -> Iterator[str]:
     """The URL of a fresh, empty PostgreSQL catalog database (dropped after)."""
-    with postgresql_database("replica_catalog") as url:
-        yield url
+    with postgresql_database("replica_catalog") as name:
+        yield f"{POSTGRESQL_URL_PREFIX}{name}"

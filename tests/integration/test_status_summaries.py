@@ -20,13 +20,12 @@ from typing import Any
 import psycopg
 import pytest
 from alembic import command
-from alembic.config import Config as AlembicConfig
 from sqlalchemy import create_engine, delete, func, inspect, select, text, update
 
 import replica.catalog.summaries
 from replica.actions.context import Context
 from replica.actions.status import _job_document, collect_status
-from replica.catalog.database import MIGRATIONS_PATH, SQLITE_BUSY_TIMEOUT_MILLISECONDS, open_catalog
+from replica.catalog.database import SQLITE_BUSY_TIMEOUT_MILLISECONDS, open_catalog
 from replica.catalog.latest import LatestRecords
 from replica.catalog.models import CheckResult, JobRevision, JobStatusCache, Run, Snapshot
 from replica.catalog.records import FAILED, Catalog, CheckOutcome
@@ -39,7 +38,7 @@ from tests.integration.test_status_grouped import (
     snapshot_ids,
     write_history,
 )
-from tests.support.catalogs import POSTGRESQL_ADMIN
+from tests.support.catalogs import POSTGRESQL_ADMIN, migrate
 
 
 @pytest.fixture
@@ -247,16 +246,6 @@ def test_status_does_not_queue_behind_a_sqlite_writer_to_store_its_summaries(
     writer.sessions.kw["bind"].dispose()
 
 
-def _alembic(url: str, action: Callable[..., None], revision: str) -> None:
-    engine = create_engine(url)
-    with engine.begin() as connection:
-        config = AlembicConfig()
-        config.set_main_option("script_location", str(MIGRATIONS_PATH))
-        config.attributes["connection"] = connection
-        action(config, revision)
-    engine.dispose()
-
-
 def test_migration_0005_seeds_revisions_of_an_existing_catalog_and_downgrades(catalog_url: str) -> None:
     # GIVEN a catalog at revision 0004 with history, written by the catalog's own write path (at the newest
     # revision, whose columns today's models write, then downgraded)
@@ -264,7 +253,7 @@ def test_migration_0005_seeds_revisions_of_an_existing_catalog_and_downgrades(ca
     history = History(Catalog(open_catalog(catalog_url)))
     history.backup("alpha", 0)
     history.catalog.sessions.kw["bind"].dispose()
-    _alembic(catalog_url, command.downgrade, "0004")
+    migrate(catalog_url, command.downgrade, "0004")
 
     # WHEN replica opens it THEN it is migrated, the job with history at revision 1
     catalog = Catalog(open_catalog(catalog_url))
@@ -280,7 +269,7 @@ def test_migration_0005_seeds_revisions_of_an_existing_catalog_and_downgrades(ca
     catalog.sessions.kw["bind"].dispose()
 
     # WHEN downgraded to 0004 THEN the tables are gone and writes still work (no trigger left behind)
-    _alembic(catalog_url, command.downgrade, "0004")
+    migrate(catalog_url, command.downgrade, "0004")
     with engine.begin() as connection:
         assert not {"job_revisions", "job_status_cache"} & set(inspect(connection).get_table_names())
         connection.execute(update(Run.__table__).values(phase="done"))
@@ -341,7 +330,7 @@ def test_migration_0006_downgrade_keeps_the_revision_triggers(catalog_url: str) 
 
     # WHEN downgraded to 0005 THEN the column is gone and a write still bumps the job's revision (the triggers
     # on `runs` survived the column's removal)
-    _alembic(catalog_url, command.downgrade, "0005")
+    migrate(catalog_url, command.downgrade, "0005")
     engine = create_engine(catalog_url)
     with engine.begin() as connection:
         assert "failure" not in {column["name"] for column in inspect(connection).get_columns("runs")}

@@ -1,9 +1,11 @@
-"""The RPO/RTO watchdog over a real SQLite catalog: history is written with the Catalog API (no restic, no S3),
-then `watch_objectives` must open each breach once, with one alert and one risk report, and record its clearing."""
+"""The RPO/RTO watchdog over a real catalog, SQLite and PostgreSQL: history is written with the Catalog API (no
+restic, no S3), then `watch_objectives` must open each breach once, with one alert and one risk report, and record
+its clearing."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -52,7 +54,8 @@ clients: [All shop customers]
 
 
 @pytest.fixture
-def context(tmp_path: Path) -> Context:
+def context(tmp_path: Path, catalog_url: str) -> Iterator[Context]:
+    """A context over two jobs and a broken job file, its catalog of each kind (`catalog_url`)."""
     jobs, policies = tmp_path / "jobs", tmp_path / "policies"
     jobs.mkdir()
     policies.mkdir()
@@ -67,8 +70,12 @@ def context(tmp_path: Path) -> Context:
         restic_password=SecretStr(RESTIC_PASSWORD),
         s3_access_key_id=SecretStr(S3_KEY_ID),
         s3_secret_access_key=SecretStr(S3_SECRET),
+        catalog_url=catalog_url,
     )
-    return Context(settings)
+    context = Context(settings)
+    yield context
+    if "catalog" in vars(context):  # opened (a cached property): its connections go before the database does
+        context.catalog.sessions.kw["bind"].dispose()
 
 
 def verified_point(

@@ -60,15 +60,11 @@ class Breaches:
             with self._sessions.begin() as session:
                 # INSERT ... SELECT ... WHERE NOT EXISTS, and a partial unique index on open breaches for the
                 # writers (PostgreSQL, READ COMMITTED) that both pass the check: exactly one insert succeeds.
-                inserted = session.execute(insert(Breach).from_select(columns, values))
-                if getattr(inserted, "rowcount", 0) != 1:
+                # RETURNING says whether a row went in: the rowcount of an INSERT ... SELECT is -1 ("unknown")
+                # through psycopg, which made every opening on PostgreSQL look lost to another process.
+                breach_id: int | None = session.scalar(insert(Breach).from_select(columns, values).returning(Breach.id))
+                if breach_id is None:
                     return None
-                breach_id = session.scalars(
-                    select(Breach.id)
-                    .where(Breach.job == job, Breach.objective == objective, Breach.cleared_at.is_(None))
-                    .order_by(Breach.id.desc())
-                    .limit(1)
-                ).one()
                 figures = {"breach_id": breach_id, "objective": objective, "objective_seconds": objective_seconds}
                 if measured_seconds is not None:
                     figures["measured_seconds"] = round(measured_seconds, 3)
