@@ -30,6 +30,7 @@ import yaml
 from tests.e2e.sources import PG_PASSWORD_VARIABLE
 from tests.support.argv_recorders import ArgvRecorders
 from tests.support.catalogs import DeploymentCatalog, deployment_catalog, selected_catalog_kind
+from tests.support.cheap_init import install_init_hook
 from tests.support.s3server import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, S3Server, start_s3_server
 
 if TYPE_CHECKING:
@@ -75,7 +76,13 @@ class Deployment:
 
     def __post_init__(self) -> None:
         folder = self.root / "argv-shims"
-        self.recorders = ArgvRecorders(folder) if folder.is_dir() else ArgvRecorders.install(folder)
+        if folder.is_dir():
+            self.recorders = ArgvRecorders(folder)
+            return
+        self.recorders = ArgvRecorders.install(folder)
+        # Every repository a replica process creates gets a cheap key file: each later restic command then opens it
+        # in milliseconds instead of ~0.5 s of scrypt (tests/support/cheap_keys.py).
+        install_init_hook(folder)
 
     @property
     def state_dir(self) -> Path:

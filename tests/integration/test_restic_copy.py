@@ -11,6 +11,7 @@ from replica.restic.backup import backup_tree
 from replica.restic.command import Repository, Restic
 from replica.restic.copy import copied_snapshot_id, copy_snapshot
 from replica.restic.snapshots import list_snapshots
+from tests.support.key_folders import cheapen_repository_keys, key_folder_of
 
 PASSWORD = SecretStr("copy-test-password")
 
@@ -28,6 +29,8 @@ def repositories(tmp_path_factory: pytest.TempPathFactory) -> tuple[Restic, Path
     offsite = Repository("offsite", str(folder / "offsite"), PASSWORD)
     for repository in (primary, offsite):
         restic.run(repository, ["init"])
+        # Each copy opens both repositories: cheap keys save ~0.5 s of scrypt per open (tests/support/cheap_keys.py).
+        cheapen_repository_keys(key_folder_of(repository.url, {}), PASSWORD.get_secret_value())
     tree = folder / "tree"
     tree.mkdir()
     (tree / "a.txt").write_text("alpha\n")
