@@ -87,7 +87,7 @@ def test_a_catalog_at_revision_0010_with_rows_reaches_the_newest_keeping_them(ca
     slot = finished + timedelta(hours=1)
     assert catalog.start_run("billing", "backup", phase="dump") == run.id + 1
     assert catalog.work_slots.claim("billing", "backup", slot, worker="w1", covered_since=None).verdict == RUN
-    catalog.work_slots.finish("billing", "backup", slot, "backed up")
+    catalog.work_slots.finish("billing", "backup", slot, 1, "backed up")
     again = catalog.work_slots.claim("billing", "backup", slot, worker="w2", covered_since=None)
     assert again.verdict == DUPLICATE and again.previous is not None and again.previous.startswith("done by w1")
     catalog.sessions.kw["bind"].dispose()

@@ -53,8 +53,15 @@ def hold_elsewhere(context: Context) -> None:
 
 def test_a_job_that_is_not_configured_here_is_not_run(context: Context) -> None:
     outcome = run_dispatched(context, "gone", "backup", current_slot(), worker="w1")
-    assert outcome.verdict == NOT_CONFIGURED and "gone" in outcome.detail
-    assert runs(context) == []
+    assert outcome.verdict == NOT_CONFIGURED and "gone" in outcome.detail and "w1" in outcome.detail
+    # ... and the catalog says so (a worker whose files lag behind the daemon's must not lose slots silently)
+    (skipped,) = runs(context)
+    assert (skipped.job, skipped.status, skipped.slot, skipped.actor) == (
+        "gone",
+        "skipped",
+        current_slot(),
+        "worker:w1",
+    )
 
 
 def test_a_busy_job_is_tried_again_later_and_recorded_only_once_the_next_slot_is_due(context: Context) -> None:
@@ -79,7 +86,7 @@ def test_a_busy_job_whose_slot_is_claimed_waits_for_it_and_a_settled_one_is_a_du
     hold_elsewhere(context)
     # Claimed and running elsewhere: this delivery waits (the claimant may have died on another host).
     assert run_dispatched(context, "billing", "backup", slot, worker="w1").verdict == BUSY
-    context.catalog.work_slots.finish("billing", "backup", slot, "succeeded")
+    context.catalog.work_slots.finish("billing", "backup", slot, 1, "succeeded")
     assert run_dispatched(context, "billing", "backup", slot, worker="w1").verdict == DUPLICATE
     assert runs(context) == []
 
@@ -106,6 +113,8 @@ def test_a_slot_whose_claimants_died_twice_is_given_up_with_a_failed_run(context
     abandoned, given_up = runs(context)
     assert (abandoned.id, abandoned.status) == (dead, "abandoned")
     assert (given_up.status, given_up.slot, given_up.actor) == ("failed", slot, "worker:w2")
+    # It starts at the slot's time: a failed run starting later would cover the next slot, which must still run.
+    assert given_up.started_at == slot
     assert given_up.error is not None and "given up" in given_up.error
     row = slots.get("billing", "backup", slot)
     assert row is not None and row.state == "given-up"
@@ -153,3 +162,21 @@ def test_work_that_finds_a_lock_it_needs_held_undoes_its_claim(context: Context,
     assert again.verdict == "ran"
     (slot,) = context.catalog.work_slots.slots()
     assert (slot.state, slot.attempts, slot.worker) == ("done", 1, "worker:w2")
+
+
+def test_older_slots_claimed_by_dead_workers_are_settled_when_a_later_slot_runs(context: Context) -> None:
+    # GIVEN a slot claimed an hour ago by a worker on another host that died mid-run (no sweep of this host ends its
+    # run, and its own redelivery gave up behind the job's stale lock)
+    slots = context.catalog.work_slots
+    older = current_slot() - timedelta(hours=1)
+    slots.claim("billing", "backup", older, worker="worker:gone", covered_since=None)
+    with for_slot(older):
+        dead = context.catalog.start_run("billing", "backup", phase="upload")
+    # WHEN the next slot runs
+    unreachable = {"s3_endpoint_url": "http://127.0.0.1:9", "s3_probe_timeout_seconds": 2}
+    context = Context(context.settings.model_copy(update=unreachable))
+    assert run_dispatched(context, "billing", "backup", current_slot(), worker="w1").verdict == "ran"
+    # THEN the older claim is settled as covered by it, and the dead worker's run is abandoned
+    stale = context.catalog.work_slots.get("billing", "backup", older)
+    assert stale is not None and stale.state == "superseded" and "worker:gone" in (stale.detail or "")
+    assert next(run for run in runs(context) if run.id == dead).status == "abandoned"

@@ -44,7 +44,7 @@ def test_a_finished_slot_names_its_run_and_is_a_duplicate_for_later_deliveries(c
         run_id = catalog.start_run("billing", "backup", phase="start")
         catalog.start_run("billing", "copy", phase="start", parent_run_id=run_id)
     catalog.finish_run(run_id, succeeded=True)
-    slots.finish("billing", "backup", SLOT, "succeeded: snapshot 1234")
+    slots.finish("billing", "backup", SLOT, 1, "succeeded: snapshot 1234")
     row = slots.get("billing", "backup", SLOT)
     assert row is not None and (row.state, row.run_id) == ("done", run_id)
     later = slots.claim("billing", "backup", SLOT, worker="worker:b", covered_since=None)

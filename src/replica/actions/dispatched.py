@@ -19,7 +19,7 @@ from datetime import datetime
 from replica.actions.context import Context
 from replica.actions.locking import hold_job
 from replica.actions.reconcile import reconcile_abandoned
-from replica.actions.scheduled import WorkOutcome, run_work
+from replica.actions.scheduled import INTERRUPTED, WorkOutcome, run_work
 from replica.catalog.actor import acting_as, for_slot
 from replica.catalog.records import utc_now
 from replica.catalog.work_slots import ALREADY_COVERED, DUPLICATE, GIVE_UP, RUN, Claim
@@ -52,8 +52,11 @@ def run_dispatched(context: Context, job: str, kind: str, slot: datetime, *, wor
     are recorded runs); raises KeyboardInterrupt when the process is interrupted.
     """
     if job not in context.configuration.jobs:
-        logger.error("%s of '%s' (slot %s) not run: the job is not configured here", kind, job, slot.isoformat())
-        return DispatchedOutcome(NOT_CONFIGURED, f"job '{job}' is not configured on worker {worker}")
+        reason = f"job '{job}' is not configured on worker {worker} (its file is missing or broken here)"
+        logger.error("%s of '%s' (slot %s) not run: %s", kind, job, slot.isoformat(), reason)
+        with acting_as(f"worker:{worker}"), for_slot(slot):
+            context.catalog.record_skipped(job, kind, reason)  # seen in `runs` and `status`, not only in this log
+        return DispatchedOutcome(NOT_CONFIGURED, reason)
     claims: list[Claim] = []
 
     def claim() -> bool:
@@ -63,13 +66,14 @@ def run_dispatched(context: Context, job: str, kind: str, slot: datetime, *, wor
         claims.append(found)
         if found.verdict in (RUN, GIVE_UP) and found.previous is not None:
             # The earlier claimant died holding the slot (this process now holds the job's lock it had).
-            reason = f"the worker running it died ({found.previous})"
-            abandoned = context.catalog.abandon_slot_runs(job, slot, reason)
-            for run in abandoned:
-                logger.warning("run %s (%s of '%s') abandoned: %s", run.id, run.kind, job, reason)
-            # What the dead run left in the repositories (a snapshot the catalog was never told of) is recorded.
-            for reconciled in reconcile_abandoned(context, abandoned):
-                logger.warning("%s", reconciled.describe())
+            _abandon(context, job, slot, f"the worker running it died ({found.previous})")
+        if found.verdict == RUN:
+            # Older slots of the same work still claimed: their claimants died too (the lock was free), on another
+            # host maybe, whose runs no sweep of this host ends. This slot covers them.
+            for stale in slots.stale_claims(job, kind, before=slot):
+                reason = f"its claimant {stale.worker} on {stale.host} died; slot {slot.isoformat()} covers it"
+                slots.supersede_claim(job, kind, stale.slot, reason)
+                _abandon(context, job, stale.slot, f"the worker running it died ({stale.worker} on {stale.host})")
         return found.verdict == RUN
 
     with acting_as(f"worker:{worker}"), for_slot(slot):
@@ -107,16 +111,30 @@ def _settle(
     """Record what became of a slot once its work returned (the caller holds the job's lock); return it."""
     if found is None:  # failed before the claim (a broken job file): recorded by run_work as a failed run
         return DispatchedOutcome(RAN, outcome.detail, outcome)
+    if found.verdict == RUN and outcome.outcome == INTERRUPTED:
+        # Stopped on purpose (its processes were signalled): not done, the slot is claimed again by a later delivery.
+        context.catalog.work_slots.release(job, kind, slot, found.attempt)
+        return DispatchedOutcome(BUSY, f"interrupted: {outcome.detail}")
     if found.verdict == RUN:
-        context.catalog.work_slots.finish(job, kind, slot, f"{outcome.outcome}: {outcome.detail}")
+        context.catalog.work_slots.finish(job, kind, slot, found.attempt, f"{outcome.outcome}: {outcome.detail}")
         return DispatchedOutcome(RAN, outcome.detail, outcome)
     if found.verdict == GIVE_UP:
         detail = f"{kind} of '{job}' for slot {slot.isoformat()} given up: {found.previous}"
-        _record_given_up(context, job, kind, detail)
+        _record_given_up(context, job, kind, slot, detail)
         return DispatchedOutcome(GIVE_UP, detail)
     if found.verdict == ALREADY_COVERED:
         return DispatchedOutcome(ALREADY_COVERED, "a run that started after the slot's time covers it")
     return DispatchedOutcome(DUPLICATE, found.previous or "already settled")
+
+
+def _abandon(context: Context, job: str, slot: datetime, reason: str) -> None:
+    """End the runs of `slot` a dead worker left `running` as `abandoned`, and record what they left in the
+    repositories (a snapshot the catalog was never told of)."""
+    abandoned = context.catalog.abandon_slot_runs(job, slot, reason)
+    for run in abandoned:
+        logger.warning("run %s (%s of '%s') abandoned: %s", run.id, run.kind, job, reason)
+    for reconciled in reconcile_abandoned(context, abandoned):
+        logger.warning("%s", reconciled.describe())
 
 
 def _superseded(context: Context, job: str, kind: str, slot: datetime) -> bool:
@@ -131,8 +149,11 @@ def _superseded(context: Context, job: str, kind: str, slot: datetime) -> bool:
     return latest is not None and latest > slot
 
 
-def _record_given_up(context: Context, job: str, kind: str, detail: str) -> None:
-    """Record a failed run for a slot not tried again: `status`, the alerts and the watchdog see the work failed."""
+def _record_given_up(context: Context, job: str, kind: str, slot: datetime, detail: str) -> None:
+    """Record a failed run for a slot not tried again: `status`, the alerts and the watchdog see the work failed.
+
+    It starts at the slot's time: a run starting later would count as the work done since, and cover the next slot.
+    """
     logger.error("%s", detail)
-    run_id = context.catalog.start_run(job, kind, phase="start")
+    run_id = context.catalog.start_run(job, kind, phase="start", started_at=slot)
     context.catalog.finish_run(run_id, succeeded=False, error=detail, failure=FALLBACK_STATE)

@@ -135,8 +135,9 @@ class Catalog:
         parent_run_id: int | None = None,
         snapshot_id: str | None = None,
         details: dict[str, Any] | None = None,
+        started_at: datetime | None = None,
     ) -> int:
-        """Insert a run as `running` and return its id."""
+        """Insert a run as `running` (started now, or at `started_at`) and return its id."""
         with self._sessions.begin() as session:
             run = Run(
                 job=job,
@@ -144,7 +145,7 @@ class Catalog:
                 destination=destination,
                 status=RUNNING,
                 phase=phase,
-                started_at=utc_now(),
+                started_at=started_at or utc_now(),
                 host=socket.gethostname(),
                 pid=os.getpid(),
                 actor=current_actor(),

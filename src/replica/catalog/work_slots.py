@@ -8,6 +8,7 @@ a compare-and-swap on the attempt count, on SQLite and PostgreSQL alike.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from dataclasses import dataclass
@@ -18,7 +19,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from replica.catalog.models import Run, WorkSlot
-from replica.catalog.records import utc_now
+from replica.catalog.records import first_line, utc_now
+
+logger = logging.getLogger(__name__)
 
 RUNNING, DONE, COVERED, GIVEN_UP, SUPERSEDED = "running", "done", "covered", "given-up", "superseded"
 # A slot whose claimant died is run again once: a second death says the work itself kills its worker (memory, a
@@ -121,7 +124,7 @@ class WorkSlots:
             worker=worker,
             host=socket.gethostname(),
             pid=os.getpid(),
-            detail=detail[:2000],
+            detail=first_line(detail),
             claimed_at=now,
             updated_at=now,
         )
@@ -147,8 +150,9 @@ class WorkSlots:
             else:
                 session.execute(update(WorkSlot).where(*mine).values(attempts=attempt - 1, updated_at=utc_now()))
 
-    def finish(self, job: str, kind: str, slot: datetime, detail: str) -> None:
-        """Settle a claimed slot as `done`, naming the newest top-level run started for it."""
+    def finish(self, job: str, kind: str, slot: datetime, attempt: int, detail: str) -> None:
+        """Settle this process's claim `attempt` of `slot` as `done`, naming the newest top-level run started for it
+        (a claim taken over meanwhile is left to its new claimant: logged)."""
         with self._sessions.begin() as session:
             run_id = session.scalars(
                 select(Run.id)
@@ -156,11 +160,32 @@ class WorkSlots:
                 .order_by(Run.id.desc())
                 .limit(1)
             ).first()
-            session.execute(
+            result = session.execute(
                 update(WorkSlot)
-                .where(WorkSlot.job == job, WorkSlot.kind == kind, WorkSlot.slot == slot)
-                .values(state=DONE, run_id=run_id, detail=detail[:2000], updated_at=utc_now())
+                .where(
+                    WorkSlot.job == job,
+                    WorkSlot.kind == kind,
+                    WorkSlot.slot == slot,
+                    WorkSlot.state == RUNNING,
+                    WorkSlot.attempts == attempt,
+                )
+                .values(state=DONE, run_id=run_id, detail=first_line(detail), updated_at=utc_now())
             )
+            if getattr(result, "rowcount", 0) != 1:
+                logger.warning("%s of '%s', slot %s: the claim changed hands while it ran", kind, job, slot.isoformat())
+
+    def stale_claims(self, job: str, kind: str, *, before: datetime) -> list[WorkSlot]:
+        """Return the claims of `job`'s `kind` still `running` for slots before `before` (the caller holds the job's
+        lock, so their claimants are gone)."""
+        query = select(WorkSlot).where(
+            WorkSlot.job == job, WorkSlot.kind == kind, WorkSlot.state == RUNNING, WorkSlot.slot < before
+        )
+        with self._sessions() as session:
+            return list(session.scalars(query.order_by(WorkSlot.slot)).all())
+
+    def supersede_claim(self, job: str, kind: str, slot: datetime, detail: str) -> None:
+        """Settle a dead claimant's claim of `slot` as `superseded` (a later slot of the same work runs instead)."""
+        self._settle(job, kind, slot, SUPERSEDED, detail)
 
     def _settle(self, job: str, kind: str, slot: datetime, state: str, detail: str) -> None:
         with self._sessions.begin() as session:

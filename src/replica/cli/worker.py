@@ -78,8 +78,6 @@ def worker_command(context: Context, arguments: argparse.Namespace) -> int:
         "--without-gossip",
         "--without-mingle",
     ]
-    try:
-        app.worker_main(argv)
-    except SystemExit as stop:
-        return OK if stop.code in (None, 0) else FAILED
-    return OK
+    # app.start, not app.worker_main: worker_main drops the exit code Celery ends with (a failed start, a cold stop).
+    code = app.start(argv)
+    return OK if code in (None, 0) else FAILED

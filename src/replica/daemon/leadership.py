@@ -37,6 +37,8 @@ logger = logging.getLogger(__name__)
 # migration's MIGRATION_LOCK_KEY in replica.catalog.database, which shares PostgreSQL's one key space.
 LEADER_LOCK_KEY = 0x72706C6561646572
 KEEPALIVE_IDLE_SECONDS, KEEPALIVE_INTERVAL_SECONDS, KEEPALIVE_COUNT = 5, 2, 3
+# Unacknowledged data for this long ends the connection (and the lead), well before the server's keepalives free it.
+TCP_USER_TIMEOUT_MILLISECONDS = 5000
 CONNECT_TIMEOUT_SECONDS = 5
 # The check on the lead's connection is one trivial query: longer than this means the server or the way to it
 # is in trouble, and a lead that cannot be confirmed is treated as lost.
@@ -98,6 +100,9 @@ class AdvisoryLockLead:
                 "keepalives_idle": KEEPALIVE_IDLE_SECONDS,
                 "keepalives_interval": KEEPALIVE_INTERVAL_SECONDS,
                 "keepalives_count": KEEPALIVE_COUNT,
+                # Keepalives say nothing while a query's bytes wait unacknowledged (a partition mid-check): without
+                # this the check would hang for TCP's retransmissions (~15 minutes) while the scheduler runs on.
+                "tcp_user_timeout": TCP_USER_TIMEOUT_MILLISECONDS,
                 "application_name": "replica daemon lead",
             },
         )

@@ -45,7 +45,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from replica import execute
 from replica.actions.configuration import record_configuration_changes
 from replica.actions.context import Context
-from replica.actions.due import scheduled_work, work_for, work_key
+from replica.actions.due import DRILL, scheduled_work, work_for, work_key
 from replica.actions.run_due import sweep_abandoned
 from replica.actions.scheduled import INTERRUPTED, SKIPPED, WorkOutcome, run_work
 from replica.actions.status import collect_status
@@ -356,7 +356,8 @@ class Daemon:
             return
 
     def _run(self, job: str, kind: str) -> None:
-        if self._dispatcher is not None:
+        # A drill exercises several jobs' recovery together under its plan's name: the leading daemon runs it itself.
+        if self._dispatcher is not None and kind != DRILL:
             self._dispatch(self._dispatcher, job, kind)
             return
         self._started_at[work_key(job, kind)] = utc_now()
@@ -383,8 +384,8 @@ class Daemon:
 
     def _dispatch(self, dispatcher: Dispatcher, job: str, kind: str) -> None:
         """Send the task of the work's current slot (the newest fire time at or before now) to the job's queue;
-        while the broker refuses it, try again until it takes it, the daemon stops, or the next slot is due (its
-        task covers this one)."""
+        while the broker refuses it, try again every DISPATCH_RETRY_SECONDS until it takes it or the daemon stops,
+        sending the newest slot once a later one fell due (it covers the earlier)."""
         key = work_key(job, kind)
         schedule = self._placed.get(key)
         if schedule is None:
@@ -402,9 +403,13 @@ class Daemon:
             except ReplicaError as error:  # BrokerUnavailable
                 self._metrics.observe_dispatch(job, kind, "failed")
                 logger.error("%s of '%s' (slot %s) not sent yet: %s", kind, job, slot.isoformat(), error)
-                if (schedule.latest_fire(utc_now(), offset) or slot) > slot:
-                    logger.error("%s of '%s' (slot %s) dropped: the next slot is due", kind, job, slot.isoformat())
-                    return
+                latest = schedule.latest_fire(utc_now(), offset) or slot
+                if latest > slot:
+                    # The next slot's own fire was coalesced with this still-running send: it is sent instead.
+                    logger.error(
+                        "%s of '%s': slot %s superseded by %s", kind, job, slot.isoformat(), latest.isoformat()
+                    )
+                    slot = latest
                 self._stopping.wait(DISPATCH_RETRY_SECONDS)
                 continue
             self._metrics.observe_dispatch(job, kind, "sent")
@@ -420,7 +425,8 @@ class Daemon:
 
     def _on_trigger_while_running(self, event: JobSubmissionEvent) -> None:
         job, _, kind = str(event.job_id).partition(":")
-        if kind and not self._stopping.is_set():
+        # With the celery executor the running instance is a send the broker has not taken yet: nothing ran.
+        if kind and not self._stopping.is_set() and (self._dispatcher is None or kind == DRILL):
             reason = f"job '{job}' is busy: the previous {kind} is still running (trigger coalesced)"
             self._context.catalog.record_skipped(job, kind, reason)
             self._metrics.observe_run(job, kind, SKIPPED, 0.0)

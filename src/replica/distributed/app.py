@@ -35,8 +35,9 @@ def broker_url(settings: Settings) -> str:
 
 
 def describe_broker(settings: Settings) -> str:
-    """Return the broker's URL without its password, for messages and logs."""
-    return redact_url(broker_url(settings))
+    """Return the broker's URL without its passwords, for messages and logs (kombu takes failover URLs joined by
+    `;`: each has its own)."""
+    return ";".join(redact_url(part) for part in broker_url(settings).split(";"))
 
 
 def make_app(settings: Settings) -> Celery:
@@ -49,7 +50,8 @@ def make_app(settings: Settings) -> Celery:
     app = Celery("replica", broker=broker_url(settings), set_as_current=False)
     app.conf.update(
         task_acks_late=True,
-        # A worker that dies mid-task hands its task back instead of acknowledging it as failed.
+        # A prefork child that dies mid-task hands its task back (the thread pool replica's workers use dies whole:
+        # the broker requeues what the dead connection held unacknowledged).
         task_reject_on_worker_lost=True,
         # One task at a time per free thread: a long backup must not hold others back in its worker's buffer.
         worker_prefetch_multiplier=1,

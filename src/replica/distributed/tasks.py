@@ -7,10 +7,13 @@ import threading
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from replica.actions.context import Context
 from replica.actions.dispatched import BUSY, run_dispatched
 from replica.daemon.files import ConfigurationWatcher
 from replica.distributed.app import TASK_NAME
+from replica.urls import redact_text
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -19,6 +22,7 @@ logger = logging.getLogger(__name__)
 
 # A job held by another run is tried again this much later (until the next slot of the same work covers it).
 BUSY_RETRY_SECONDS = 5.0
+CATALOG_RETRY_SECONDS = 15.0
 
 
 class WorkerState:
@@ -47,7 +51,13 @@ def register_tasks(app: Celery, state: WorkerState) -> None:
 
     @app.task(name=TASK_NAME, bind=True, max_retries=None)  # type: ignore[untyped-decorator]
     def run_slot(task: Any, job: str, kind: str, slot: str) -> str:
-        outcome = run_dispatched(state.context(), job, kind, datetime.fromisoformat(slot), worker=state.worker)
+        try:
+            outcome = run_dispatched(state.context(), job, kind, datetime.fromisoformat(slot), worker=state.worker)
+        except (SQLAlchemyError, OSError) as error:
+            # The catalog (or the disk) failed outside the work's own recording: a task that failed would be
+            # acknowledged and its slot lost, so it is tried again instead.
+            logger.error("%s of '%s' for slot %s: %s; trying again", kind, job, slot, redact_text(str(error)))
+            raise task.retry(countdown=CATALOG_RETRY_SECONDS) from None
         logger.info("%s of '%s' for slot %s: %s (%s)", kind, job, slot, outcome.verdict, outcome.detail)
         if outcome.verdict == BUSY:
             raise task.retry(countdown=BUSY_RETRY_SECONDS)
