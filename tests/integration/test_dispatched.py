@@ -29,7 +29,14 @@ from tests.integration.test_daemon_in_process import write_job
 @pytest.fixture
 def context(tmp_path: Path) -> Iterator[Context]:
     write_job(tmp_path, "billing", {"backup": "every 1h", "verify": "off", "prune": "off"})
-    settings = Settings(state_dir=tmp_path / "state", jobs_dir=tmp_path / "jobs", policies_dir=tmp_path / "policies")
+    settings = Settings(
+        state_dir=tmp_path / "state",
+        jobs_dir=tmp_path / "jobs",
+        policies_dir=tmp_path / "policies",
+        # Nothing listens there: work that gets as far as S3 (a backup, a prune) fails fast, recorded as a failure.
+        s3_endpoint_url="http://127.0.0.1:9",
+        s3_probe_timeout_seconds=2,
+    )
     yield Context(settings)
     actor.act_as(None)
 
@@ -125,10 +132,6 @@ def test_the_job_stays_locked_until_its_slot_is_settled(
 ) -> None:
     # A claim found `running` by whoever holds the job's lock next is taken for a dead claimant's: the lock must be
     # held until the slot is settled, or a second delivery slipping in between would run the slot again.
-    settings = context.settings.model_copy(
-        update={"s3_endpoint_url": "http://127.0.0.1:9", "s3_probe_timeout_seconds": 2}
-    )
-    context = Context(settings)
     holders: list[str | None] = []
     finish = WorkSlots.finish
 
@@ -148,8 +151,6 @@ def test_work_that_finds_a_lock_it_needs_held_undoes_its_claim(context: Context,
     # GIVEN another job sharing the repositories (a prune holds the locks of every job sharing one), held elsewhere
     write_job(tmp_path, "ledger", {"backup": "every 1h", "verify": "off", "prune": "off"})
     write_job(tmp_path, "billing", {"backup": "every 1h", "verify": "off", "prune": "every 1h"})
-    unreachable = {"s3_endpoint_url": "http://127.0.0.1:9", "s3_probe_timeout_seconds": 2}
-    context = Context(context.settings.model_copy(update=unreachable))
     locks = JobLocks(context.catalog.sessions)
     token = locks.acquire("ledger", "backup", host=socket.gethostname(), pid=os.getppid(), is_alive=lambda pid: True)
     # WHEN the prune's task arrives: it claims the slot, then finds the other job's lock held
@@ -173,8 +174,6 @@ def test_older_slots_claimed_by_dead_workers_are_settled_when_a_later_slot_runs(
     with for_slot(older):
         dead = context.catalog.start_run("billing", "backup", phase="upload")
     # WHEN the next slot runs
-    unreachable = {"s3_endpoint_url": "http://127.0.0.1:9", "s3_probe_timeout_seconds": 2}
-    context = Context(context.settings.model_copy(update=unreachable))
     assert run_dispatched(context, "billing", "backup", current_slot(), worker="w1").verdict == "ran"
     # THEN the older claim is settled as covered by it, and the dead worker's run is abandoned
     stale = context.catalog.work_slots.get("billing", "backup", older)

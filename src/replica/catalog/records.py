@@ -230,13 +230,12 @@ class Catalog:
                 for run in candidates
                 if not is_alive(run.pid) or (run.pid == os.getpid() and run.id not in _runs_of_this_process)
             ]
-            now = utc_now()
-            for run in dead:
-                run.status = ABANDONED
-                run.finished_at = now
-                run.error = f"process {run.pid} on {host} died while the run was in phase '{run.phase}'"
-                run.failure = "abandoned"
-            self._events.append_in(session, [run_event(session, run, now) for run in dead], recorded_at=now)
+            self._end_runs(
+                session,
+                dead,
+                ABANDONED,
+                lambda run: f"process {run.pid} on {host} died while the run was in phase '{run.phase}'",
+            )
             return list(dead)
 
     def abandon_slot_runs(self, job: str, slot: datetime, reason: str) -> list[Run]:
@@ -246,14 +245,9 @@ class Catalog:
             runs = session.scalars(
                 select(Run).where(Run.job == job, Run.slot == slot, Run.status == RUNNING).order_by(Run.id)
             ).all()
-            now = utc_now()
             for run in runs:
                 _runs_of_this_process.discard(run.id)
-                run.status = ABANDONED
-                run.finished_at = now
-                run.error = first_line(reason)
-                run.failure = "abandoned"
-            self._events.append_in(session, [run_event(session, run, now) for run in runs], recorded_at=now)
+            self._end_runs(session, runs, ABANDONED, lambda _: first_line(reason))
             return list(runs)
 
     def interrupt_running(self, *, host: str, pid: int, reason: str) -> list[Run]:
@@ -264,14 +258,19 @@ class Catalog:
         """
         with self._sessions.begin() as session:
             runs = session.scalars(select(Run).where(Run.status == RUNNING, Run.host == host, Run.pid == pid)).all()
-            now = utc_now()
-            for run in runs:
-                run.status = INTERRUPTED
-                run.finished_at = now
-                run.error = first_line(reason)
-                run.failure = "interrupted"
-            self._events.append_in(session, [run_event(session, run, now) for run in runs], recorded_at=now)
+            self._end_runs(session, runs, INTERRUPTED, lambda _: first_line(reason))
             return list(runs)
+
+    def _end_runs(self, session: Session, runs: Sequence[Run], status: str, error: Callable[[Run], str]) -> None:
+        """End `runs` now in `status` (also their failure state: `abandoned` or `interrupted`), each with its
+        `error`, and append their events to the verification log in the caller's transaction."""
+        now = utc_now()
+        for run in runs:
+            run.status = status
+            run.finished_at = now
+            run.error = error(run)
+            run.failure = status
+        self._events.append_in(session, [run_event(session, run, now) for run in runs], recorded_at=now)
 
     def last_started(self, job: str, kind: str, statuses: Sequence[str]) -> datetime | None:
         """Return when the newest run of a job and kind with one of `statuses` started, or None."""

@@ -17,6 +17,7 @@ from datetime import datetime
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.elements import ColumnElement
 
 from replica.catalog.models import Run, WorkSlot
 from replica.catalog.records import first_line, utc_now
@@ -57,30 +58,16 @@ class WorkSlots:
         after a dead claimant, whose run never reached one.
         """
         now = utc_now()
-        row = WorkSlot(
-            job=job,
-            kind=kind,
-            slot=slot,
-            state=RUNNING,
-            attempts=1,
-            worker=worker,
-            host=socket.gethostname(),
-            pid=os.getpid(),
-            claimed_at=now,
-            updated_at=now,
-        )
         covered = covered_since is not None and covered_since >= slot
         if covered:
-            row.state, row.detail = COVERED, f"covered by the {kind} that started {covered_since:%Y-%m-%d %H:%M:%S}"
-        try:
-            with self._sessions.begin() as session:
-                session.add(row)
-            return Claim(ALREADY_COVERED if covered else RUN, 1)
-        except IntegrityError:
-            pass
+            detail = f"covered by the {kind} that started {covered_since:%Y-%m-%d %H:%M:%S}"
+            if self._insert(job, kind, slot, COVERED, 1, worker, detail):
+                return Claim(ALREADY_COVERED, 1)
+        elif self._insert(job, kind, slot, RUNNING, 1, worker, None):
+            return Claim(RUN, 1)
         with self._sessions() as session:
             found = session.get(WorkSlot, (job, kind, slot))
-        if found is None:  # cannot happen: slot rows are never deleted; refuse rather than run twice
+        if found is None:  # cannot happen: only its claimant deletes a row, under the job lock the caller holds
             return Claim(DUPLICATE, 0, "the slot's claim vanished while it was read")
         previous = f"{found.state} by {found.worker} on {found.host} (pid {found.pid}), attempt {found.attempts}"
         if found.state != RUNNING:
@@ -91,13 +78,7 @@ class WorkSlots:
         with self._sessions.begin() as session:
             result = session.execute(
                 update(WorkSlot)
-                .where(
-                    WorkSlot.job == job,
-                    WorkSlot.kind == kind,
-                    WorkSlot.slot == slot,
-                    WorkSlot.state == RUNNING,
-                    WorkSlot.attempts == found.attempts,
-                )
+                .where(*_running_claim(job, kind, slot, found.attempts))
                 .values(
                     attempts=found.attempts + 1,
                     worker=worker,
@@ -114,36 +95,37 @@ class WorkSlots:
     def supersede(self, job: str, kind: str, slot: datetime, *, worker: str, detail: str) -> None:
         """Record that `slot` was not run because its job stayed busy until the next slot fell due (unless the slot
         was claimed meanwhile: then that claim's outcome stands)."""
+        self._insert(job, kind, slot, SUPERSEDED, 0, worker, first_line(detail))
+
+    def _insert(
+        self, job: str, kind: str, slot: datetime, state: str, attempts: int, worker: str, detail: str | None
+    ) -> bool:
+        """Insert the row of `slot` claimed (or settled) by this process; return False when the slot has one."""
         now = utc_now()
         row = WorkSlot(
             job=job,
             kind=kind,
             slot=slot,
-            state=SUPERSEDED,
-            attempts=0,
+            state=state,
+            attempts=attempts,
             worker=worker,
             host=socket.gethostname(),
             pid=os.getpid(),
-            detail=first_line(detail),
+            detail=detail,
             claimed_at=now,
             updated_at=now,
         )
         try:
             with self._sessions.begin() as session:
                 session.add(row)
-        except IntegrityError:
-            pass
+        except IntegrityError:  # the primary key: another claim (or settlement) of the slot came first
+            return False
+        return True
 
     def release(self, job: str, kind: str, slot: datetime, attempt: int) -> None:
         """Undo this process's claim `attempt` of `slot` (its work could not start: a lock it needs is held), so that
         the next delivery claims the same attempt instead of taking this process for a dead claimant."""
-        mine = (
-            WorkSlot.job == job,
-            WorkSlot.kind == kind,
-            WorkSlot.slot == slot,
-            WorkSlot.state == RUNNING,
-            WorkSlot.attempts == attempt,
-        )
+        mine = _running_claim(job, kind, slot, attempt)
         with self._sessions.begin() as session:
             if attempt == 1:
                 session.execute(delete(WorkSlot).where(*mine))
@@ -162,13 +144,7 @@ class WorkSlots:
             ).first()
             result = session.execute(
                 update(WorkSlot)
-                .where(
-                    WorkSlot.job == job,
-                    WorkSlot.kind == kind,
-                    WorkSlot.slot == slot,
-                    WorkSlot.state == RUNNING,
-                    WorkSlot.attempts == attempt,
-                )
+                .where(*_running_claim(job, kind, slot, attempt))
                 .values(state=DONE, run_id=run_id, detail=first_line(detail), updated_at=utc_now())
             )
             if getattr(result, "rowcount", 0) != 1:
@@ -207,3 +183,14 @@ class WorkSlots:
             query = query.where(WorkSlot.job == job)
         with self._sessions() as session:
             return list(session.scalars(query).all())
+
+
+def _running_claim(job: str, kind: str, slot: datetime, attempt: int) -> tuple[ColumnElement[bool], ...]:
+    """Return the conditions that match claim `attempt` of `slot` while it is still `running`."""
+    return (
+        WorkSlot.job == job,
+        WorkSlot.kind == kind,
+        WorkSlot.slot == slot,
+        WorkSlot.state == RUNNING,
+        WorkSlot.attempts == attempt,
+    )
