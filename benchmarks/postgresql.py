@@ -40,7 +40,7 @@ import psycopg
 from harness import Bench, Row, Sample, bench, compare, format_table, newest_runs, run_seconds, standard_arguments
 from psycopg import sql
 
-from replica.stores.postgresql import HASH_DIGEST_QUERIES
+from replica.stores.postgresql_fingerprint import digest_queries
 
 JOB = "pgbench"
 STORED_NAME = f"/{JOB}.pgdump"
@@ -145,8 +145,8 @@ def warm_up_raw(instance: Bench, server: Server, database: str) -> None:
 def digest_script(server: Server, database: str) -> str:
     """Return a psql call that reads every pgbench table with the fingerprint's queries, as replica's backup does
     (in one repeatable-read transaction, its own session settings aside)."""
-    tables = ("pgbench_accounts", "pgbench_branches", "pgbench_history", "pgbench_tellers")
-    queries = [HASH_DIGEST_QUERIES["record"].format(f"public.{table}") for table in tables]
+    with server.connect(database) as connection:
+        queries = [table.query.as_string(connection) for table in digest_queries(connection)]
     statements = ["BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", *queries, "COMMIT"]
     return f"{server.client('psql')} --dbname {shlex.quote(database)} -Atq -c {shlex.quote('; '.join(statements))}"
 

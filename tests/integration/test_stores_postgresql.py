@@ -16,7 +16,8 @@ from replica.config.models import PostgresqlStoreConfig, VerificationConfig
 from replica.errors import StoreError, UsageError
 from replica.execute import Command, run, run_pipeline
 from replica.stores.base import Target
-from replica.stores.postgresql import PostgresqlStore, fingerprint_connection
+from replica.stores.postgresql import PostgresqlStore
+from replica.stores.postgresql_fingerprint import COLUMN_HASHES, fingerprint_connection
 from tests.integration.conftest import unique_name
 
 HOST, PORT, USER = "127.0.0.1", 5432, "postgres"
@@ -261,6 +262,30 @@ def released_md5_fingerprint(database: str) -> dict[str, Any]:
     return {"tables": tables}
 
 
+# The digests as the replica of 2026-11-27 wrote them (digest hash_extended/1, a table's "hash" record or text), kept
+# verbatim for the same reason.
+RELEASED_ROW_QUERIES = {
+    "record": "SELECT count(*), coalesce(sum(hashtextextended(hash_record_extended(t.*, 0)::text, 0)), 0)::text "
+    "FROM {} AS t",
+    "text": "SELECT count(*), coalesce(sum(hashtextextended(t.*::text, 0)), 0)::text FROM {} AS t",
+}
+
+
+def released_record_fingerprint(database: str) -> dict[str, Any]:
+    """Return the fingerprint of `database` (the SCHEMA's tables) as written before the `columns` method."""
+    methods = {("public", "customers"): "record", ("audit", "events"): "record", ("public", "orders"): "text"}
+    tables: dict[str, dict[str, Any]] = {}
+    with connect(database) as connection:
+        for statement in RELEASED_TEXT_SETTINGS:
+            connection.execute(statement)
+        for (schema, table), method in methods.items():
+            query = sql.SQL(RELEASED_ROW_QUERIES[method]).format(sql.Identifier(schema, table))
+            row = connection.execute(query).fetchone()
+            assert row is not None
+            tables[f"{schema}.{table}"] = {"rows": int(row[0]), "digest": str(row[1]), "hash": method}
+    return {"digest": "hash_extended/1", "tables": tables}
+
+
 def fingerprint_check(database: str, expected: dict[str, Any]) -> Any:
     checks = store_for(database).check_restored(Target(description="db", database=database), expected, EXACT)
     assert checks[0].name == "integrity" and checks[0].passed, checks[0].detail
@@ -275,12 +300,11 @@ def test_fingerprint_names_its_digest_and_hashes_rows_as_records_only_where_ever
     assert fingerprint["digest"] == "hash_extended/1"
     # customers and audit.events hold integers, text and timestamps; orders has a numeric, hashed as text.
     hashes = {name: table["hash"] for name, table in fingerprint["tables"].items()}
-    assert hashes == {"public.customers": "record", "audit.events": "record", "public.orders": "text"}
+    assert hashes == {"public.customers": "columns", "audit.events": "columns", "public.orders": "text"}
 
 
-def test_a_fingerprint_of_the_old_md5_format_still_verifies_and_still_finds_changes(source_database: str) -> None:
-    old = released_md5_fingerprint(source_database)
-    assert "digest" not in old
+def test_a_fingerprint_of_record_digests_still_verifies_and_still_finds_changes(source_database: str) -> None:
+    old = released_record_fingerprint(source_database)
 
     passed = fingerprint_check(source_database, old)
     with connect(source_database) as connection:
@@ -293,22 +317,51 @@ def test_a_fingerprint_of_the_old_md5_format_still_verifies_and_still_finds_chan
     assert changed.detail.startswith("content of public.customers: digest expected")
 
 
-def test_the_hash_digest_ignores_row_order_and_sees_values_moved_between_rows(source_database: str) -> None:
-    expected = live_fingerprint(source_database)
-    with connect(source_database) as connection:
-        # A no-op update writes new row versions at the end of the table: the scan order changes, the data not.
-        connection.execute("UPDATE customers SET name = name WHERE id = 1")
-        same = fingerprint_check(source_database, expected)
-        # Two rows swap their names: every column still holds the same values, only the pairing changed.
-        connection.execute(
-            "UPDATE customers SET name = CASE id WHEN 1 THEN (SELECT name FROM customers WHERE id = 2) "
-            "ELSE (SELECT name FROM customers WHERE id = 1) END WHERE id IN (1, 2)"
-        )
-    swapped = fingerprint_check(source_database, expected)
+# Per type of COLUMN_HASHES: two distinct values.
+TYPED_VALUES = {
+    "boolean": ("true", "false"),
+    "bytea": ("'\\x01'", "'\\x0100'"),
+    "character": ("'ab'::char(3)", "'abc'::char(3)"),
+    "name": ("'a'", "'b'"),
+    "smallint": ("1", "2"),
+    "integer": ("1", "2"),
+    "bigint": ("1", "4294967296"),
+    "oid": ("1", "2"),
+    "text": ("'a'", "'a '"),
+    "character varying": ("'a'", "'b'"),
+    "date": ("'2026-01-01'", "'infinity'"),
+    "time without time zone": ("'12:00'", "'12:00:00.000001'"),
+    "timestamp without time zone": ("'2026-01-01 00:00'", "'-infinity'"),
+    "timestamp with time zone": ("'2026-01-01 00:00+00'", "'2026-01-01 00:00+01'"),
+    "uuid": ("'00000000-0000-0000-0000-000000000001'", "'00000000-0000-0000-0000-000000000002'"),
+}
 
+
+def test_every_column_type_is_digested_by_its_hash_and_values_swapped_between_columns_are_seen(
+    source_database: str,
+) -> None:
+    # GIVEN a table per type, two columns of that type, rows (value, changed) and (NULL, value)
+    assert set(TYPED_VALUES) == set(COLUMN_HASHES)
+    with connect(source_database) as connection:
+        for number, (type_name, (value, changed)) in enumerate(TYPED_VALUES.items()):
+            declared = "char(3)" if type_name == "character" else type_name
+            connection.execute(f"CREATE TABLE typed_{number} (id int, x {declared}, y {declared})")
+            connection.execute(f"INSERT INTO typed_{number} VALUES (1, {value}, {changed}), (2, NULL, {value})")
+    expected = live_fingerprint(source_database)
+    same = fingerprint_check(source_database, expected)
+    # WHEN each table's first row swaps its two values, and its second row its value and its NULL
+    with connect(source_database) as connection:
+        for number in range(len(TYPED_VALUES)):
+            connection.execute(f"UPDATE typed_{number} SET x = y, y = x")
+    with connect(source_database, autocommit=False) as connection:
+        swapped = fingerprint_connection(connection, expected)
+
+    # THEN every table was hashed by columns, the digests matched before, and every table's swaps were seen
+    typed = [f"public.typed_{number}" for number in range(len(TYPED_VALUES))]
+    assert {expected["tables"][name]["hash"] for name in typed} == {"columns"}
     assert same.passed, same.detail
-    assert not swapped.passed
-    assert swapped.detail.startswith("content of public.customers: digest expected")
+    unseen = [name for name in typed if swapped["tables"][name]["digest"] == expected["tables"][name]["digest"]]
+    assert unseen == []
 
 
 @pytest.mark.parametrize(
@@ -342,7 +395,7 @@ def test_types_whose_hash_is_missing_or_blind_are_digested_as_text(
     assert after.detail.startswith("content of public.odd: digest expected")
 
 
-@pytest.mark.parametrize(("columns", "method"), [("id int, t timestamptz", "record"), ("id int, t float8", "text")])
+@pytest.mark.parametrize(("columns", "method"), [("id int, t timestamptz", "columns"), ("id int, t float8", "text")])
 def test_a_column_named_like_the_row_alias_does_not_hide_the_other_columns(
     source_database: str, columns: str, method: str
 ) -> None:

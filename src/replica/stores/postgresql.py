@@ -1,8 +1,9 @@
 """The `postgresql` store: `pg_dump -Fc` streamed into restic, restored with `pg_restore` into a scratch database.
 
-The fingerprint (row count and an order-independent content digest per table) is computed in the same snapshot
-as the dump: replica opens a repeatable-read transaction, exports its snapshot, and runs `pg_dump --snapshot`
-while it reads every table in that transaction. A verified restore is therefore compared exactly.
+The fingerprint (row count and an order-independent content digest per table, `postgresql_fingerprint.py`) is
+computed in the same snapshot as the dump: replica opens a repeatable-read transaction, exports its snapshot, and
+runs `pg_dump --snapshot` while it reads every table in that transaction. A verified restore is therefore compared
+exactly.
 
 The dump is compressed at zlib level 1 unless the job says otherwise (`dump_compression`): on a 1 GB pgbench
 database that dump is 2% larger than at pg_dump's default level 6 and costs half of pg_dump's CPU, which the
@@ -39,6 +40,7 @@ from replica.stores.base import (
     source_error,
 )
 from replica.stores.databases import database_name, temporary_database
+from replica.stores.postgresql_fingerprint import fingerprint_connection
 from replica.stores.tables import compare_tables
 
 CONNECT_TIMEOUT_SECONDS = 10
@@ -47,92 +49,6 @@ LOCK_WAIT_MILLISECONDS = 5 * 60 * 1000
 MAINTENANCE_DATABASE = "postgres"
 DATABASE_NAME_LIMIT = 63
 CANARIES_KEPT = 100
-# Session settings that make `row::text` identical on the source and on a restore.
-STABLE_TEXT_SETTINGS = (
-    "SET TimeZone = 'UTC'",
-    "SET DateStyle = 'ISO, YMD'",
-    "SET IntervalStyle = 'postgres'",
-    "SET extra_float_digits = 3",
-    "SET bytea_output = 'hex'",
-)
-# Every ordinary table, and whether each of its columns is of a type whose hash tells any two stored values apart
-# (integers, booleans, deterministic text, char(n), bytea, dates, times, uuid): such rows can be hashed as
-# records, without converting them to text. Excluded on purpose: types that have no hash (json, point, xml...)
-# and types whose hash equates distinct values (numeric 1.0 and 1.00, interval '1 day' and '24 hours', float
-# -0 and 0, citext, case-insensitive collations, unbounded bpchar's trailing spaces).
-TABLES_QUERY = """
-    SELECT n.nspname, c.relname,
-           coalesce(bool_and(
-               a.atttypid = ANY (ARRAY['bool', 'bytea', 'char', 'name', 'int2', 'int4', 'int8', 'oid', 'text',
-                                       'varchar', 'bpchar', 'date', 'time', 'timestamp', 'timestamptz', 'uuid']
-                                 ::regtype[])
-               AND (a.atttypid <> 'bpchar'::regtype OR a.atttypmod > 0)
-               AND coalesce(co.collisdeterministic, true)
-           ), false)
-    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-    LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-    LEFT JOIN pg_collation co ON co.oid = a.attcollation
-    WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-      AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'
-    GROUP BY 1, 2
-    ORDER BY 1, 2
-"""
-# The digest a fingerprint names in its "digest" field. Fingerprints written before the field existed used md5;
-# a restore is always digested the way its backup was, so old snapshots keep verifying.
-DIGEST_MD5 = "md5"
-DIGEST_HASH = "hash_extended/1"
-# md5: the sum of the first 60 bits of each row's md5 (~4x slower than the hashes below on a pgbench table).
-MD5_DIGEST_QUERY = (
-    "SELECT count(*), coalesce(sum(('x' || substr(md5(t::text), 1, 15))::bit(60)::bigint), 0)::text FROM {} AS t"
-)
-# hash_extended/1, per table either "record" or "text" (recorded in the fingerprint). A record's hash is a linear
-# combination of its columns' hashes (31 * h + next), whose sum would depend only on each column's values, not on
-# which values share a row: each row's record hash is hashed once more before the sum, as its decimal text, so that
-# all 64 bits count (hashint8extended is ~15% cheaper but folds its argument to 32 bits; hashing both halves apart
-# costs more than the text). `t.*` names the whole row even when the table has a column named `t` (plain `t` would
-# then be that column: md5's known blind spot).
-RECORD_HASH_SINCE_VERSION = 140000  # hash_record_extended() arrived in PostgreSQL 14
-HASH_DIGEST_QUERIES = {
-    "record": "SELECT count(*), coalesce(sum(hashtextextended(hash_record_extended(t.*, 0)::text, 0)), 0)::text "
-    "FROM {} AS t",
-    "text": "SELECT count(*), coalesce(sum(hashtextextended(t.*::text, 0)), 0)::text FROM {} AS t",
-}
-
-
-def fingerprint_connection(connection: psycopg.Connection[Any], expected: Fingerprint | None = None) -> Fingerprint:
-    """Return {digest, tables: {schema.table: {rows, digest, hash}}} read through `connection` (in its transaction).
-
-    Each table's digest is the sum of a hash of every row: independent of row order, sensitive to every row's
-    content. Without `expected` (at backup), tables are digested the current way; with it (a restore), the way
-    `expected` was, so that the two compare: md5 when it names no digest (no "digest" field is then returned
-    either), else the same hash per table. A digest this version does not know is answered with the current one,
-    which the comparison reports as not comparable.
-    """
-    digest = DIGEST_HASH if expected is None else str(expected.get("digest", DIGEST_MD5))
-    expected_tables: dict[str, dict[str, Any]] = expected.get("tables", {}) if expected is not None else {}
-    if digest not in (DIGEST_MD5, DIGEST_HASH):
-        digest, expected_tables = DIGEST_HASH, {}
-    tables: dict[str, dict[str, Any]] = {}
-    records_supported = connection.info.server_version >= RECORD_HASH_SINCE_VERSION
-    with connection.cursor() as cursor:
-        for statement in STABLE_TEXT_SETTINGS:
-            cursor.execute(statement)
-        cursor.execute(TABLES_QUERY)
-        for schema, table, record_hashable in cursor.fetchall():
-            name = f"{schema}.{table}"
-            entry: dict[str, Any] = {}
-            if digest == DIGEST_MD5:
-                query = MD5_DIGEST_QUERY
-            else:
-                entry["hash"] = expected_tables.get(name, {}).get("hash")
-                if entry["hash"] not in HASH_DIGEST_QUERIES:
-                    entry["hash"] = "record" if record_hashable and records_supported else "text"
-                query = HASH_DIGEST_QUERIES[entry["hash"]]
-            cursor.execute(sql.SQL(query).format(sql.Identifier(schema, table)))
-            row = cursor.fetchone()
-            assert row is not None
-            tables[name] = {"rows": int(row[0]), "digest": str(row[1]), **entry}
-    return {"tables": tables} if digest == DIGEST_MD5 else {"digest": digest, "tables": tables}
 
 
 class PostgresqlStore(Store):

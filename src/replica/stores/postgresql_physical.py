@@ -47,7 +47,8 @@ from replica.stores.base import (
     Target,
     source_error,
 )
-from replica.stores.postgresql import PostgresqlStore, fingerprint_connection
+from replica.stores.postgresql import PostgresqlStore
+from replica.stores.postgresql_fingerprint import fingerprint_connection
 from replica.stores.postgresql_server import ScratchServer, free_port, give_to, server_bin_dir, user_can_enter
 from replica.wal.segments import format_lsn, parse_lsn
 
