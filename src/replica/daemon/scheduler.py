@@ -69,8 +69,6 @@ UNWIND_SECONDS = 15.0
 MAIN_LOOP_SECONDS = 0.2
 SCHEDULER_EXECUTOR, WATCHDOG_EXECUTOR = "default", "watchdog"
 LOCAL_EXECUTOR, CELERY_EXECUTOR = "local", "celery"
-# A publish that failed is tried again this often, until it succeeds or the next slot of the same work is due.
-DISPATCH_RETRY_SECONDS = 2.0
 LAG_HISTORY = 100_000
 FOLLOWER_DELAY = timedelta(seconds=5)
 BRING_FORWARD_SECONDS = 10.0
@@ -383,38 +381,25 @@ class Daemon:
             self._bring_forward(job, kind)
 
     def _dispatch(self, dispatcher: Dispatcher, job: str, kind: str) -> None:
-        """Send the task of the work's current slot (the newest fire time at or before now) to the job's queue;
-        while the broker refuses it, try again every DISPATCH_RETRY_SECONDS until it takes it or the daemon stops,
-        sending the newest slot once a later one fell due (it covers the earlier)."""
+        """Send the work's current slot to the job's queue, retrying while the broker refuses it (see Dispatcher)."""
         key = work_key(job, kind)
         schedule = self._placed.get(key)
         if schedule is None:
             return  # removed by a reload since it fired
         offset = jitter_offset(schedule, key)
-        slot = schedule.latest_fire(utc_now(), offset) or utc_now()
         try:
             queue = self._context.job(job)[0].queue
         except ReplicaError as error:
             logger.error("%s of '%s' not sent: %s", kind, job, error)
             return
-        while not self._stopping.is_set():
-            try:
-                sent_to = dispatcher.send(job, kind, slot, queue)
-            except ReplicaError as error:  # BrokerUnavailable
-                self._metrics.observe_dispatch(job, kind, "failed")
-                logger.error("%s of '%s' (slot %s) not sent yet: %s", kind, job, slot.isoformat(), error)
-                latest = schedule.latest_fire(utc_now(), offset) or slot
-                if latest > slot:
-                    # The next slot's own fire was coalesced with this still-running send: it is sent instead.
-                    logger.error(
-                        "%s of '%s': slot %s superseded by %s", kind, job, slot.isoformat(), latest.isoformat()
-                    )
-                    slot = latest
-                self._stopping.wait(DISPATCH_RETRY_SECONDS)
-                continue
-            self._metrics.observe_dispatch(job, kind, "sent")
-            logger.info("%s of '%s' (slot %s) sent to queue '%s'", kind, job, slot.isoformat(), sent_to)
-            return
+        dispatcher.send_until_taken(
+            job,
+            kind,
+            queue,
+            lambda: schedule.latest_fire(utc_now(), offset),
+            self._stopping,
+            lambda outcome: self._metrics.observe_dispatch(job, kind, outcome),
+        )
 
     def _on_work_done(self, event: JobExecutionEvent) -> None:
         started = self._started_at.pop(str(event.job_id), None)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from replica.catalog.records import utc_now
 from replica.distributed.app import TASK_NAME, describe_broker, make_app
 from replica.errors import ReplicaError
 from replica.settings import Settings
@@ -15,6 +18,9 @@ if TYPE_CHECKING:
     from celery import Celery
 
 logger = logging.getLogger(__name__)
+
+# A publish that failed is tried again this often, until it succeeds or the daemon stops.
+RETRY_SECONDS = 2.0
 
 
 class BrokerUnavailable(ReplicaError):
@@ -41,7 +47,7 @@ class Dispatcher:
                 queue=target,
                 retry=True,
                 # A publish that cannot reach the broker must not hang the scheduler thread: a few quick tries, then
-                # the daemon's own retry (replica.daemon.scheduler) takes over.
+                # send_until_taken's own retry takes over.
                 # (each connection attempt is bounded by the app's broker_connection_timeout).
                 retry_policy={"max_retries": 2, "interval_start": 0.5, "interval_step": 1.0},
             )
@@ -49,3 +55,36 @@ class Dispatcher:
             reason = redact_text(str(error).splitlines()[0] if str(error) else type(error).__name__)
             raise BrokerUnavailable(f"broker {describe_broker(self._settings)}: {reason}") from None
         return target
+
+    def send_until_taken(
+        self,
+        job: str,
+        kind: str,
+        queue: str | None,
+        latest_slot: Callable[[], datetime | None],
+        stopping: threading.Event,
+        observe: Callable[[str], None],
+    ) -> None:
+        """Send the task of the work's current slot (`latest_slot()`: the newest fire time at or before now, if any,
+        else now); while the broker refuses it, try again every RETRY_SECONDS until it takes it or `stopping` is
+        set, sending the newest slot once a later one fell due (it covers the earlier). `observe` hears "sent" or
+        "failed" of each try. Returns when sent or stopped."""
+        slot = latest_slot() or utc_now()
+        while not stopping.is_set():
+            try:
+                sent_to = self.send(job, kind, slot, queue)
+            except BrokerUnavailable as error:
+                observe("failed")
+                logger.error("%s of '%s' (slot %s) not sent yet: %s", kind, job, slot.isoformat(), error)
+                latest = latest_slot() or slot
+                if latest > slot:
+                    # The next slot's own fire was coalesced with this still-running send: it is sent instead.
+                    logger.error(
+                        "%s of '%s': slot %s superseded by %s", kind, job, slot.isoformat(), latest.isoformat()
+                    )
+                    slot = latest
+                stopping.wait(RETRY_SECONDS)
+                continue
+            observe("sent")
+            logger.info("%s of '%s' (slot %s) sent to queue '%s'", kind, job, slot.isoformat(), sent_to)
+            return
