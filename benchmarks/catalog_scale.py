@@ -1,7 +1,7 @@
 """Benchmark (issue 7, scenario 7): `replica status` and `replica runs --json --job X` on a big catalog.
 
     .venv/bin/python benchmarks/catalog_scale.py [--jobs 10000] [--catalog-runs 1000000]
-        [--catalog sqlite|postgresql|both] [--runs 3] [--smoke]
+        [--catalog sqlite|postgresql|both] [--runs 3] [--smoke] [--keep DIR]
 
 Writes JOBS job files (directory stores, two destinations each, as `daemon_scheduling.py` does) and a catalog
 holding CATALOG_RUNS runs spread over them, as replica's daemon would have left it after a week or two of every
@@ -19,6 +19,10 @@ Then the real CLI is timed (start-up included) through the probe on a bench with
 port, so a command that tried to reach S3 would fail. There is no raw pipeline: the table shows replica's median
 against an absolute target of 1 s per command. PostgreSQL: a database `replica_bench_catalog` on
 127.0.0.1:5432 (trust auth for `postgres`), created and dropped by the script.
+
+`--keep DIR` keeps each bench in DIR/sqlite and DIR/postgresql (and the database) and reuses them on the next run
+with the same shape: filling takes minutes. A reused catalog ages: its newest runs drift into the past, and the
+backups that stood for "running now" belong to a process that has ended (they show as abandoned).
 """
 
 from __future__ import annotations
@@ -29,12 +33,14 @@ import json
 import multiprocessing
 import os
 import random
+import shutil
 import socket
 import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -46,6 +52,9 @@ from replica.catalog.models import CheckResult, Run, Snapshot
 
 POSTGRESQL_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 POSTGRESQL_DATABASE = "replica_bench_catalog"
+POSTGRESQL_URL = f"postgresql+psycopg://postgres@127.0.0.1:5432/{POSTGRESQL_DATABASE}"
+# Written in a kept bench (--keep) once its catalog is filled: the shape it was filled with.
+FILLED_MARKER = "filled.json"
 TARGET_SECONDS = 1.0
 CYCLE = timedelta(hours=4)
 KEEP_SNAPSHOTS = 14  # per destination, as the retention of these jobs would keep
@@ -538,7 +547,8 @@ def _copy(
             values = dict(row)
             for name in json_columns:
                 values[name] = json.dumps(values[name])  # what SQLAlchemy's JSON type stores
-            copy.write_row([values[name] for name in columns])
+            # A column the history does not set (`failure`, `slot`) takes its default, None, as in fill_sqlite.
+            copy.write_row([values.get(name) for name in columns])
 
 
 def _progress(history: History) -> None:
@@ -564,12 +574,11 @@ def _fill(backend: str, url: str, jobs: int, total_runs: int, daemon_pid: int) -
     (fill_sqlite if backend == "sqlite" else fill_postgresql)(url, history)
 
 
-def create_postgresql_database() -> str:
-    """(Re)create the bench database; return its catalog URL."""
+def create_postgresql_database() -> None:
+    """(Re)create the bench database (its catalog URL: POSTGRESQL_URL)."""
     with psycopg.connect(POSTGRESQL_ADMIN, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{POSTGRESQL_DATABASE}"')
         admin.execute(f'CREATE DATABASE "{POSTGRESQL_DATABASE}"')
-    return f"postgresql+psycopg://postgres@127.0.0.1:5432/{POSTGRESQL_DATABASE}"
 
 
 def drop_postgresql_database() -> None:
@@ -612,11 +621,39 @@ def measure(instance: Bench, backend: str, arguments: Any, job: str) -> list[Row
     return rows
 
 
+def fill_bench(instance: Bench, backend: str, url: str, arguments: Any) -> str:
+    """Write the job files and fill the catalog at `url` (a PostgreSQL one created afresh); return what was done.
+
+    Raises RuntimeError when the filling fails.
+    """
+    started = time.perf_counter()
+    write_jobs(instance, arguments.jobs)
+    written = time.perf_counter() - started
+    if backend == "postgresql":
+        create_postgresql_database()
+    started = time.perf_counter()
+    fill_in_child(backend, url, arguments.jobs, arguments.catalog_runs)
+    filled = time.perf_counter() - started
+    counts = catalog_counts(instance)
+    assert counts["runs"] == arguments.catalog_runs, counts
+    return (
+        f"{backend}: {arguments.jobs:,} job files written in {written:.1f} s; catalog filled in "
+        f"{filled:.1f} s: " + ", ".join(f"{count:,} {name}" for name, count in counts.items())
+    )
+
+
 def main() -> int:
     parser = standard_arguments(__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--catalog-runs", type=int, default=1_000_000, help="runs in the catalog, over every job")
     parser.add_argument("--catalog", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        metavar="DIR",
+        help="keep the bench (job files, SQLite catalog, the PostgreSQL database) in DIR and reuse what an earlier "
+        "run with the same --jobs and --catalog-runs left there, instead of filling it again",
+    )
     arguments = parser.parse_args()
     if arguments.smoke:
         arguments.jobs, arguments.catalog_runs, arguments.runs = 50, 5_000, 1
@@ -625,29 +662,26 @@ def main() -> int:
     rows: list[Row] = []
     notes: list[str] = []
     for backend in backends:
-        with catalog_bench() as instance:
-            started = time.perf_counter()
-            write_jobs(instance, arguments.jobs)
-            written = time.perf_counter() - started
-            if backend == "sqlite":
-                url = f"sqlite:///{instance.root / 'state' / 'catalog.sqlite3'}"
-            else:
-                url = create_postgresql_database()
+        keep = arguments.keep / backend if arguments.keep else None
+        shape = {"jobs": arguments.jobs, "catalog_runs": arguments.catalog_runs}
+        reuse = keep is not None and (keep / FILLED_MARKER).exists()
+        if keep is not None and (not reuse or json.loads((keep / FILLED_MARKER).read_text()) != shape):
+            shutil.rmtree(keep, ignore_errors=True)  # another shape, or a fill cut short: filled afresh
+            reuse = False
+        with catalog_bench(keep=keep) as instance:
+            url = f"sqlite:///{instance.root / 'state' / 'catalog.sqlite3'}" if backend == "sqlite" else POSTGRESQL_URL
             instance.extra_environment["REPLICA_CATALOG_URL"] = url
             try:
-                started = time.perf_counter()
-                fill_in_child(backend, url, arguments.jobs, arguments.catalog_runs)
-                filled = time.perf_counter() - started
-                counts = catalog_counts(instance)
-                assert counts["runs"] == arguments.catalog_runs, counts
-                notes.append(
-                    f"{backend}: {arguments.jobs:,} job files written in {written:.1f} s; catalog filled in "
-                    f"{filled:.1f} s: " + ", ".join(f"{count:,} {name}" for name, count in counts.items())
-                )
+                if reuse:
+                    notes.append(f"{backend}: the catalog and job files kept in {keep} from an earlier run")
+                else:
+                    notes.append(fill_bench(instance, backend, url, arguments))
+                    if keep is not None:
+                        (keep / FILLED_MARKER).write_text(json.dumps(shape))
                 print(f"\n  {notes[-1]}", file=sys.stderr)
                 rows += measure(instance, backend, arguments, job)
             finally:
-                if backend == "postgresql":
+                if backend == "postgresql" and keep is None:
                     drop_postgresql_database()
     print(format_table(f"Catalog scale: {arguments.jobs:,} jobs, {arguments.catalog_runs:,} runs", rows))
     print()

@@ -240,16 +240,20 @@ def bench(prefix: str = "replica-bench-", parent: Path | None = None) -> Iterato
 
 
 @contextlib.contextmanager
-def catalog_bench(prefix: str = "replica-catalog-bench-", parent: Path | None = None) -> Iterator[Bench]:
+def catalog_bench(
+    prefix: str = "replica-catalog-bench-", parent: Path | None = None, keep: Path | None = None
+) -> Iterator[Bench]:
     """Yield a fresh bench without an S3 server, for commands that read only the catalog and the job files.
 
     The S3 endpoint is a closed loopback port and `restic` is the counting wrapper, so a measured command that
-    reached S3 would fail and one that started restic would show it in the restic-processes column.
+    reached S3 would fail and one that started restic would show it in the restic-processes column. With `keep`,
+    the bench lives in that folder (created when missing; what an earlier run left there is kept) and is not
+    removed on exit.
     """
-    root = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    root = keep if keep is not None else Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
     try:
         for folder in ("jobs", "policies", "state", "bin"):
-            (root / folder).mkdir()
+            (root / folder).mkdir(parents=True, exist_ok=True)
         password_file = root / "restic-password"
         password_file.write_text(secrets.token_urlsafe(32))
         password_file.chmod(0o600)
@@ -265,7 +269,8 @@ def catalog_bench(prefix: str = "replica-catalog-bench-", parent: Path | None = 
         instance.write_policy()
         yield instance
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        if keep is None:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 def newest_runs(instance: Bench, job: str) -> dict[str, dict[str, Any]]:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+import replica.catalog.summaries
+from replica.catalog.facts import LatestRecords
 from tests.support.catalogs import CATALOG_KINDS, POSTGRESQL_URL_PREFIX, postgresql_database
 from tests.support.s3server import S3Server, start_s3_server
 
@@ -48,3 +51,18 @@ def postgresql_catalog_url() -> Iterator[str]:
     """The URL of a fresh, empty PostgreSQL catalog database (dropped after)."""
     with postgresql_database("replica_catalog") as name:
         yield f"{POSTGRESQL_URL_PREFIX}{name}"
+
+
+@pytest.fixture
+def recomputed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The jobs whose status facts were recomputed from the runs (replica.catalog.summaries), in order (the real
+    computation still runs)."""
+    jobs: list[str] = []
+    compute = replica.catalog.summaries.read_latest
+
+    def spy(connection: Any, names: Sequence[str]) -> dict[str, LatestRecords]:
+        jobs.extend(names)
+        return compute(connection, names)
+
+    monkeypatch.setattr(replica.catalog.summaries, "read_latest", spy)
+    return jobs

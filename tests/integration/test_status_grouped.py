@@ -14,7 +14,6 @@ import pytest
 from sqlalchemy import update
 
 from replica.actions.context import Context
-from replica.actions.locking import process_alive
 from replica.actions.recovery_points import latest_verifications, newest_point_per_destination, verified_points
 from replica.actions.status import _rto_forecast, collect_status, job_status
 from replica.catalog.actor import acting_as, current_actor
@@ -24,6 +23,7 @@ from replica.catalog.models import Run, Snapshot
 from replica.catalog.records import FAILED, INTERRUPTED, RUNNING, SUCCEEDED, Catalog
 from replica.policy.forecast import FIT_SAMPLES, RtoFit, RtoSample, SizeSample, fit_rto
 from replica.policy.objectives import STATE_ORDER, JobFacts, Objectives, evaluate
+from replica.processes import process_alive
 from replica.settings import Settings
 
 JOBS = ("alpha", "beta", "delta", "epsilon", "gamma", "omega")

@@ -12,7 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -22,9 +22,8 @@ import pytest
 from alembic import command
 from sqlalchemy import create_engine, delete, func, inspect, select, text, update
 
-import replica.catalog.summaries
 from replica.actions.context import Context
-from replica.actions.status import _job_document, collect_status
+from replica.actions.status import collect_status, job_document, job_view
 from replica.catalog.database import SQLITE_BUSY_TIMEOUT_MILLISECONDS, open_catalog
 from replica.catalog.latest import LatestRecords
 from replica.catalog.models import CheckResult, JobRevision, JobStatusCache, Run, Snapshot
@@ -49,20 +48,6 @@ def context(catalog_url: str, tmp_path: Path) -> Iterator[Context]:
     context.catalog.sessions.kw["bind"].dispose()
 
 
-@pytest.fixture
-def recomputed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The jobs whose facts the cached path recomputed, in order (the real computation still runs)."""
-    jobs: list[str] = []
-    compute = replica.catalog.summaries.read_latest
-
-    def spy(connection: Any, names: Sequence[str]) -> dict[str, LatestRecords]:
-        jobs.extend(names)
-        return compute(connection, names)
-
-    monkeypatch.setattr(replica.catalog.summaries, "read_latest", spy)
-    return jobs
-
-
 def documents_both_ways(context: Context) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Return status's job documents, and the same built from facts computed from the runs (at the same time)."""
     document = collect_status(context)
@@ -72,7 +57,8 @@ def documents_both_ways(context: Context) -> tuple[list[dict[str, Any]], list[di
     expected = []
     for name in sorted(configuration.jobs):
         outline = configuration.outlines[name]
-        expected.append(_job_document(outline, configuration.policies[outline.policy], computed[name], now))
+        view = job_view(outline, configuration.policies[outline.policy], computed[name], now)
+        expected.append(job_document(view, now))
     return document["jobs"], expected
 
 

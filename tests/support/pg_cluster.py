@@ -29,7 +29,7 @@ from typing import Any
 import psycopg
 
 import replica
-from replica.actions.locking import process_alive
+from replica.processes import process_alive
 from replica.stores.postgresql_server import server_bin_dir
 from tests.support.s3server import free_port
 

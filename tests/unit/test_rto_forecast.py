@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from replica.actions.status import _job_document
+from replica.actions.status import Collected, job_document, job_view
 from replica.catalog.latest import LatestRecords
-from replica.cli.render import forecast_note
+from replica.cli.render import forecast_note, status_table, status_table_of
 from replica.config.load import JobOutline
 from replica.config.models import PolicyConfig
 from replica.daemon.metrics import DaemonMetrics
@@ -205,7 +205,7 @@ def status_of(fit: RtoFit, now: datetime, horizon: str = "30d") -> dict[str, obj
         {"name": "standard", "rpo": "1d", "rto": "10m", "rto_forecast_horizon": horizon}
     )
     outline = JobOutline("billing", "postgresql", "standard", ("primary",))
-    return _job_document(outline, policy, LatestRecords(rto_fits={"primary": fit}), now)
+    return job_document(job_view(outline, policy, LatestRecords(rto_fits={"primary": fit}), now), now)
 
 
 def growing_fit() -> tuple[RtoFit, datetime]:
@@ -276,3 +276,41 @@ def test_the_data_loss_report_states_each_destination_forecast() -> None:
         "(high confidence, 16 measured restores)." in lines
     )
     assert any("'offsite' is not forecast to exceed the objective within 5 years" in line for line in lines)
+
+
+def test_the_table_written_from_status_views_is_the_documents_table() -> None:
+    # GIVEN jobs whose destinations forecast breaches: the earliest of two, a low-confidence one, one already over,
+    # one beyond the horizon, one with equal breach times, and one with no fit
+    growing, now = growing_fit()
+    faster = fitted(*history(20, 30, 1))  # breaches earlier than `growing`
+    noisy = growing._replace(confidence="low")
+    over = fitted(*history(20, 80, 1))
+    policy = PolicyConfig.model_validate({"name": "standard", "rpo": "1d", "rto": "10m", "rto_forecast_horizon": "14d"})
+    fits = {
+        "two": {"primary": growing, "offsite": faster},
+        "doubtful": {"primary": noisy},
+        "over": {"offsite": over, "primary": growing},
+        "equal": {"primary": noisy, "offsite": growing},
+        "none": {},
+    }
+    views = [
+        job_view(
+            JobOutline(name, "postgresql", "standard", ("primary", "offsite")), policy, LatestRecords(rto_fits=f), now
+        )
+        for name, f in fits.items()
+    ]
+    # WHEN the table is written straight from the views, and from their documents
+    status = Collected(now, views, [("broken", ["jobs/broken.yaml: at 'store': unknown kind"])], {"leader": None})
+    document = {
+        "generated_at": now.isoformat(),
+        "jobs": [job_document(view, now) for view in views],
+        "broken_jobs": [{"job": "broken", "problems": ["jobs/broken.yaml: at 'store': unknown kind"]}],
+        "scheduler": {"leader": None},
+    }
+    # THEN both are the same text, which names each earliest breach
+    text = status_table_of(status)
+    assert text == status_table(document)
+    rows = {line.split()[0]: line for line in text.splitlines()[1:6]}
+    assert "(over now)" in rows["over"]
+    assert f"(over ~{forecast_breach(faster, 600, now).breach_at:%Y-%m-%d})" in rows["two"]
+    assert "?)" in rows["doubtful"] and "(over" not in rows["none"]

@@ -14,6 +14,7 @@ from typing import Concatenate, ParamSpec, TypeVar
 
 from replica.actions.context import Context
 from replica.catalog.locks import HEARTBEAT_SECONDS, JobLocks
+from replica.processes import process_alive
 
 logger = logging.getLogger(__name__)
 
@@ -30,17 +31,6 @@ class _Hold:
     locks: JobLocks
     token: str
     run_named: bool = False
-
-
-def process_alive(pid: int) -> bool:
-    """Return True when a process with this pid exists on this host."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    return True
 
 
 def _held_jobs() -> dict[str, _Hold]:

@@ -18,10 +18,11 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 
 from replica.actions.context import Context
-from replica.actions.locking import hold_job, process_alive
+from replica.actions.locking import hold_job
 from replica.catalog.actor import current_actor
 from replica.catalog.events import EventDraft
 from replica.config.models import DestinationConfig, JobConfig
+from replica.processes import process_alive
 from replica.restic.lock_messages import Lock
 from replica.restic.locks import StaleLockClearing
 

@@ -10,13 +10,13 @@ from pathlib import Path
 
 from replica.actions.context import Context
 from replica.actions.due import ScheduledWork, scheduled_work, work_for
-from replica.actions.locking import process_alive
 from replica.actions.reconcile import Reconciled, reconcile_abandoned
 from replica.actions.scheduled import NOT_DUE, WorkOutcome, run_work
 from replica.actions.wal_lag import record_wal_lags
 from replica.actions.watchdog import WatchEvent, watch_objectives
 from replica.catalog.models import Run
 from replica.catalog.records import utc_now
+from replica.processes import process_alive
 from replica.stores.scratch_servers import stop_abandoned_servers
 
 logger = logging.getLogger(__name__)

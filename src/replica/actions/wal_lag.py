@@ -20,8 +20,8 @@ from replica.actions.wal_chain import (
     on_path,
     retained_base_backups,
 )
+from replica.catalog.facts import LagRecord
 from replica.catalog.records import utc_now
-from replica.catalog.wal_lags import LagRecord
 from replica.config.models import JobConfig, PostgresqlStoreConfig
 from replica.errors import ReplicaError
 from replica.wal.archive import WalArchive

@@ -11,22 +11,14 @@ from sqlalchemy import Connection, create_engine, event, inspect, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from replica.catalog.schema import MIGRATIONS_PATH, SQLITE_BUSY_TIMEOUT_MILLISECONDS, known_revisions
 from replica.errors import CatalogError
 from replica.urls import redact_text, redact_url
 
-MIGRATIONS_PATH = Path(__file__).parent / "migrations"
-SQLITE_BUSY_TIMEOUT_MILLISECONDS = 30_000
+# Re-exported: where the migrations, the SQLite wait and the known revisions were always imported from.
+__all__ = ["MIGRATIONS_PATH", "SQLITE_BUSY_TIMEOUT_MILLISECONDS", "known_revisions", "open_catalog"]
 # pg_advisory_xact_lock key of schema migrations (any constant replica owns: "replica" in ASCII).
 MIGRATION_LOCK_KEY = 0x7265706C696361
-
-
-def known_revisions() -> list[str]:
-    """Return the schema revisions this replica knows, oldest first.
-
-    By convention a migration file is named `REVISION_description.py` with `revision = "REVISION"` (a unit test
-    holds every file to it), so the revisions are known without importing Alembic, which costs ~0.5 s per command.
-    """
-    return sorted(path.name.split("_", 1)[0] for path in (MIGRATIONS_PATH / "versions").glob("[0-9]*_*.py"))
 
 
 def _current_revision(connection: Connection) -> str | None:

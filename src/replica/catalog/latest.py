@@ -19,19 +19,17 @@ always shown, computed from all of a job's runs:
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
-from types import MappingProxyType
-from typing import Any, NamedTuple
+from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import JSON, Connection, Text, bindparam, case, cast, func, select, true
 from sqlalchemy.sql.expression import ColumnElement, ScalarSelect, TableValuedAlias
 
+# The plain types of the facts live apart, without SQLAlchemy (status reads cached facts without it).
+from replica.catalog.facts import FAILED, RUNNING, SUCCEEDED, LatestRecords, RunFacts, VerifiedPointFacts
 from replica.catalog.models import Run, Snapshot
-from replica.policy.forecast import FIT_SAMPLES, RtoFit, RtoSample, SizeSample, fit_rto
+from replica.policy.forecast import FIT_SAMPLES, RtoSample, SizeSample, fit_rto
 
-SUCCEEDED, FAILED, RUNNING = "succeeded", "failed", "running"
 # Each store's restore within a drill, recorded under the store's job (see replica.actions.drill).
 DRILL_RESTORE_KIND = "drill_restore"
 # `replica wal-verify`: the WAL chain of every destination of a physical job checked for gaps.
@@ -48,52 +46,6 @@ JOBS_PER_QUERY = 2_000
 
 _RUNS = Run.__table__
 _SNAPSHOTS = Snapshot.__table__
-
-
-# Named tuples rather than frozen dataclasses: status builds tens of thousands from the cached summaries
-# (replica.catalog.summaries), and a tuple is built about three times faster.
-class RunFacts(NamedTuple):
-    """The columns of a run that status reads (`details` only where a fact needs it, else empty)."""
-
-    id: int
-    destination: str | None
-    status: str
-    snapshot_id: str | None
-    finished_at: datetime | None
-    error: str | None
-    details: Mapping[str, Any] = MappingProxyType({})  # read-only: the default is shared
-    failure: str | None = None  # the failure state of a run that did not succeed (replica.errors.FAILURE_STATES)
-    actor: str | None = None  # who ran it: `worker:NAME`, `daemon@host`, `user@host` (replica.catalog.actor)
-
-
-class VerifiedPointFacts(NamedTuple):
-    """The newest verified recovery point of one destination: the snapshot and its latest verification."""
-
-    destination: str
-    snapshot_id: str
-    taken_at: datetime
-    row_id: int
-    verification: RunFacts
-
-
-@dataclass
-class LatestRecords:
-    """What the catalog says about one job's newest work (see the module docstring)."""
-
-    last_backup: RunFacts | None = None
-    last_backup_copy_failed: bool = False
-    # Per destination (`""` for verifications recorded without one), the newest finished verification of a snapshot.
-    latest_verifications: dict[str, RunFacts] = field(default_factory=dict)
-    last_rto_seconds: float | None = None
-    # Per destination, including destinations no longer in the job's file.
-    newest_points: dict[str, VerifiedPointFacts] = field(default_factory=dict)
-    # (host, pid) of every run of the job still marked `running`.
-    running: list[tuple[str, int]] = field(default_factory=list)
-    # Per destination, the newest succeeded backup, copy or prune that recorded the bucket's Object Lock state
-    # (`details["object_lock"]`).
-    object_locks: dict[str, RunFacts] = field(default_factory=dict)
-    # Per destination with enough measured restores, the fit of RTO against restored size and of size over time.
-    rto_fits: dict[str, RtoFit] = field(default_factory=dict)
 
 
 def read_latest(connection: Connection, jobs: Sequence[str]) -> dict[str, LatestRecords]:

@@ -15,7 +15,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from replica.catalog.actor import current_actor, current_slot
 from replica.catalog.breaches import Breaches
 from replica.catalog.events import EventDraft, EventLog
-from replica.catalog.latest import LatestRecords, read_latest
+from replica.catalog.facts import LatestRecords
+from replica.catalog.latest import read_latest
 from replica.catalog.models import CheckResult, Report, Run, Snapshot
 from replica.catalog.reconciliation import Reconciliation
 from replica.catalog.run_events import run_event

@@ -8,39 +8,17 @@ Not a run: measured every minute, it would bury the run history and bump the job
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from replica.catalog.facts import LagRecord
 from replica.catalog.models import WalLag, WalPositionSample
 
 # How many source positions are kept per job: at one measurement a minute, the last ~16 hours. A lag older than
 # the oldest is reported as at least that old.
 POSITIONS_KEPT = 1000
-
-
-@dataclass(frozen=True)
-class LagRecord:
-    """One destination's lag as measured at `measured_at` (seconds None: nothing archived there and no base backup
-    to need it; `lower_bound`: the lag is at least that, no recorded position being old enough to bound it)."""
-
-    job: str
-    destination: str
-    measured_at: datetime
-    lag_seconds: float | None
-    newest_segment: str | None
-    newest_stored_at: datetime | None
-    insert_lsn: str
-    lower_bound: bool = False
-
-    def seconds_at(self, now: datetime) -> float | None:
-        """Return the lag as an upper bound at `now`: the measured lag plus the time since it was measured (data
-        written since may not be archived; nothing has shown it is). None when nothing was archived."""
-        if self.lag_seconds is None:
-            return None
-        return self.lag_seconds + max((now - self.measured_at).total_seconds(), 0.0)
 
 
 class WalLags:

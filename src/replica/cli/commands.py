@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from replica.cli.collector import collector_paused
 from replica.cli.exit_codes import FAILED, OK, USAGE, exit_code_for
 from replica.cli.json_text import indented_json
-from replica.cli.render import status_table, table
+from replica.cli.render import status_table_of, table
 from replica.config.durations import format_duration
 from replica.errors import ConfigError, UsageError
 
@@ -229,12 +229,16 @@ def _prune_exit_code(outcome: PruneOutcome) -> int:
 
 def status(context: Context, arguments: argparse.Namespace) -> int:
     """Print the status table or JSON document."""
-    from replica.actions.status import collect_status
+    from replica.actions.status import collect_status, collect_views
 
     # Thousands of jobs make hundreds of thousands of short-lived objects and no cycles (see replica.cli.collector).
+    # A one-shot command: the cached facts are read without SQLAlchemy where the catalog allows (replica.catalog.
+    # summary_reader), and the table is written straight from what status says of each job, without its document.
     with collector_paused():
-        document = collect_status(context)
-        text = indented_json(document) if arguments.json else status_table(document)
+        if arguments.json:
+            text = indented_json(collect_status(context, read_directly=True))
+        else:
+            text = status_table_of(collect_views(context, read_directly=True))
     print(text)
     return OK
 

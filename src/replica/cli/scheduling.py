@@ -82,9 +82,9 @@ def reconcile(context: Context, arguments: argparse.Namespace) -> int:
     not be reconciled."""
     import socket
 
-    from replica.actions.locking import process_alive
     from replica.actions.reconcile import FAILED, reconcile_job
     from replica.actions.run_due import stop_abandoned_scratch_servers
+    from replica.processes import process_alive
 
     _log_to_stderr()
     for data_dir in stop_abandoned_scratch_servers():
