@@ -11,11 +11,10 @@ from replica.actions.probing import ObjectLockBeside
 from replica.actions.recovery_points import verified_points
 from replica.actions.repository_locks import holding_repository, stale_lock_clearing
 from replica.actions.runs import RunRecorder, recorded_run
-from replica.actions.wal_chain import is_physical
 from replica.actions.wal_retention import WalRetention, planned_wal_retention, remove_expired_wal
 from replica.catalog.models import Snapshot
 from replica.catalog.records import utc_now
-from replica.config.models import DestinationConfig, JobConfig, PolicyConfig
+from replica.config.models import DestinationConfig, JobConfig, PolicyConfig, is_physical
 from replica.errors import FALLBACK_STATE, Interrupted, ReplicaError, failure_state
 from replica.failpoints import failpoint
 from replica.policy.retention import NOTHING_VERIFIED, RetentionCandidate, RetentionDecision, apply_retention

@@ -13,9 +13,8 @@ from replica.actions.probing import probing_beside
 from replica.actions.proving import ExpectedData, critical_by_policy, read_sidecar, restore_and_prove
 from replica.actions.report import write_data_loss_report
 from replica.actions.runs import RunRecorder, recorded_run
-from replica.actions.verify_physical import aim_physical_verification, wal_chain_checks
 from replica.catalog.records import CheckOutcome
-from replica.config.models import DestinationConfig, JobConfig, PolicyConfig
+from replica.config.models import DestinationConfig, JobConfig, PolicyConfig, is_physical
 from replica.errors import (
     DATA_LOSS_STATES,
     NotFound,
@@ -244,10 +243,16 @@ def _attempt(
         )
     ]
     rto_seconds = None
-    # A physical PostgreSQL job recovers to a random moment proven by a canary (other jobs: nothing changes).
-    aim = aim_physical_verification(context, job, store, destination, expected, run)
-    expected = aim.expected
-    checks += [critical_by_policy(policy, check) for check in aim.checks]
+    physical = is_physical(job)
+    if physical:
+        # Imported here: the WAL archive's modules import boto3 (~0.15 s), which a logical job's S3 probe imports in
+        # its own thread, beside restic.
+        from replica.actions.verify_physical import aim_physical_verification, wal_chain_checks
+
+        # A physical PostgreSQL job recovers to a random moment proven by a canary.
+        aim = aim_physical_verification(context, job, store, destination, expected, run)
+        expected = aim.expected
+        checks += [critical_by_policy(policy, check) for check in aim.checks]
     run.phase("restore")
     context.progress(f"restoring snapshot {expected.snapshot_id} into a scratch target")
     rto_started = time.monotonic()
@@ -264,7 +269,8 @@ def _attempt(
         if proven.passed:
             rto_seconds = time.monotonic() - rto_started
     checks += proven.checks
-    checks += [critical_by_policy(policy, check) for check in wal_chain_checks(context, job, destination)]
+    if physical:
+        checks += [critical_by_policy(policy, check) for check in wal_chain_checks(context, job, destination)]
     if proven.suspects is not None:
         suspects = tuple(sorted({*(suspects or ()), *proven.suspects}))
     if proven.data_checks_seconds is not None:

@@ -20,9 +20,9 @@ from replica.actions.context import Context
 from replica.actions.proving import ExpectedData
 from replica.actions.runs import RunRecorder
 from replica.actions.wal import wal_archive
-from replica.actions.wal_chain import CHECK_PREFIX, check_wal_chain, is_physical
+from replica.actions.wal_chain import CHECK_PREFIX, check_wal_chain
 from replica.catalog.records import CheckOutcome, utc_now
-from replica.config.models import DestinationConfig, JobConfig, PostgresqlStoreConfig
+from replica.config.models import DestinationConfig, JobConfig, PostgresqlStoreConfig, is_physical
 from replica.errors import StorageError, StoreError
 from replica.policy.recovery_target import choose_recovery_target
 from replica.stores.base import Canary, Store

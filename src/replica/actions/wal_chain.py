@@ -20,7 +20,7 @@ from replica.actions.runs import recorded_run
 from replica.actions.wal import physical_job, wal_archives
 from replica.catalog.latest import WAL_VERIFY_KIND
 from replica.catalog.records import CheckOutcome
-from replica.config.models import JobConfig, PostgresqlStoreConfig
+from replica.config.models import JobConfig
 from replica.errors import CatalogError, RepositoryCorrupt, WalDamaged
 from replica.wal.archive import WalArchive
 from replica.wal.chain import (
@@ -60,11 +60,6 @@ class WalChainCheck:
             CheckOutcome(f"{CHECK_PREFIX}:{v.destination}", v.state != GAPS, True, v.describe(), share)
             for v in self.verdicts
         ]
-
-
-def is_physical(job: JobConfig) -> bool:
-    """Return True for a job that archives WAL (PostgreSQL in physical mode)."""
-    return isinstance(job.store, PostgresqlStoreConfig) and job.store.mode == "physical"
 
 
 def retained_base_backups(context: Context, job: JobConfig, destination: str) -> list[BaseBackupStart]:

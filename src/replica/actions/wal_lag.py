@@ -16,13 +16,12 @@ from replica.actions.wal_chain import (
     chain_documents,
     check_wal_chain,
     history_of_timeline,
-    is_physical,
     on_path,
     retained_base_backups,
 )
 from replica.catalog.facts import LagRecord
 from replica.catalog.records import utc_now
-from replica.config.models import JobConfig, PostgresqlStoreConfig
+from replica.config.models import JobConfig, PostgresqlStoreConfig, is_physical
 from replica.errors import ReplicaError
 from replica.wal.archive import WalArchive
 from replica.wal.lag import (

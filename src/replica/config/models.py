@@ -374,3 +374,8 @@ class PolicyConfig(StrictModel):
         description="Notifiers of every job using this policy (webhook, slack, email, pagerduty).",
         examples=[[{"name": "pager", "kind": "pagerduty", "routing_key_env": "PAGERDUTY_ROUTING_KEY"}]],
     )
+
+
+def is_physical(job: JobConfig) -> bool:
+    """Return True for a job that archives WAL (PostgreSQL in physical mode)."""
+    return isinstance(job.store, PostgresqlStoreConfig) and job.store.mode == "physical"
