@@ -30,8 +30,14 @@ def queue() -> Iterator[str]:
 def test_a_sent_task_names_job_kind_and_slot_in_the_jobs_queue(queue: str) -> None:
     dispatcher = Dispatcher(Settings(broker_url=RABBITMQ))
     outcomes: list[str] = []
+    stopping = threading.Event()
 
-    dispatcher.send_until_taken("billing", "backup", queue, lambda: SLOT, threading.Event(), outcomes.append)
+    def observe(outcome: str) -> None:
+        outcomes.append(outcome)
+        if outcome == "failed":
+            stopping.set()  # RabbitMQ on 127.0.0.1 is down: fail on the assertion below rather than retry forever
+
+    dispatcher.send_until_taken("billing", "backup", queue, lambda: SLOT, stopping, observe)
 
     with Connection(RABBITMQ) as connection:
         message = connection.SimpleQueue(queue).get(timeout=5)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -17,7 +18,7 @@ from replica.errors import StoreError, UsageError
 from replica.execute import Command, run, run_pipeline
 from replica.stores.base import Target
 from replica.stores.postgresql import PostgresqlStore
-from replica.stores.postgresql_fingerprint import COLUMN_HASHES, fingerprint_connection
+from replica.stores.postgresql_fingerprint import fingerprint_connection
 from tests.integration.conftest import unique_name
 
 HOST, PORT, USER = "127.0.0.1", 5432, "postgres"
@@ -75,9 +76,9 @@ def store_for(database: str, port: int = PORT) -> PostgresqlStore:
     )
 
 
-@pytest.fixture
-def source_database() -> Iterator[str]:
-    """A uniquely named database holding a few tables of awkward types, dropped afterwards."""
+@contextlib.contextmanager
+def created_source_database() -> Iterator[str]:
+    """Create a uniquely named database holding a few tables of awkward types (SCHEMA); drop it afterwards."""
     name = unique_name("replica_it")
     try:
         with connect("postgres") as connection:
@@ -92,6 +93,13 @@ def source_database() -> Iterator[str]:
         yield name
     finally:
         drop_database(name)
+
+
+@pytest.fixture
+def source_database() -> Iterator[str]:
+    """A uniquely named database holding a few tables of awkward types, dropped afterwards."""
+    with created_source_database() as name:
+        yield name
 
 
 def test_backup_is_consistent_and_restores_faithfully(tmp_path: Path, source_database: str) -> None:
@@ -228,200 +236,6 @@ def test_named_target_refuses_the_live_database(source_database: str) -> None:
     for system in ("postgres", "template0", "template1"):
         with pytest.raises(UsageError, match="system database"):
             store.named_target(system)
-
-
-# The md5 digest as the replica before "digest" existed wrote it: kept here verbatim, so that a change to the
-# store's own copy cannot make old snapshots fail without a test noticing.
-RELEASED_MD5_QUERY = (
-    "SELECT count(*), coalesce(sum(('x' || substr(md5(t::text), 1, 15))::bit(60)::bigint), 0)::text FROM {} AS t"
-)
-RELEASED_TEXT_SETTINGS = (
-    "SET TimeZone = 'UTC'",
-    "SET DateStyle = 'ISO, YMD'",
-    "SET IntervalStyle = 'postgres'",
-    "SET extra_float_digits = 3",
-    "SET bytea_output = 'hex'",
-)
-EXACT = VerificationConfig()
-
-
-def released_md5_fingerprint(database: str) -> dict[str, Any]:
-    """Return the fingerprint of `database` in the old format: no digest field, md5 per table."""
-    tables: dict[str, dict[str, Any]] = {}
-    with connect(database) as connection:
-        for statement in RELEASED_TEXT_SETTINGS:
-            connection.execute(statement)
-        names = connection.execute(
-            "SELECT table_schema, table_name FROM information_schema.tables "
-            "WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ('pg_catalog', 'information_schema')"
-        ).fetchall()
-        for schema, table in names:
-            row = connection.execute(sql.SQL(RELEASED_MD5_QUERY).format(sql.Identifier(schema, table))).fetchone()
-            assert row is not None
-            tables[f"{schema}.{table}"] = {"rows": int(row[0]), "digest": str(row[1])}
-    return {"tables": tables}
-
-
-# The digests as the replica of 2026-11-27 wrote them (digest hash_extended/1, a table's "hash" record or text), kept
-# verbatim for the same reason.
-RELEASED_ROW_QUERIES = {
-    "record": "SELECT count(*), coalesce(sum(hashtextextended(hash_record_extended(t.*, 0)::text, 0)), 0)::text "
-    "FROM {} AS t",
-    "text": "SELECT count(*), coalesce(sum(hashtextextended(t.*::text, 0)), 0)::text FROM {} AS t",
-}
-
-
-def released_record_fingerprint(database: str) -> dict[str, Any]:
-    """Return the fingerprint of `database` (the SCHEMA's tables) as written before the `columns` method."""
-    methods = {("public", "customers"): "record", ("audit", "events"): "record", ("public", "orders"): "text"}
-    tables: dict[str, dict[str, Any]] = {}
-    with connect(database) as connection:
-        for statement in RELEASED_TEXT_SETTINGS:
-            connection.execute(statement)
-        for (schema, table), method in methods.items():
-            query = sql.SQL(RELEASED_ROW_QUERIES[method]).format(sql.Identifier(schema, table))
-            row = connection.execute(query).fetchone()
-            assert row is not None
-            tables[f"{schema}.{table}"] = {"rows": int(row[0]), "digest": str(row[1]), "hash": method}
-    return {"digest": "hash_extended/1", "tables": tables}
-
-
-def fingerprint_check(database: str, expected: dict[str, Any]) -> Any:
-    checks = store_for(database).check_restored(Target(description="db", database=database), expected, EXACT)
-    assert checks[0].name == "integrity" and checks[0].passed, checks[0].detail
-    return checks[1]
-
-
-def test_fingerprint_names_its_digest_and_hashes_rows_as_records_only_where_every_type_allows(
-    source_database: str,
-) -> None:
-    fingerprint = live_fingerprint(source_database)
-
-    assert fingerprint["digest"] == "hash_extended/1"
-    # customers and audit.events hold integers, text and timestamps; orders has a numeric, hashed as text.
-    hashes = {name: table["hash"] for name, table in fingerprint["tables"].items()}
-    assert hashes == {"public.customers": "columns", "audit.events": "columns", "public.orders": "text"}
-
-
-def test_a_fingerprint_of_record_digests_still_verifies_and_still_finds_changes(source_database: str) -> None:
-    old = released_record_fingerprint(source_database)
-
-    passed = fingerprint_check(source_database, old)
-    with connect(source_database) as connection:
-        connection.execute("UPDATE customers SET name = 'Zoe' WHERE id = 1")
-    changed = fingerprint_check(source_database, old)
-
-    assert passed.passed, passed.detail
-    assert passed.detail == "3 tables, 44 rows: counts and content digests match"
-    assert not changed.passed
-    assert changed.detail.startswith("content of public.customers: digest expected")
-
-
-# Per type of COLUMN_HASHES: two distinct values.
-TYPED_VALUES = {
-    "boolean": ("true", "false"),
-    "bytea": ("'\\x01'", "'\\x0100'"),
-    "character": ("'ab'::char(3)", "'abc'::char(3)"),
-    "name": ("'a'", "'b'"),
-    "smallint": ("1", "2"),
-    "integer": ("1", "2"),
-    "bigint": ("1", "4294967296"),
-    "oid": ("1", "2"),
-    "text": ("'a'", "'a '"),
-    "character varying": ("'a'", "'b'"),
-    "date": ("'2026-01-01'", "'infinity'"),
-    "time without time zone": ("'12:00'", "'12:00:00.000001'"),
-    "timestamp without time zone": ("'2026-01-01 00:00'", "'-infinity'"),
-    "timestamp with time zone": ("'2026-01-01 00:00+00'", "'2026-01-01 00:00+01'"),
-    "uuid": ("'00000000-0000-0000-0000-000000000001'", "'00000000-0000-0000-0000-000000000002'"),
-}
-
-
-def test_every_column_type_is_digested_by_its_hash_and_values_swapped_between_columns_are_seen(
-    source_database: str,
-) -> None:
-    # GIVEN a table per type, two columns of that type, rows (value, changed) and (NULL, value)
-    assert set(TYPED_VALUES) == set(COLUMN_HASHES)
-    with connect(source_database) as connection:
-        for number, (type_name, (value, changed)) in enumerate(TYPED_VALUES.items()):
-            declared = "char(3)" if type_name == "character" else type_name
-            connection.execute(f"CREATE TABLE typed_{number} (id int, x {declared}, y {declared})")
-            connection.execute(f"INSERT INTO typed_{number} VALUES (1, {value}, {changed}), (2, NULL, {value})")
-    expected = live_fingerprint(source_database)
-    same = fingerprint_check(source_database, expected)
-    # WHEN each table's first row swaps its two values, and its second row its value and its NULL
-    with connect(source_database) as connection:
-        for number in range(len(TYPED_VALUES)):
-            connection.execute(f"UPDATE typed_{number} SET x = y, y = x")
-    with connect(source_database, autocommit=False) as connection:
-        swapped = fingerprint_connection(connection, expected)
-
-    # THEN every table was hashed by columns, the digests matched before, and every table's swaps were seen
-    typed = [f"public.typed_{number}" for number in range(len(TYPED_VALUES))]
-    assert {expected["tables"][name]["hash"] for name in typed} == {"columns"}
-    assert same.passed, same.detail
-    unseen = [name for name in typed if swapped["tables"][name]["digest"] == expected["tables"][name]["digest"]]
-    assert unseen == []
-
-
-@pytest.mark.parametrize(
-    ("column", "value", "changed"),
-    [
-        ("doc json", """'{"a": 1}'""", """'{"a":1}'"""),  # no hash at all
-        ("spot point", "'(1,2)'", "'(1,3)'"),  # no hash at all
-        ("body xml", "'<a>1</a>'", "'<a>2</a>'"),  # no hash at all
-        ("price numeric", "1.0", "1.00"),  # equal values, one hash: only the text tells them apart
-        ("span interval", "'1 day'", "'24 hours'"),  # likewise
-        ("code bpchar", "'a'", "'a  '"),  # unbounded bpchar: trailing spaces do not count in its hash
-        ("label text COLLATE ci", "'Abc'", "'abc'"),  # a case-insensitive collation hashes both alike
-    ],
-)
-def test_types_whose_hash_is_missing_or_blind_are_digested_as_text(
-    source_database: str, column: str, value: str, changed: str
-) -> None:
-    with connect(source_database) as connection:
-        connection.execute("CREATE COLLATION ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false)")
-        connection.execute(f"CREATE TABLE odd (id int, {column})")
-        connection.execute(f"INSERT INTO odd VALUES (1, {value}), (2, NULL)")
-    expected = live_fingerprint(source_database)
-    same = fingerprint_check(source_database, expected)
-    with connect(source_database) as connection:
-        connection.execute(f"UPDATE odd SET {column.split(maxsplit=1)[0]} = {changed} WHERE id = 1")
-    after = fingerprint_check(source_database, expected)
-
-    assert expected["tables"]["public.odd"]["hash"] == "text"
-    assert same.passed, same.detail
-    assert not after.passed
-    assert after.detail.startswith("content of public.odd: digest expected")
-
-
-@pytest.mark.parametrize(("columns", "method"), [("id int, t timestamptz", "columns"), ("id int, t float8", "text")])
-def test_a_column_named_like_the_row_alias_does_not_hide_the_other_columns(
-    source_database: str, columns: str, method: str
-) -> None:
-    # GIVEN a table with a column named `t`, the alias the digest queries give the row
-    with connect(source_database) as connection:
-        connection.execute(f"CREATE TABLE alias_clash ({columns})")
-        connection.execute("INSERT INTO alias_clash VALUES (1, NULL), (2, NULL)")
-    expected = live_fingerprint(source_database)
-    # WHEN only the other column changes
-    with connect(source_database) as connection:
-        connection.execute("UPDATE alias_clash SET id = 99 WHERE id = 1")
-    after = fingerprint_check(source_database, expected)
-
-    # THEN the whole row was digested, so the change is seen
-    assert expected["tables"]["public.alias_clash"]["hash"] == method
-    assert not after.passed
-    assert after.detail.startswith("content of public.alias_clash: digest expected")
-
-
-def test_a_digest_unknown_to_this_version_is_not_compared(source_database: str) -> None:
-    expected = {**live_fingerprint(source_database), "digest": "sha3_per_row/7"}
-
-    outcome = fingerprint_check(source_database, expected)
-
-    assert not outcome.passed
-    assert outcome.detail.startswith("not compared: the backup's digest 'sha3_per_row/7' is not the restore's")
 
 
 def test_a_drill_query_reads_one_statement_and_changes_nothing(source_database: str) -> None:

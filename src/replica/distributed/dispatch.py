@@ -5,10 +5,9 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from replica.catalog.records import utc_now
 from replica.distributed.app import TASK_NAME, describe_broker, make_app
 from replica.errors import ReplicaError
 from replica.settings import Settings
@@ -46,9 +45,9 @@ class Dispatcher:
                 args=[job, kind, slot.isoformat()],
                 queue=target,
                 retry=True,
-                # A publish that cannot reach the broker must not hang the scheduler thread: a few quick tries, then
-                # send_until_taken's own retry takes over.
-                # (each connection attempt is bounded by the app's broker_connection_timeout).
+                # A publish that cannot reach the broker must not hang the scheduler thread: a few quick tries (each
+                # connection attempt bounded by the app's broker_connection_timeout), then send_until_taken's own
+                # retry takes over.
                 retry_policy={"max_retries": 2, "interval_start": 0.5, "interval_step": 1.0},
             )
         except Exception as error:  # kombu raises a zoo of socket, AMQP and Redis errors: all mean "not sent"
@@ -69,7 +68,7 @@ class Dispatcher:
         else now); while the broker refuses it, try again every RETRY_SECONDS until it takes it or `stopping` is
         set, sending the newest slot once a later one fell due (it covers the earlier). `observe` hears "sent" or
         "failed" of each try. Returns when sent or stopped."""
-        slot = latest_slot() or utc_now()
+        slot = latest_slot() or datetime.now(UTC)
         while not stopping.is_set():
             try:
                 sent_to = self.send(job, kind, slot, queue)

@@ -242,7 +242,7 @@ class PostgresqlStore(Store):
         assert target.database is not None
         try:
             with self._connect(target.database) as connection:
-                found = fingerprint_connection(connection, expected)
+                found = self._restored_fingerprint(connection, expected)
         except (StoreError, psycopg.Error) as error:
             return [
                 CheckOutcome("integrity", False, True, f"restored database unusable: {error}"),
@@ -257,6 +257,13 @@ class PostgresqlStore(Store):
             f"pg_restore completed; {found_count} tables readable in full (backup had {expected_count})",
         )
         return [integrity, compare_tables(expected, found, verification)]
+
+    def _restored_fingerprint(self, connection: psycopg.Connection[Any], expected: Fingerprint | None) -> Fingerprint:
+        """Return the fingerprint of a restored database read through `connection`, digested the way `expected`
+        was (None: the current way). A read that hangs fails at the dump's deadline rather than holding the
+        verification. Raises psycopg.Error."""
+        connection.execute(f"SET statement_timeout = {int(self._timeout() * 1000)}")
+        return fingerprint_connection(connection, expected)
 
     def restored_values(self, location: Target, kind: str, query: str) -> set[str]:
         if kind != "sql":

@@ -1,17 +1,20 @@
 """A PostgreSQL database's fingerprint: per table, its row count and an order-independent digest of its rows.
 
-Read at backup in the dump's own snapshot and again from a restore, the two compare exactly. A table is digested by
-one of three methods, recorded per table so that a restore is always digested the way its backup was:
+Read at backup in the dump's own snapshot and again from a restore, the two compare exactly. The fingerprint names
+its digest, and each table the method it was digested by, so that a restore is always digested the way its backup
+was:
 
-- `columns` (every backup since 2026-11): each column's value hashed by its type's own 64-bit hash function,
-  seeded by the column's position, the column hashes of a row combined by XOR and the rows summed. No record is
-  formed: ~3x cheaper than `record` on a pgbench table (1.2 s instead of 3.2 s of one core for 7M rows).
-- `record` (older backups): each row hashed as a record with `hash_record_extended`, that hash hashed once more as
-  text before the sum (a record's hash is linear in its columns' hashes, so its plain sum would not see values moved
-  between rows).
-- `text` (tables with a column of a type whose hash is missing or blind): each row's text hashed.
+- `hash_extended/2` (backups since 2026-11-28), per table `columns`: each column's value hashed by its type's own
+  64-bit hash function, seeded by the column's position, the column hashes of a row combined by XOR and the rows
+  summed. No record is formed: ~2.5x cheaper than `record` on a pgbench table (1.3 s instead of 3.2 s of one core
+  for 7M rows). Tables with a column whose type has no exact hash: `text`, each row's text hashed.
+- `hash_extended/1` (older backups), per table `record`: each row hashed as a record with `hash_record_extended`,
+  that hash hashed once more as text before the sum (a record's hash is linear in its columns' hashes, so its
+  plain sum would not see values moved between rows); or `text`.
+- Fingerprints without a "digest" field (the first replica versions): md5 of each row's text.
 
-Fingerprints of replica before the "digest" field existed used md5 of each row's text; they still verify.
+Every function is named with its schema: a function of the same name in a schema on the search path (one a dump
+brings along, say) must not stand in for PostgreSQL's own and make a digest whatever it likes.
 """
 
 from __future__ import annotations
@@ -32,28 +35,29 @@ STABLE_TEXT_SETTINGS = (
     "SET bytea_output = 'hex'",
 )
 # The `columns` method's hash of a value of each type (by `format_type`), {value} and {seed} to fill in: the function
-# of the type's default hash operator class where SQL can call it on the type, else on an exact conversion: booleans
-# as 0 or 1, timestamptz as its UTC timestamp, dates and bytea as their ISO and hex text (STABLE_TEXT_SETTINGS).
-# Left out on purpose: types that have no hash (json, point, xml...) and types whose hash equates distinct values
-# (numeric 1.0 and 1.00, interval '1 day' and '24 hours', float -0 and 0, citext, case-insensitive collations,
-# unbounded bpchar's trailing spaces). bigint's hash folds the value to 32 bits before hashing, as
-# hash_record_extended's does.
+# of the type's default hash operator class where it hashes every bit of the value and SQL can call it on the type;
+# else an exact conversion: booleans as 0 or 1, bigint as its whole hash (which folds the value to 32 bits) and the
+# hash of its upper half, dates, times, timestamps and bytea as their text (under STABLE_TEXT_SETTINGS: ISO, UTC,
+# hex). Left out on purpose: types that have no hash (json, point, xml...) and types whose hash equates distinct
+# values (numeric 1.0 and 1.00, interval '1 day' and '24 hours', float -0 and 0, citext, case-insensitive
+# collations, unbounded bpchar's trailing spaces): their tables are digested as text.
 COLUMN_HASHES = {
-    "boolean": "hashint4extended({value}::integer, {seed})",
-    "bytea": "hashtextextended({value}::text, {seed})",
-    "character": "hashbpcharextended({value}, {seed})",
-    "name": "hashnameextended({value}, {seed})",
-    "smallint": "hashint2extended({value}, {seed})",
-    "integer": "hashint4extended({value}, {seed})",
-    "bigint": "hashint8extended({value}, {seed})",
-    "oid": "hashoidextended({value}, {seed})",
-    "text": "hashtextextended({value}, {seed})",
-    "character varying": "hashtextextended({value}, {seed})",
-    "date": "hashtextextended({value}::text, {seed})",
-    "time without time zone": "time_hash_extended({value}, {seed})",
-    "timestamp without time zone": "timestamp_hash_extended({value}, {seed})",
-    "timestamp with time zone": "timestamp_hash_extended({value}::timestamp, {seed})",
-    "uuid": "uuid_hash_extended({value}, {seed})",
+    "boolean": "pg_catalog.hashint4extended({value}::integer, {seed})",
+    "bytea": "pg_catalog.hashtextextended({value}::text, {seed})",
+    "character": "pg_catalog.hashbpcharextended({value}, {seed})",
+    "name": "pg_catalog.hashnameextended({value}, {seed})",
+    "smallint": "pg_catalog.hashint2extended({value}, {seed})",
+    "integer": "pg_catalog.hashint4extended({value}, {seed})",
+    "bigint": "pg_catalog.hashint8extended({value}, {seed}) "
+    "# pg_catalog.hashint4extended(({value} >> 32)::integer, {seed})",
+    "oid": "pg_catalog.hashoidextended({value}, {seed})",
+    "text": "pg_catalog.hashtextextended({value}, {seed})",
+    "character varying": "pg_catalog.hashtextextended({value}, {seed})",
+    "date": "pg_catalog.hashtextextended({value}::text, {seed})",
+    "time without time zone": "pg_catalog.hashtextextended({value}::text, {seed})",
+    "timestamp without time zone": "pg_catalog.hashtextextended({value}::text, {seed})",
+    "timestamp with time zone": "pg_catalog.hashtextextended({value}::text, {seed})",
+    "uuid": "pg_catalog.uuid_hash_extended({value}, {seed})",
 }
 _HASHED_TYPES = ", ".join(f"'{name}'" for name in COLUMN_HASHES)
 # Every ordinary table with its columns' names and types in order, and whether each column can be hashed by
@@ -76,23 +80,24 @@ TABLES_QUERY = f"""
     GROUP BY 1, 2
     ORDER BY 1, 2
 """
-# The digest a fingerprint names in its "digest" field: md5 when it names none.
+# The digest a fingerprint names in its "digest" field (md5 when it names none), and the methods of its tables.
 DIGEST_MD5 = "md5"
-DIGEST_HASH = "hash_extended/1"
+DIGEST_RECORDS = "hash_extended/1"
+DIGEST_HASH = "hash_extended/2"
+COLUMNS, RECORD, TEXT = "columns", "record", "text"
+DIGEST_METHODS = {DIGEST_RECORDS: (RECORD, TEXT), DIGEST_HASH: (COLUMNS, TEXT)}
 # md5: the sum of the first 60 bits of each row's md5 (~4x slower than `record` on a pgbench table).
 MD5_DIGEST_QUERY = (
-    "SELECT count(*), coalesce(sum(('x' || substr(md5(t::text), 1, 15))::bit(60)::bigint), 0)::text FROM {} AS t"
+    "SELECT count(*), coalesce(sum(('x' || pg_catalog.substr(pg_catalog.md5(t::text), 1, 15))::bit(60)::bigint), 0)"
+    "::text FROM {} AS t"
 )
 # `t.*` names the whole row even when the table has a column named `t` (plain `t` would then be that column:
 # md5's known blind spot).
 ROW_DIGEST_QUERIES = {
-    "record": "SELECT count(*), coalesce(sum(hashtextextended(hash_record_extended(t.*, 0)::text, 0)), 0)::text "
-    "FROM {} AS t",
-    "text": "SELECT count(*), coalesce(sum(hashtextextended(t.*::text, 0)), 0)::text FROM {} AS t",
+    RECORD: "SELECT count(*), coalesce(sum(pg_catalog.hashtextextended("
+    "pg_catalog.hash_record_extended(t.*, 0::bigint)::text, 0::bigint)), 0)::text FROM {} AS t",
+    TEXT: "SELECT count(*), coalesce(sum(pg_catalog.hashtextextended(t.*::text, 0::bigint)), 0)::text FROM {} AS t",
 }
-COLUMNS = "columns"
-DIGEST_METHODS = (COLUMNS, *ROW_DIGEST_QUERIES)
-COLUMN_HASHES_SINCE_VERSION = 110000  # the types' extended (64-bit, seeded) hash functions arrived in PostgreSQL 11
 
 
 def columns_digest_query(schema: str, table: str, names: list[str], types: list[str]) -> sql.Composed:
@@ -104,8 +109,10 @@ def columns_digest_query(schema: str, table: str, names: list[str], types: list[
     """
     terms = [
         sql.SQL("coalesce({hash}, {null})").format(
-            hash=sql.SQL(COLUMN_HASHES[type_name]).format(value=sql.Identifier(name), seed=sql.Literal(position)),
-            null=sql.Literal(-position),
+            hash=sql.SQL(COLUMN_HASHES[type_name]).format(
+                value=sql.Identifier(name), seed=sql.SQL("{}::bigint").format(sql.Literal(position))
+            ),
+            null=sql.SQL("{}::bigint").format(sql.Literal(-position)),
         )
         for position, (name, type_name) in enumerate(zip(names, types, strict=True), start=1)
     ]
@@ -127,14 +134,18 @@ class TableDigest(NamedTuple):
         return f"{self.schema}.{self.table}"
 
 
-def digest_queries(connection: psycopg.Connection[Any], methods: dict[str, str] | None = None) -> list[TableDigest]:
-    """Return how to digest every table of the connection's database, ordered by schema and name.
+def digest_queries(
+    connection: psycopg.Connection[Any], digest: str = DIGEST_HASH, methods: dict[str, str] | None = None
+) -> list[TableDigest]:
+    """Return how to digest every table of the connection's database for `digest` (hash_extended/1 or /2),
+    ordered by schema and name.
 
-    A table named in `methods` is digested by the method given there when this version knows it; every other by
-    `columns` where each of its columns' types allows it, else `text`. Sets STABLE_TEXT_SETTINGS in the session.
+    A table named in `methods` is digested by the method given there when `digest` has it and the table's columns
+    allow it; every other by the digest's first method where each of its columns' types allows it, else `text`.
+    Sets STABLE_TEXT_SETTINGS in the session.
     """
     methods = methods or {}
-    columns_supported = connection.info.server_version >= COLUMN_HASHES_SINCE_VERSION
+    known = DIGEST_METHODS[digest]
     queries: list[TableDigest] = []
     with connection.cursor() as cursor:
         for statement in STABLE_TEXT_SETTINGS:
@@ -142,8 +153,8 @@ def digest_queries(connection: psycopg.Connection[Any], methods: dict[str, str] 
         cursor.execute(TABLES_QUERY)
         for schema, table, names, types, hashable in cursor.fetchall():
             method = methods.get(f"{schema}.{table}")
-            if method not in DIGEST_METHODS or (method == COLUMNS and not (hashable and columns_supported)):
-                method = COLUMNS if hashable and columns_supported else "text"
+            if method not in known or (method != TEXT and not hashable):
+                method = known[0] if hashable else TEXT
             if method == COLUMNS:
                 query = columns_digest_query(schema, table, names, types)
             else:
@@ -162,12 +173,12 @@ def fingerprint_connection(connection: psycopg.Connection[Any], expected: Finger
     """
     digest = DIGEST_HASH if expected is None else str(expected.get("digest", DIGEST_MD5))
     expected_tables: dict[str, dict[str, Any]] = expected.get("tables", {}) if expected is not None else {}
-    if digest not in (DIGEST_MD5, DIGEST_HASH):
+    if digest != DIGEST_MD5 and digest not in DIGEST_METHODS:
         digest, expected_tables = DIGEST_HASH, {}
     methods = {name: str(table.get("hash")) for name, table in expected_tables.items()}
     tables: dict[str, dict[str, Any]] = {}
     with connection.cursor() as cursor:
-        for table in digest_queries(connection, methods):
+        for table in digest_queries(connection, DIGEST_HASH if digest == DIGEST_MD5 else digest, methods):
             if digest == DIGEST_MD5:
                 cursor.execute(sql.SQL(MD5_DIGEST_QUERY).format(sql.Identifier(table.schema, table.table)))
             else:

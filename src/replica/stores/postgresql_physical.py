@@ -37,6 +37,7 @@ from replica.catalog.records import CheckOutcome, utc_now
 from replica.config.models import DestinationConfig, PostgresqlStoreConfig, VerificationConfig
 from replica.errors import StoreError, UsageError, last_meaningful_line
 from replica.execute import Command, Completed, as_user
+from replica.stores import postgresql_server
 from replica.stores.base import (
     CANARY_NAME,
     BackupSource,
@@ -48,7 +49,6 @@ from replica.stores.base import (
     source_error,
 )
 from replica.stores.postgresql import PostgresqlStore
-from replica.stores.postgresql_fingerprint import fingerprint_connection
 from replica.stores.postgresql_server import ScratchServer, free_port, give_to, server_bin_dir, user_can_enter
 from replica.wal.segments import format_lsn, parse_lsn
 
@@ -152,7 +152,7 @@ def write_recovery_settings(
     (data_dir / "recovery.signal").write_text("")
     for name in ("postgresql.conf", "pg_hba.conf", "pg_ident.conf"):
         (data_dir / name).touch()
-    uid, gid = _ids(user)
+    uid, gid = postgresql_server.user_ids(user)
     for name in ("postgresql.auto.conf", "recovery.signal", "postgresql.conf", "pg_hba.conf", "pg_ident.conf"):
         os.chown(data_dir / name, uid, gid)
         (data_dir / name).chmod(0o600)
@@ -169,12 +169,6 @@ def strip_recovery_settings(text: str) -> str:
         elif not inside:
             kept.append(line)
     return "\n".join(kept) + ("\n" if kept else "")
-
-
-def _ids(user: str) -> tuple[int, int]:
-    from replica.stores.postgresql_server import user_ids
-
-    return user_ids(user)
 
 
 class PhysicalPostgresqlStore(PostgresqlStore):
@@ -419,7 +413,7 @@ class PhysicalPostgresqlStore(PostgresqlStore):
         try:
             server = self.recover(target.path, expected, self.target_time, removable=True)
             with server.connect(self.config.database) as connection:
-                found = fingerprint_connection(connection)
+                found = self._restored_fingerprint(connection, None)
                 row = connection.execute(
                     "SELECT system_identifier::text, pg_current_wal_lsn()::text, pg_last_xact_replay_timestamp() "
                     "FROM pg_control_system()"
