@@ -21,7 +21,8 @@ against an absolute target of 1 s per command. PostgreSQL: a database `replica_b
 127.0.0.1:5432 (trust auth for `postgres`), created and dropped by the script.
 
 `--keep DIR` keeps each bench in DIR/sqlite and DIR/postgresql (and the database) and reuses them on the next run
-with the same shape: filling takes minutes. A reused catalog ages: its newest runs drift into the past, and the
+with the same shape, as long as the catalog still holds the rows counted after filling it (a run without --keep drops
+the database): filling takes minutes. A reused catalog ages: its newest runs drift into the past, and the
 backups that stood for "running now" belong to a process that has ended (they show as abandoned).
 """
 
@@ -46,6 +47,7 @@ from typing import Any
 import psycopg
 from harness import Bench, Row, catalog_bench, compare, format_table, standard_arguments
 from sqlalchemy import insert, text
+from sqlalchemy.exc import SQLAlchemyError
 
 from replica.catalog.database import open_catalog
 from replica.catalog.models import CheckResult, Run, Snapshot
@@ -53,7 +55,7 @@ from replica.catalog.models import CheckResult, Run, Snapshot
 POSTGRESQL_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 POSTGRESQL_DATABASE = "replica_bench_catalog"
 POSTGRESQL_URL = f"postgresql+psycopg://postgres@127.0.0.1:5432/{POSTGRESQL_DATABASE}"
-# Written in a kept bench (--keep) once its catalog is filled: the shape it was filled with.
+# Written in a kept bench (--keep) once its catalog is filled: the shape it was filled with, and the rows it then held.
 FILLED_MARKER = "filled.json"
 TARGET_SECONDS = 1.0
 CYCLE = timedelta(hours=4)
@@ -587,11 +589,15 @@ def drop_postgresql_database() -> None:
         admin.execute(f'DROP DATABASE IF EXISTS "{POSTGRESQL_DATABASE}" WITH (FORCE)')
 
 
-def catalog_counts(instance: Bench) -> dict[str, int]:
-    """Return the row counts of the catalog the bench points at."""
+def bench_catalog_url(backend: str, root: Path) -> str:
+    """Return the URL of the catalog of the bench in `root`: a SQLite file in it, or the one PostgreSQL database."""
+    return f"sqlite:///{root / 'state' / 'catalog.sqlite3'}" if backend == "sqlite" else POSTGRESQL_URL
+
+
+def catalog_counts(url: str) -> dict[str, int]:
+    """Return the row counts of the catalog at `url`. Raises SQLAlchemyError when it cannot be read."""
     from sqlalchemy import create_engine
 
-    url = instance.extra_environment["REPLICA_CATALOG_URL"]
     engine = create_engine(url)
     with engine.connect() as connection:
         counts = {
@@ -621,8 +627,33 @@ def measure(instance: Bench, backend: str, arguments: Any, job: str) -> list[Row
     return rows
 
 
-def fill_bench(instance: Bench, backend: str, url: str, arguments: Any) -> str:
-    """Write the job files and fill the catalog at `url` (a PostgreSQL one created afresh); return what was done.
+def mark_filled(keep: Path, shape: dict[str, int], counts: dict[str, int]) -> None:
+    """Record in the kept bench `keep` that its catalog was filled with `shape` and then held `counts` rows."""
+    (keep / FILLED_MARKER).write_text(json.dumps({"shape": shape, "counts": counts}))
+
+
+def kept_bench_is_filled(keep: Path, shape: dict[str, int], url: str) -> bool:
+    """Return True when the bench kept in `keep` was filled with `shape` and its catalog at `url` still holds the
+    rows it held then.
+
+    Its marker alone does not tell: the PostgreSQL database has one fixed name, which a run without --keep drops
+    (after filling it with its own shape) whatever a kept bench's marker says.
+    """
+    try:
+        filled = json.loads((keep / FILLED_MARKER).read_text())
+    except (OSError, ValueError):
+        return False  # never filled, or a fill cut short
+    if not isinstance(filled, dict) or filled.get("shape") != shape:
+        return False  # another shape, or a marker of an older script (the shape alone)
+    try:
+        return catalog_counts(url) == filled.get("counts")
+    except SQLAlchemyError:
+        return False  # the database dropped, or its tables
+
+
+def fill_bench(instance: Bench, backend: str, url: str, arguments: Any) -> tuple[str, dict[str, int]]:
+    """Write the job files and fill the catalog at `url` (a PostgreSQL one created afresh); return what was done
+    and the catalog's row counts.
 
     Raises RuntimeError when the filling fails.
     """
@@ -634,12 +665,13 @@ def fill_bench(instance: Bench, backend: str, url: str, arguments: Any) -> str:
     started = time.perf_counter()
     fill_in_child(backend, url, arguments.jobs, arguments.catalog_runs)
     filled = time.perf_counter() - started
-    counts = catalog_counts(instance)
+    counts = catalog_counts(url)
     assert counts["runs"] == arguments.catalog_runs, counts
-    return (
+    note = (
         f"{backend}: {arguments.jobs:,} job files written in {written:.1f} s; catalog filled in "
         f"{filled:.1f} s: " + ", ".join(f"{count:,} {name}" for name, count in counts.items())
     )
+    return note, counts
 
 
 def main() -> int:
@@ -664,20 +696,20 @@ def main() -> int:
     for backend in backends:
         keep = arguments.keep / backend if arguments.keep else None
         shape = {"jobs": arguments.jobs, "catalog_runs": arguments.catalog_runs}
-        reuse = keep is not None and (keep / FILLED_MARKER).exists()
-        if keep is not None and (not reuse or json.loads((keep / FILLED_MARKER).read_text()) != shape):
-            shutil.rmtree(keep, ignore_errors=True)  # another shape, or a fill cut short: filled afresh
-            reuse = False
+        reuse = keep is not None and kept_bench_is_filled(keep, shape, bench_catalog_url(backend, keep))
+        if keep is not None and not reuse:
+            shutil.rmtree(keep, ignore_errors=True)  # not filled as asked, or its catalog gone since: filled afresh
         with catalog_bench(keep=keep) as instance:
-            url = f"sqlite:///{instance.root / 'state' / 'catalog.sqlite3'}" if backend == "sqlite" else POSTGRESQL_URL
+            url = bench_catalog_url(backend, instance.root)
             instance.extra_environment["REPLICA_CATALOG_URL"] = url
             try:
                 if reuse:
                     notes.append(f"{backend}: the catalog and job files kept in {keep} from an earlier run")
                 else:
-                    notes.append(fill_bench(instance, backend, url, arguments))
+                    note, counts = fill_bench(instance, backend, url, arguments)
+                    notes.append(note)
                     if keep is not None:
-                        (keep / FILLED_MARKER).write_text(json.dumps(shape))
+                        mark_filled(keep, shape, counts)
                 print(f"\n  {notes[-1]}", file=sys.stderr)
                 rows += measure(instance, backend, arguments, job)
             finally:

@@ -4,16 +4,24 @@ The benchmarks themselves are run by hand (benchmarks/README.md); this only catc
 replica's code (an import or a renamed function) before someone needs its figures. `wal_shipping.py` also runs once
 on tiny data (--smoke, ~10 s): it drives replica's WAL path end to end (a cluster's archiver, wal-push, the lag).
 `distributed.py --smoke` is not run here: it takes ~1 min (a PostgreSQL database, a RabbitMQ virtual host, workers
-and a daemon started twice), and tests/e2e/test_distributed.py covers the same processes.
+and a daemon started twice), and tests/e2e/test_distributed.py covers the same processes. `catalog_scale.py --keep`
+reuses a kept bench only while its catalog holds what was filled (checked on catalogs of its own, never the bench's
+shared database, which someone's benchmark may be using).
 """
 
 from __future__ import annotations
 
+import importlib
+import secrets
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
+
+from replica.catalog.database import open_catalog
+from tests.support.catalogs import POSTGRESQL_URL_PREFIX
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 SUPPORT_MODULES = {"harness", "replica_probe", "run"}
@@ -67,3 +75,31 @@ def test_wal_shipping_smoke_run_measures_pushes_and_lag() -> None:
     assert pushed > 0 and failed == "0"
     assert primary_lag != "–" and offsite_lag != "–", load_rows[0]
     assert "| one push of a 1 MiB segment to 2 destinations vs raw_put.py" in completed.stdout
+
+
+@pytest.fixture
+def catalog_scale(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """benchmarks/catalog_scale.py as a module (it imports its neighbour `harness` as a script does)."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    return importlib.import_module("catalog_scale")
+
+
+def test_a_kept_catalog_is_reused_only_while_it_holds_what_was_filled(
+    catalog_scale: ModuleType, postgresql_catalog_url: str, tmp_path: Path
+) -> None:
+    # GIVEN a kept bench whose PostgreSQL catalog was filled (here: migrated, empty) and marked with its counts
+    open_catalog(postgresql_catalog_url).kw["bind"].dispose()
+    shape = {"jobs": 2, "catalog_runs": 0}
+    catalog_scale.mark_filled(tmp_path, shape, catalog_scale.catalog_counts(postgresql_catalog_url))
+    # WHEN asked whether to reuse it THEN yes, while the database holds those rows and the shape is the same
+    assert catalog_scale.kept_bench_is_filled(tmp_path, shape, postgresql_catalog_url)
+    assert not catalog_scale.kept_bench_is_filled(tmp_path, {**shape, "jobs": 3}, postgresql_catalog_url)
+    # and not once a run without --keep dropped the database (another name here, never the bench's own)
+    dropped = f"{POSTGRESQL_URL_PREFIX}replica_bench_{secrets.token_hex(4)}"
+    assert not catalog_scale.kept_bench_is_filled(tmp_path, shape, dropped)
+    # or filled it with other rows
+    catalog_scale.mark_filled(tmp_path, shape, {"runs": 5, "snapshots": 0, "check_results": 0, "unpruned snapshots": 0})
+    assert not catalog_scale.kept_bench_is_filled(tmp_path, shape, postgresql_catalog_url)
+    # nor when the fill was cut short (no marker)
+    (tmp_path / catalog_scale.FILLED_MARKER).unlink()
+    assert not catalog_scale.kept_bench_is_filled(tmp_path, shape, postgresql_catalog_url)

@@ -3,29 +3,14 @@ exit 2."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
+
+from tests.support.cli import run_replica
 
 
 def validate(root: Path, **environment: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "replica", "config", "validate"],
-        env={
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": str(root),
-            "REPLICA_STATE_DIR": str(root / "state"),
-            "REPLICA_JOBS_DIR": str(root / "jobs"),
-            "REPLICA_POLICIES_DIR": str(root / "policies"),
-            **environment,
-        },
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=root,
-    )
+    return run_replica(root, "config", "validate", **environment)
 
 
 def test_an_rpo_shorter_than_the_backup_schedule_is_one_line_with_file_and_line_and_exit_2(tmp_path: Path) -> None:

@@ -6,25 +6,31 @@ recomputed (and stored back) through the catalog."""
 from __future__ import annotations
 
 import sqlite3
+import subprocess
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import create_engine, text
 
 import replica.actions.status
 import replica.catalog.summaries
 from replica.actions.context import Context
 from replica.actions.status import collect_status, collect_views
+from replica.catalog.database import open_catalog
 from replica.catalog.facts import LagRecord, LatestRecords
 from replica.catalog.records import Catalog
 from replica.catalog.summary_reader import _psycopg_parameters, open_summary_reader
 from replica.cli.json_text import indented_json
 from replica.cli.render import status_table, status_table_of
 from tests.integration.test_status_grouped import JOBS, History, context_with_history, snapshot_ids
+from tests.support.catalogs import POSTGRESQL_URL_PREFIX
+from tests.support.cli import run_replica
 
 NOW = datetime(2026, 11, 27, 12, 0, 0, 250_000, tzinfo=UTC)
+PASSWORD = "s3cr@t"  # in a URL: s3cr%40t
 
 
 class _FrozenClock(datetime):
@@ -128,17 +134,115 @@ def test_the_reader_leaves_catalogs_it_does_not_read_to_the_catalog(tmp_path: Pa
             assert reader is None, path
 
 
-def test_psycopg_parameters_are_sqlalchemys_reading_of_the_url() -> None:
-    assert _psycopg_parameters("postgresql+psycopg://re%40der:p%2Fss@db.example:6543/re%20plica?sslmode=require") == {
-        "host": "db.example",
+def test_a_missing_sqlite_catalog_is_never_created_even_if_it_goes_after_the_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a catalog file seen by the reader's check, then removed before it connects
+    missing = tmp_path / "gone.sqlite3"
+    monkeypatch.setattr(Path, "is_file", lambda path: True)
+    # WHEN the reader is asked THEN it declines, as for a file never there, and creates nothing
+    with open_summary_reader(f"sqlite:///{missing}") as reader:
+        assert reader is None
+    assert not missing.exists()
+
+
+def test_the_reader_opens_the_sqlite_file_sqlalchemy_opens(tmp_path: Path) -> None:
+    # GIVEN a catalog whose path is percent-encoded in its URL, as SQLAlchemy decodes it
+    url = f"sqlite:///{tmp_path}/my%20catalog.sqlite3"
+    open_catalog(url).kw["bind"].dispose()
+    assert (tmp_path / "my catalog.sqlite3").is_file()
+    # WHEN the reader is asked THEN it reads that file
+    with open_summary_reader(url) as reader:
+        assert reader is not None
+        assert reader.leader() is None
+
+
+# URLs whose psycopg parameters the reader derives as SQLAlchemy's psycopg dialect does: the host as written (a
+# socket folder percent-encoded, capitals), user, password and database percent-decoded, empty parts and blank
+# options left out, the query's options winning.
+SAME_AS_SQLALCHEMY = (
+    "postgresql+psycopg://MyHost/replica",
+    "postgresql+psycopg://replica@%2FVar%2Frun/replica",
+    "postgresql+psycopg://re%40der:p%2Fss%40w%3Ard@DB.example:6543/re%20plica?sslmode=require&application_name=st",
+    "postgresql+psycopg://replica:@db/replica",
+    "postgresql+psycopg://app:p@ss@db/replica",
+    "postgresql+psycopg://[::1]:5433/replica",
+    "postgresql+psycopg:///replica?host=/run/postgresql&port=5433",
+    "postgresql+psycopg://db:5432/replica?host=Other&sslmode=",
+    "postgresql+psycopg://db/re#plica",
+    "postgresql+psycopg://",
+)
+# URLs SQLAlchemy refuses or reads as several hosts: left to the catalog's path.
+DECLINED = (
+    "postgresql+psycopg://db:notaport/replica",
+    "postgresql+psycopg://db:/replica",
+    "postgresql+psycopg://replica@db-a:5432,db-b:5432/replica",
+    "postgresql+psycopg:///replica?host=db-a:5432&host=db-b:5432",
+    "postgresql+psycopg:///replica?host=db-a,db-b&port=5432,5433",
+    "postgresql+psycopg:///replica?port=any",
+)
+
+
+@pytest.mark.parametrize("url", SAME_AS_SQLALCHEMY)
+def test_psycopg_parameters_are_what_sqlalchemys_dialect_passes(url: str) -> None:
+    engine = create_engine(url)  # connects to nothing
+    arguments, parameters = engine.dialect.create_connect_args(engine.url)
+    parameters.pop("context", None)  # psycopg's type adapters
+    assert arguments in ([], [""])  # psycopg.connect("") is psycopg.connect()
+    assert _psycopg_parameters(url) == parameters
+
+
+def test_psycopg_parameters_keep_the_host_and_decode_the_password() -> None:
+    assert _psycopg_parameters(SAME_AS_SQLALCHEMY[2]) == {
+        "host": "DB.example",
         "port": 6543,
         "user": "re@der",
-        "password": "p/ss",
+        "password": "p/ss@w:rd",
         "dbname": "re plica",
         "sslmode": "require",
+        "application_name": "st",
     }
-    assert _psycopg_parameters("postgresql+psycopg:///replica?host=/run/postgresql") == {
+    assert _psycopg_parameters(SAME_AS_SQLALCHEMY[1]) == {
+        "host": "%2FVar%2Frun",
+        "user": "replica",
         "dbname": "replica",
-        "host": "/run/postgresql",
     }
-    assert _psycopg_parameters("postgresql+psycopg://db:notaport/replica") is None
+    for url in DECLINED:
+        assert _psycopg_parameters(url) is None, url
+
+
+def _status(root: Path, url: str) -> subprocess.CompletedProcess[str]:
+    """Run `replica status` on the catalog at `url`, without jobs, in `root`."""
+    for folder in ("jobs", "policies", "state"):
+        (root / folder).mkdir(exist_ok=True)
+    return run_replica(root, "status", REPLICA_CATALOG_URL=url)
+
+
+def _assert_one_line_without_password(result: subprocess.CompletedProcess[str], reason: str) -> None:
+    assert result.returncode != 0, result
+    assert result.stdout == ""
+    assert result.stderr.startswith("replica: error: catalog "), result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr  # no traceback
+    assert f"cannot be used: {reason}" in result.stderr
+    assert PASSWORD not in result.stderr and "s3cr%40t" not in result.stderr
+
+
+def test_a_url_libpq_refuses_is_one_line_without_the_password(tmp_path: Path) -> None:
+    # GIVEN a catalog URL with a password and an option libpq does not know
+    url = f"{POSTGRESQL_URL_PREFIX.replace('postgres@', 'postgres:s3cr%40t@')}postgres?bogus=1"
+    # WHEN status runs THEN it fails with one line naming the catalog without its password
+    _assert_one_line_without_password(_status(tmp_path, url), 'invalid connection option "bogus"')
+
+
+def test_a_catalog_that_fails_while_read_is_one_line_without_the_password(catalog_url: str, tmp_path: Path) -> None:
+    # GIVEN a catalog at the newest schema whose leader table is gone (a read that fails), reached with a password
+    # (trust authentication ignores it)
+    engine = open_catalog(catalog_url).kw["bind"]
+    with engine.begin() as connection:
+        connection.execute(text("DROP TABLE scheduler_leaders"))
+    engine.dispose()
+    url = catalog_url.replace("postgres@", "postgres:s3cr%40t@")
+    # WHEN status runs THEN it fails with one line naming the catalog without its password
+    result = _status(tmp_path, url)
+    _assert_one_line_without_password(result, "")
+    assert "scheduler_leaders" in result.stderr

@@ -11,9 +11,14 @@ from sqlalchemy import Connection, create_engine, event, inspect, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from replica.catalog.schema import MIGRATIONS_PATH, SQLITE_BUSY_TIMEOUT_MILLISECONDS, known_revisions
+from replica.catalog.schema import (
+    MIGRATIONS_PATH,
+    SQLITE_BUSY_TIMEOUT_MILLISECONDS,
+    known_revisions,
+    unusable_catalog,
+)
 from replica.errors import CatalogError
-from replica.urls import redact_text, redact_url
+from replica.urls import redact_url
 
 # Re-exported: where the migrations, the SQLite wait and the known revisions were always imported from.
 __all__ = ["MIGRATIONS_PATH", "SQLITE_BUSY_TIMEOUT_MILLISECONDS", "known_revisions", "open_catalog"]
@@ -64,8 +69,7 @@ def open_catalog(url: str) -> sessionmaker[Session]:
             if current != known[-1]:
                 _upgrade(connection)
     except SQLAlchemyError as error:
-        reason = redact_text(str(getattr(error, "orig", None) or error).splitlines()[0])
-        raise CatalogError(f"catalog {redact_url(url)} cannot be used: {reason}") from None
+        raise unusable_catalog(url, getattr(error, "orig", None) or error) from None
     return sessionmaker(engine, expire_on_commit=False)
 
 
