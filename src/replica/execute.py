@@ -246,7 +246,8 @@ def run(command: Command, *, stdout_path: Path | None = None, cancellation: Canc
             # Not a session of its own: Linux shares the CPU between sessions first (autogroups), so a child in a
             # session of its own takes a whole share beside the database server it reads from; a restore of 1 GB
             # into PostgreSQL through `restic dump | pg_restore` then took ~0.5 s (5%) longer than the same pipeline
-            # in a shell, whose commands share its session.
+            # in a shell, whose commands share its session. Children must never prompt (every store passes its
+            # password non-interactively): in a background group of a terminal, one writing to it would be stopped.
             "_new_group": True,
         }
         if command.cwd is not None:

@@ -89,7 +89,7 @@ def test_fingerprint_names_its_digest_and_hashes_by_columns_only_where_every_typ
 ) -> None:
     fingerprint = live_fingerprint(source_database)
 
-    assert fingerprint["digest"] == "hash_extended/2"
+    assert fingerprint["digest"] == "hash_extended/3"
     # customers and audit.events hold integers, text and timestamps; orders has a numeric, hashed as text.
     hashes = {name: table["hash"] for name, table in fingerprint["tables"].items()}
     assert hashes == {"public.customers": "columns", "audit.events": "columns", "public.orders": "text"}
@@ -195,6 +195,24 @@ def test_every_column_type_is_digested_exactly_and_sees_one_value_changed_swappe
         for number in range(len(TYPED_VALUES)):
             connection.execute(f"UPDATE typed_{number} SET x = y, y = x WHERE id = 3")
     assert unseen_changes(source_database, expected, tables) == []
+
+
+def test_bigint_values_whose_folded_hash_and_upper_half_meet_are_told_apart(source_database: str) -> None:
+    # GIVEN values whose 32-bit fold equals their upper half (0, -1, 2^32, 2^33, -2^32 - 1) or whose upper halves
+    # swap roles (hi=1, lo=5 and hi=4, lo=5): a bigint hashed twice under one seed gives them one digest
+    values = [0, -1, 1 << 32, 1 << 33, -(1 << 32) - 1, (1 << 32) + 5, (4 << 32) + 5]
+    with connect(source_database) as connection:
+        connection.execute("CREATE TABLE bigs (v bigint)")
+        connection.execute("INSERT INTO bigs VALUES (0)")
+    digests = []
+    # WHEN the one value takes each of them in turn
+    for value in values:
+        with connect(source_database) as connection:
+            connection.execute("UPDATE bigs SET v = %s", (value,))
+        digests.append(live_fingerprint(source_database)["tables"]["public.bigs"]["digest"])
+
+    # THEN every value has a digest of its own
+    assert len(set(digests)) == len(values), dict(zip(values, digests, strict=True))
 
 
 def test_a_function_of_the_same_name_in_a_schema_on_the_search_path_does_not_stand_in(source_database: str) -> None:

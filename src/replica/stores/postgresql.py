@@ -260,8 +260,8 @@ class PostgresqlStore(Store):
 
     def _restored_fingerprint(self, connection: psycopg.Connection[Any], expected: Fingerprint | None) -> Fingerprint:
         """Return the fingerprint of a restored database read through `connection`, digested the way `expected`
-        was (None: the current way). A read that hangs fails at the dump's deadline rather than holding the
-        verification. Raises psycopg.Error."""
+        was (None: the current way). Each table's read that hangs fails at the dump's deadline rather than holding
+        the verification. Raises psycopg.Error."""
         connection.execute(f"SET statement_timeout = {int(self._timeout() * 1000)}")
         return fingerprint_connection(connection, expected)
 

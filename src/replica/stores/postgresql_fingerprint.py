@@ -4,7 +4,7 @@ Read at backup in the dump's own snapshot and again from a restore, the two comp
 its digest, and each table the method it was digested by, so that a restore is always digested the way its backup
 was:
 
-- `hash_extended/2` (backups since 2026-11-28), per table `columns`: each column's value hashed by its type's own
+- `hash_extended/3` (backups since 2026-11-28), per table `columns`: each column's value hashed by its type's own
   64-bit hash function, seeded by the column's position, the column hashes of a row combined by XOR and the rows
   summed. No record is formed: ~2.5x cheaper than `record` on a pgbench table (1.3 s instead of 3.2 s of one core
   for 7M rows). Tables with a column whose type has no exact hash: `text`, each row's text hashed.
@@ -12,6 +12,8 @@ was:
   that hash hashed once more as text before the sum (a record's hash is linear in its columns' hashes, so its
   plain sum would not see values moved between rows); or `text`.
 - Fingerprints without a "digest" field (the first replica versions): md5 of each row's text.
+
+(`hash_extended/2` named a row digest that never left development; the name is not reused.)
 
 Every function is named with its schema: a function of the same name in a schema on the search path (one a dump
 brings along, say) must not stand in for PostgreSQL's own and make a digest whatever it likes.
@@ -34,13 +36,14 @@ STABLE_TEXT_SETTINGS = (
     "SET extra_float_digits = 3",
     "SET bytea_output = 'hex'",
 )
-# The `columns` method's hash of a value of each type (by `format_type`), {value} and {seed} to fill in: the function
-# of the type's default hash operator class where it hashes every bit of the value and SQL can call it on the type;
-# else an exact conversion: booleans as 0 or 1, bigint as its whole hash (which folds the value to 32 bits) and the
-# hash of its upper half, dates, times, timestamps and bytea as their text (under STABLE_TEXT_SETTINGS: ISO, UTC,
-# hex). Left out on purpose: types that have no hash (json, point, xml...) and types whose hash equates distinct
-# values (numeric 1.0 and 1.00, interval '1 day' and '24 hours', float -0 and 0, citext, case-insensitive
-# collations, unbounded bpchar's trailing spaces): their tables are digested as text.
+# The `columns` method's hash of a value of each type (by `format_type`), {value}, {seed} and {upper_seed} to fill
+# in: the function of the type's default hash operator class where it hashes every bit of the value and SQL can call
+# it on the type; else an exact conversion: booleans as 0 or 1, bigint as its whole hash (which folds the value to
+# 32 bits) and the hash of its upper half under another seed (under the same seed the two cancel whenever the fold
+# equals the upper half: 0, -1 and 2^32 would all hash to 0), dates, times, timestamps and bytea as their text
+# (under STABLE_TEXT_SETTINGS: ISO, UTC, hex). Left out on purpose: types that have no hash (json, point, xml...)
+# and types whose hash equates distinct values (numeric 1.0 and 1.00, interval '1 day' and '24 hours', float -0 and
+# 0, citext, case-insensitive collations, unbounded bpchar's trailing spaces): their tables are digested as text.
 COLUMN_HASHES = {
     "boolean": "pg_catalog.hashint4extended({value}::integer, {seed})",
     "bytea": "pg_catalog.hashtextextended({value}::text, {seed})",
@@ -49,7 +52,7 @@ COLUMN_HASHES = {
     "smallint": "pg_catalog.hashint2extended({value}, {seed})",
     "integer": "pg_catalog.hashint4extended({value}, {seed})",
     "bigint": "pg_catalog.hashint8extended({value}, {seed}) "
-    "# pg_catalog.hashint4extended(({value} >> 32)::integer, {seed})",
+    "# pg_catalog.hashint4extended(({value} >> 32)::integer, {upper_seed})",
     "oid": "pg_catalog.hashoidextended({value}, {seed})",
     "text": "pg_catalog.hashtextextended({value}, {seed})",
     "character varying": "pg_catalog.hashtextextended({value}, {seed})",
@@ -59,6 +62,8 @@ COLUMN_HASHES = {
     "timestamp with time zone": "pg_catalog.hashtextextended({value}::text, {seed})",
     "uuid": "pg_catalog.uuid_hash_extended({value}, {seed})",
 }
+# Added to a column's seed for a second hash of the same value (bigint's upper half): positions stay far below it.
+UPPER_SEED_OFFSET = 1 << 32
 _HASHED_TYPES = ", ".join(f"'{name}'" for name in COLUMN_HASHES)
 # Every ordinary table with its columns' names and types in order, and whether each column can be hashed by
 # COLUMN_HASHES (a bounded char(n), a deterministic collation).
@@ -83,7 +88,7 @@ TABLES_QUERY = f"""
 # The digest a fingerprint names in its "digest" field (md5 when it names none), and the methods of its tables.
 DIGEST_MD5 = "md5"
 DIGEST_RECORDS = "hash_extended/1"
-DIGEST_HASH = "hash_extended/2"
+DIGEST_HASH = "hash_extended/3"
 COLUMNS, RECORD, TEXT = "columns", "record", "text"
 DIGEST_METHODS = {DIGEST_RECORDS: (RECORD, TEXT), DIGEST_HASH: (COLUMNS, TEXT)}
 # md5: the sum of the first 60 bits of each row's md5 (~4x slower than `record` on a pgbench table).
@@ -110,7 +115,9 @@ def columns_digest_query(schema: str, table: str, names: list[str], types: list[
     terms = [
         sql.SQL("coalesce({hash}, {null})").format(
             hash=sql.SQL(COLUMN_HASHES[type_name]).format(
-                value=sql.Identifier(name), seed=sql.SQL("{}::bigint").format(sql.Literal(position))
+                value=sql.Identifier(name),
+                seed=sql.SQL("{}::bigint").format(sql.Literal(position)),
+                upper_seed=sql.SQL("{}::bigint").format(sql.Literal(position + UPPER_SEED_OFFSET)),
             ),
             null=sql.SQL("{}::bigint").format(sql.Literal(-position)),
         )
@@ -137,7 +144,7 @@ class TableDigest(NamedTuple):
 def digest_queries(
     connection: psycopg.Connection[Any], digest: str = DIGEST_HASH, methods: dict[str, str] | None = None
 ) -> list[TableDigest]:
-    """Return how to digest every table of the connection's database for `digest` (hash_extended/1 or /2),
+    """Return how to digest every table of the connection's database for `digest` (hash_extended/1 or /3),
     ordered by schema and name.
 
     A table named in `methods` is digested by the method given there when `digest` has it and the table's columns
