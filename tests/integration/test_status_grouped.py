@@ -15,12 +15,13 @@ from sqlalchemy import update
 
 from replica.actions.context import Context
 from replica.actions.recovery_points import latest_verifications, newest_point_per_destination, verified_points
-from replica.actions.status import _rto_forecast, collect_status, job_status
+from replica.actions.status import _forecast, _forecast_document, collect_status, job_status
 from replica.catalog.actor import acting_as, current_actor
 from replica.catalog.database import open_catalog
 from replica.catalog.latest import DRILL_RESTORE_KIND, RTO_SAMPLE_KINDS
 from replica.catalog.models import Run, Snapshot
 from replica.catalog.records import FAILED, INTERRUPTED, RUNNING, SUCCEEDED, Catalog
+from replica.config.models import PolicyConfig
 from replica.policy.forecast import FIT_SAMPLES, RtoFit, RtoSample, SizeSample, fit_rto
 from replica.policy.objectives import STATE_ORDER, JobFacts, Objectives, evaluate
 from replica.processes import process_alive
@@ -346,7 +347,7 @@ def per_job_document(context: Context, job_name: str, now: datetime) -> dict[str
                 if last_verify
                 else None,
                 "object_lock": object_lock(destination.name),
-                "rto_forecast": _rto_forecast(destination.name, fits.get(destination.name), policy, now, reasons),
+                "rto_forecast": rto_forecast(destination.name, fits.get(destination.name), policy, now, reasons),
                 "wal_lag": None,  # no job here ships WAL (its lag is tested in test_wal_lags and test_wal_chain)
             }
         )
@@ -453,3 +454,10 @@ def test_grouped_status_without_materialized_ids_gives_the_same(
 
     # WHEN the latest records are read without it THEN they are the same
     assert catalog.compute_latest_records(JOBS) == expected
+
+
+def rto_forecast(
+    destination: str, fit: RtoFit | None, policy: PolicyConfig, now: datetime, reasons: list[str]
+) -> dict[str, Any] | None:
+    """Return a destination's `rto_forecast` as status writes it, appending its warning to `reasons`."""
+    return _forecast_document(fit, *_forecast(destination, fit, policy, now, reasons)) if fit is not None else None

@@ -219,16 +219,6 @@ def _forecast(
     return forecast, warning
 
 
-def _rto_forecast(
-    destination: str, fit: RtoFit | None, policy: PolicyConfig, now: datetime, reasons: list[str]
-) -> dict[str, Any] | None:
-    """Return a destination's RTO forecast (None: too few measured restores to fit), appending to `reasons` the
-    warning of a confident forecast whose breach is within the policy's horizon."""
-    if fit is None:
-        return None
-    return _forecast_document(fit, *_forecast(destination, fit, policy, now, reasons))
-
-
 def _forecast_document(fit: RtoFit | None, forecast: RtoForecast | None, warning: bool) -> dict[str, Any] | None:
     """Return the `rto_forecast` of a destination's document (None without a fit)."""
     if fit is None or forecast is None:
